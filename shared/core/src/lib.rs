@@ -1,0 +1,19 @@
+//! Domain types and pure rules of mktg: goals, plans, tasks and their state
+//! machine, reviews, message envelopes and idempotency keys.
+//!
+//! This crate performs no IO, reads no clock and no environment, and knows
+//! nothing about AWS or HTTP. Callers pass `now` and ids in.
+
+pub mod ids;
+pub mod keys;
+pub mod message;
+pub mod model;
+pub mod plan;
+pub mod review;
+pub mod status;
+
+pub use ids::{GoalId, SkillName, TaskId, TenantId};
+pub use message::{DomainEvent, Envelope, Message, QueueName};
+pub use model::{Goal, GoalSource, Output, Priority, Task, Trace, Turn, Usage};
+pub use review::{Decision, Finding, Review, Severity};
+pub use status::{GoalStatus, TaskStatus, TransitionError};

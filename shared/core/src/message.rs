@@ -1,0 +1,207 @@
+//! The wire format between functions. A serialized type is a compatibility
+//! promise: add optional fields, never rename or remove one.
+
+use crate::ids::{GoalId, TaskId, TenantId};
+use crate::keys;
+use crate::model::Priority;
+use crate::review::Decision;
+use serde::{Deserialize, Serialize};
+
+/// Every queue message: who it is for, what it means, and the key that makes
+/// handling it twice harmless.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub idempotency_key: String,
+    pub tenant: TenantId,
+    pub goal: GoalId,
+    pub message: Message,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Message {
+    /// A new goal: free text, or a pipeline template started directly.
+    GoalSubmitted {
+        text: String,
+        #[serde(default)]
+        pipeline: Option<String>,
+        #[serde(default)]
+        priority: Priority,
+        #[serde(default)]
+        source: Option<crate::model::GoalSource>,
+        submitted_ms: u64,
+    },
+    /// A task (at a revision) may run its next turn.
+    TaskReady { task: TaskId, revision: u32 },
+    /// The agent stored an output for the revision.
+    TaskOutput { task: TaskId, revision: u32 },
+    /// The director asks for a review of the revision's output.
+    ReviewRequested { task: TaskId, revision: u32 },
+    /// The reviewer decided.
+    ReviewDecided {
+        task: TaskId,
+        revision: u32,
+        decision: Decision,
+    },
+}
+
+/// The queues of the system; each is consumed by one function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum QueueName {
+    Director,
+    Agent,
+    Review,
+    Tool,
+}
+
+impl QueueName {
+    pub const ALL: [QueueName; 4] = [
+        QueueName::Director,
+        QueueName::Agent,
+        QueueName::Review,
+        QueueName::Tool,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueName::Director => "director",
+            QueueName::Agent => "agent",
+            QueueName::Review => "review",
+            QueueName::Tool => "tool",
+        }
+    }
+}
+
+impl Message {
+    /// The queue whose consumer handles this message.
+    pub fn queue(&self) -> QueueName {
+        match self {
+            Message::GoalSubmitted { .. }
+            | Message::TaskOutput { .. }
+            | Message::ReviewDecided { .. } => QueueName::Director,
+            Message::TaskReady { .. } => QueueName::Agent,
+            Message::ReviewRequested { .. } => QueueName::Review,
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::GoalSubmitted { .. } => "GoalSubmitted",
+            Message::TaskReady { .. } => "TaskReady",
+            Message::TaskOutput { .. } => "TaskOutput",
+            Message::ReviewRequested { .. } => "ReviewRequested",
+            Message::ReviewDecided { .. } => "ReviewDecided",
+        }
+    }
+
+    pub fn task(&self) -> Option<&TaskId> {
+        match self {
+            Message::GoalSubmitted { .. } => None,
+            Message::TaskReady { task, .. }
+            | Message::TaskOutput { task, .. }
+            | Message::ReviewRequested { task, .. }
+            | Message::ReviewDecided { task, .. } => Some(task),
+        }
+    }
+}
+
+impl Envelope {
+    /// Builds an envelope whose key is derived from the message's meaning.
+    pub fn new(tenant: TenantId, goal: GoalId, message: Message) -> Self {
+        let idempotency_key = match &message {
+            Message::GoalSubmitted { .. } => keys::goal_submitted(&tenant, &goal),
+            Message::TaskReady { task, revision } => {
+                keys::task_step(&tenant, &goal, task, "ready", *revision)
+            }
+            Message::TaskOutput { task, revision } => {
+                keys::task_step(&tenant, &goal, task, "output", *revision)
+            }
+            Message::ReviewRequested { task, revision } => {
+                keys::task_step(&tenant, &goal, task, "review", *revision)
+            }
+            Message::ReviewDecided { task, revision, .. } => {
+                keys::task_step(&tenant, &goal, task, "decided", *revision)
+            }
+        };
+        Envelope {
+            idempotency_key,
+            tenant,
+            goal,
+            message,
+        }
+    }
+}
+
+/// A fact published on the event bus for anyone to react to
+/// (`goal.completed`, `task.failed`, `task.escalated`, ...).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DomainEvent {
+    /// Dotted type, used as the EventBridge detail-type.
+    pub kind: String,
+    pub idempotency_key: String,
+    pub tenant: TenantId,
+    pub goal: GoalId,
+    pub task: Option<TaskId>,
+    pub status: String,
+    pub reason: Option<String>,
+    pub at_ms: u64,
+}
+
+impl DomainEvent {
+    pub fn new(
+        kind: &str,
+        tenant: TenantId,
+        goal: GoalId,
+        task: Option<TaskId>,
+        status: &str,
+        reason: Option<String>,
+        at_ms: u64,
+    ) -> Self {
+        let subject = task.as_ref().map_or("goal", |t| t.as_str()).to_string();
+        DomainEvent {
+            kind: kind.to_string(),
+            idempotency_key: keys::domain_event(&tenant, &goal, &subject, kind),
+            tenant,
+            goal,
+            task,
+            status: status.to_string(),
+            reason,
+            at_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_message_goes_to_its_consumer_queue() {
+        let t = TaskId::new("01-seo-audit");
+        assert_eq!(
+            Message::TaskReady { task: t.clone(), revision: 0 }.queue(),
+            QueueName::Agent
+        );
+        assert_eq!(
+            Message::ReviewRequested { task: t.clone(), revision: 0 }.queue(),
+            QueueName::Review
+        );
+        assert_eq!(
+            Message::TaskOutput { task: t, revision: 0 }.queue(),
+            QueueName::Director
+        );
+    }
+
+    #[test]
+    fn envelopes_of_the_same_step_share_a_key_and_differ_by_revision() {
+        let mk = |rev| {
+            Envelope::new(
+                "t".into(),
+                "g".into(),
+                Message::TaskReady { task: "a".into(), revision: rev },
+            )
+        };
+        assert_eq!(mk(0).idempotency_key, mk(0).idempotency_key);
+        assert_ne!(mk(0).idempotency_key, mk(1).idempotency_key);
+    }
+}
