@@ -1,0 +1,133 @@
+//! The YAML shapes of the files in `config/`, as written by users. Values
+//! that validation refers back to are `Spanned` so errors carry their line.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+
+pub type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkillsFile {
+    pub defaults: Defaults,
+    pub squads: BTreeMap<String, String>,
+    pub skills: Vec<SkillEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub max_revisions: u32,
+    pub max_turns: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkillEntry {
+    pub name: S<String>,
+    pub squad: S<String>,
+    pub description: String,
+    pub tier: S<String>,
+    #[serde(default)]
+    pub inputs_from: Vec<S<String>>,
+    pub review: ReviewEntry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewEntry {
+    #[serde(default)]
+    pub required_sections: Vec<String>,
+    pub min_words: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingFile {
+    pub fallback_category: S<String>,
+    pub categories: Vec<CategoryEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryEntry {
+    pub name: S<String>,
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    #[serde(default)]
+    pub pipeline: Option<S<String>>,
+    #[serde(default)]
+    pub routes: Vec<RouteEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteEntry {
+    pub squad: S<String>,
+    pub skills: Vec<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelinesFile {
+    pub pipelines: Vec<PipelineEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineEntry {
+    pub name: S<String>,
+    #[serde(default)]
+    pub priority: Option<S<String>>,
+    #[serde(default)]
+    pub trigger: Option<String>,
+    pub steps: Vec<S<StepEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum StepEntry {
+    One(String),
+    Parallel(Vec<String>),
+    Review { review: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetFile {
+    pub monthly_usd: f64,
+    pub per_goal_usd: f64,
+    pub levels: Vec<S<LevelEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LevelEntry {
+    pub name: String,
+    pub at_percent: f64,
+    pub allowed_priorities: Vec<String>,
+    #[serde(default)]
+    pub force_tier: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsFile {
+    pub provider: S<String>,
+    pub max_output_tokens: u32,
+    pub request_timeout_secs: u64,
+    pub tiers: BTreeMap<String, TierEntry>,
+    pub scripted_script: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierEntry {
+    pub anthropic: String,
+    pub bedrock: String,
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub cache_write_per_mtok: f64,
+    pub cache_read_per_mtok: f64,
+}

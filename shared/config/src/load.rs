@@ -1,0 +1,343 @@
+//! Reading the files and checking them against each other.
+
+use crate::error::{ConfigError, ConfigErrors};
+use crate::files::{
+    BudgetFile, ModelsFile, PipelinesFile, RoutingFile, SkillsFile, StepEntry, S,
+};
+use crate::{closest, Budget, BudgetLevel, Category, Config, Models, Paths, Pipeline, Skill};
+use mktg_core::ids::is_valid_id;
+use mktg_core::model::Priority;
+use mktg_core::plan::Step;
+use mktg_core::review::StructuralRules;
+use mktg_core::SkillName;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Collects errors while loading, each tied to a file.
+struct Errors(Vec<ConfigError>);
+
+impl Errors {
+    fn at<T>(&mut self, file: &Path, spanned: &S<T>, message: impl Into<String>) {
+        let loc = spanned.referenced;
+        self.0.push(ConfigError {
+            file: file.to_path_buf(),
+            line: (loc.line() > 0).then(|| loc.line() as u32),
+            column: (loc.column() > 0).then(|| loc.column() as u32),
+            message: message.into(),
+        });
+    }
+
+    fn file(&mut self, file: &Path, message: impl Into<String>) {
+        self.0.push(ConfigError {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            message: message.into(),
+        });
+    }
+}
+
+fn read_yaml<T: DeserializeOwned>(path: &Path, errors: &mut Errors) -> Option<T> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.file(path, format!("cannot read: {e}"));
+            return None;
+        }
+    };
+    match serde_saphyr::from_str::<T>(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let loc = e.location();
+            let message = e.to_string();
+            // The library's message may already start with a position; keep
+            // only its first line so the file:line prefix stays readable.
+            let first = message.lines().next().unwrap_or("invalid YAML");
+            let first = strip_position(first).to_string();
+            errors.0.push(ConfigError {
+                file: path.to_path_buf(),
+                line: loc.map(|l| l.line() as u32).filter(|l| *l > 0),
+                column: loc.map(|l| l.column() as u32).filter(|c| *c > 0),
+                message: first,
+            });
+            None
+        }
+    }
+}
+
+fn hint(wanted: &str, known: &BTreeSet<String>) -> String {
+    match closest(wanted, known.iter().map(String::as_str)) {
+        Some(k) => format!(" (did you mean \"{k}\"?)"),
+        None => String::new(),
+    }
+}
+
+/// Loads and validates everything. Returns every error found, not only the
+/// first.
+pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
+    let mut errors = Errors(Vec::new());
+    let dir = &paths.config_dir;
+    let skills_path = dir.join("skills.yaml");
+    let routing_path = dir.join("routing.yaml");
+    let pipelines_path = dir.join("pipelines.yaml");
+    let budget_path = dir.join("budget.yaml");
+    let models_path = dir.join("models.yaml");
+
+    let skills_file: Option<SkillsFile> = read_yaml(&skills_path, &mut errors);
+    let routing_file: Option<RoutingFile> = read_yaml(&routing_path, &mut errors);
+    let pipelines_file: Option<PipelinesFile> = read_yaml(&pipelines_path, &mut errors);
+    let budget_file: Option<BudgetFile> = read_yaml(&budget_path, &mut errors);
+    let models_file: Option<ModelsFile> = read_yaml(&models_path, &mut errors);
+
+    let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf)) =
+        (skills_file, routing_file, pipelines_file, budget_file, models_file)
+    else {
+        return Err(ConfigErrors(errors.0));
+    };
+
+    let tiers: BTreeSet<String> = mf.tiers.keys().cloned().collect();
+    let skill_names: BTreeSet<String> = sf.skills.iter().map(|s| s.name.value.clone()).collect();
+
+    // skills.yaml
+    let mut skills = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for entry in &sf.skills {
+        let name = &entry.name.value;
+        if !seen.insert(name.clone()) {
+            errors.at(&skills_path, &entry.name, format!("skill \"{name}\" is defined twice"));
+        }
+        if !is_valid_id(name) {
+            errors.at(&skills_path, &entry.name, format!("skill name \"{name}\" may use only letters, digits, '-', '_' and '.'"));
+        }
+        if !sf.squads.contains_key(&entry.squad.value) {
+            let known: BTreeSet<String> = sf.squads.keys().cloned().collect();
+            errors.at(&skills_path, &entry.squad, format!("skill \"{name}\" names unknown squad \"{}\"{}", entry.squad.value, hint(&entry.squad.value, &known)));
+        }
+        if !tiers.contains(&entry.tier.value) {
+            errors.at(&skills_path, &entry.tier, format!("skill \"{name}\" names unknown model tier \"{}\" (tiers in models.yaml: {})", entry.tier.value, tiers.iter().cloned().collect::<Vec<_>>().join(", ")));
+        }
+        for input in &entry.inputs_from {
+            if !skill_names.contains(&input.value) {
+                errors.at(&skills_path, input, format!("skill \"{name}\" reads from unknown skill \"{}\"{}", input.value, hint(&input.value, &skill_names)));
+            }
+        }
+        let md = paths.skills_dir.join(name).join("SKILL.md");
+        let instructions = match std::fs::read_to_string(&md) {
+            Ok(text) => {
+                check_skill_md(&md, name, &text, &mut errors);
+                text
+            }
+            Err(e) => {
+                errors.at(&skills_path, &entry.name, format!("skill \"{name}\" has no instructions: cannot read {}: {e}", md.display()));
+                String::new()
+            }
+        };
+        skills.insert(
+            SkillName::new(name.clone()),
+            Skill {
+                name: SkillName::new(name.clone()),
+                squad: entry.squad.value.clone(),
+                description: entry.description.clone(),
+                tier: entry.tier.value.clone(),
+                inputs_from: entry.inputs_from.iter().map(|s| SkillName::new(s.value.clone())).collect(),
+                review: StructuralRules {
+                    required_sections: entry.review.required_sections.clone(),
+                    min_words: entry.review.min_words,
+                },
+                instructions,
+            },
+        );
+    }
+    for squad in sf.squads.keys() {
+        if !sf.skills.iter().any(|s| &s.squad.value == squad) {
+            errors.file(&skills_path, format!("squad \"{squad}\" has no skills"));
+        }
+    }
+
+    // pipelines.yaml
+    let mut pipelines = Vec::new();
+    let mut pipeline_names = BTreeSet::new();
+    let check_skill = |errors: &mut Errors, file: &Path, at: &S<StepEntry>, skill: &str, pipeline: &str| {
+        if !skill_names.contains(skill) {
+            errors.at(file, at, format!("unknown skill \"{skill}\" in pipeline \"{pipeline}\"{}", hint(skill, &skill_names)));
+        }
+    };
+    for entry in &pf.pipelines {
+        let pname = entry.name.value.clone();
+        if !pipeline_names.insert(pname.clone()) {
+            errors.at(&pipelines_path, &entry.name, format!("pipeline \"{pname}\" is defined twice"));
+        }
+        let priority = match &entry.priority {
+            None => Priority::default(),
+            Some(p) => Priority::parse(&p.value).unwrap_or_else(|| {
+                errors.at(&pipelines_path, p, format!("priority \"{}\" of pipeline \"{pname}\" is not one of P0, P1, P2, P3", p.value));
+                Priority::default()
+            }),
+        };
+        if entry.steps.is_empty() {
+            errors.at(&pipelines_path, &entry.name, format!("pipeline \"{pname}\" has no steps"));
+        }
+        let mut steps: Vec<Step> = Vec::new();
+        for step in &entry.steps {
+            match &step.value {
+                StepEntry::One(skill) => {
+                    check_skill(&mut errors, &pipelines_path, step, skill, &pname);
+                    steps.push(Step { skills: vec![SkillName::new(skill.clone())] });
+                }
+                StepEntry::Parallel(group) => {
+                    if group.is_empty() {
+                        errors.at(&pipelines_path, step, format!("empty parallel step in pipeline \"{pname}\""));
+                    }
+                    for skill in group {
+                        check_skill(&mut errors, &pipelines_path, step, skill, &pname);
+                    }
+                    steps.push(Step { skills: group.iter().map(|s| SkillName::new(s.clone())).collect() });
+                }
+                StepEntry::Review { review } => {
+                    // `director` is the reviewer function's own approval of
+                    // the previous step, which every task gets anyway.
+                    if review != "director" {
+                        check_skill(&mut errors, &pipelines_path, step, review, &pname);
+                        steps.push(Step { skills: vec![SkillName::new(review.clone())] });
+                    }
+                }
+            }
+        }
+        pipelines.push(Pipeline { name: pname, priority, trigger: entry.trigger.clone(), steps });
+    }
+
+    // routing.yaml
+    let mut categories = Vec::new();
+    let mut category_names = BTreeSet::new();
+    for cat in &rf.categories {
+        let cname = cat.name.value.clone();
+        if !category_names.insert(cname.clone()) {
+            errors.at(&routing_path, &cat.name, format!("category \"{cname}\" is defined twice"));
+        }
+        if let Some(p) = &cat.pipeline {
+            if !pipeline_names.contains(&p.value) {
+                errors.at(&routing_path, p, format!("category \"{cname}\" names unknown pipeline \"{}\"{}", p.value, hint(&p.value, &pipeline_names)));
+            }
+        }
+        if cat.pipeline.is_none() && cat.routes.is_empty() {
+            errors.at(&routing_path, &cat.name, format!("category \"{cname}\" has neither a pipeline nor routes"));
+        }
+        let mut routes = Vec::new();
+        for route in &cat.routes {
+            if !sf.squads.contains_key(&route.squad.value) {
+                errors.at(&routing_path, &route.squad, format!("unknown squad \"{}\" in category \"{cname}\"", route.squad.value));
+            }
+            for skill in &route.skills {
+                if !skill_names.contains(&skill.value) {
+                    errors.at(&routing_path, skill, format!("unknown skill \"{}\" in category \"{cname}\"{}", skill.value, hint(&skill.value, &skill_names)));
+                }
+            }
+            routes.push(Step { skills: route.skills.iter().map(|s| SkillName::new(s.value.clone())).collect() });
+        }
+        categories.push(Category {
+            name: cname,
+            keywords: cat.keywords.clone(),
+            pipeline: cat.pipeline.as_ref().map(|p| p.value.clone()),
+            routes,
+        });
+    }
+    if !category_names.contains(&rf.fallback_category.value) {
+        errors.at(&routing_path, &rf.fallback_category, format!("fallback category \"{}\" is not defined under categories", rf.fallback_category.value));
+    }
+
+    // budget.yaml
+    if !(bf.monthly_usd >= 0.0 && bf.monthly_usd.is_finite()) {
+        errors.file(&budget_path, format!("monthly_usd must be a non-negative number, got {}", bf.monthly_usd));
+    }
+    if !(bf.per_goal_usd >= 0.0 && bf.per_goal_usd.is_finite()) {
+        errors.file(&budget_path, format!("per_goal_usd must be a non-negative number, got {}", bf.per_goal_usd));
+    }
+    let mut levels = Vec::new();
+    let mut last = f64::MIN;
+    for level in &bf.levels {
+        let l = &level.value;
+        if l.at_percent <= last {
+            errors.at(&budget_path, level, format!("level \"{}\" at {}% must come after a lower percentage (previous {last}%)", l.name, l.at_percent));
+        }
+        last = l.at_percent;
+        let mut allowed = Vec::new();
+        for p in &l.allowed_priorities {
+            match Priority::parse(p) {
+                Some(p) => allowed.push(p),
+                None => errors.at(&budget_path, level, format!("level \"{}\" allows unknown priority \"{p}\"", l.name)),
+            }
+        }
+        if let Some(t) = &l.force_tier {
+            if !tiers.contains(t) {
+                errors.at(&budget_path, level, format!("level \"{}\" forces unknown tier \"{t}\"", l.name));
+            }
+        }
+        levels.push(BudgetLevel { name: l.name.clone(), at_percent: l.at_percent, allowed_priorities: allowed, force_tier: l.force_tier.clone() });
+    }
+
+    // models.yaml
+    const PROVIDERS: [&str; 4] = ["auto", "anthropic", "bedrock", "scripted"];
+    if !PROVIDERS.contains(&mf.provider.value.as_str()) {
+        errors.at(&models_path, &mf.provider, format!("provider \"{}\" is not one of {}", mf.provider.value, PROVIDERS.join(", ")));
+    }
+    let script: PathBuf = dir.join(&mf.scripted_script);
+
+    if !errors.0.is_empty() {
+        return Err(ConfigErrors(errors.0));
+    }
+    Ok(Config {
+        paths: paths.clone(),
+        max_revisions: sf.defaults.max_revisions,
+        max_turns: sf.defaults.max_turns,
+        squads: sf.squads,
+        skills,
+        fallback_category: rf.fallback_category.value,
+        categories,
+        pipelines,
+        budget: Budget { monthly_usd: bf.monthly_usd, per_goal_usd: bf.per_goal_usd, levels },
+        models: Models {
+            provider: mf.provider.value,
+            max_output_tokens: mf.max_output_tokens,
+            request_timeout_secs: mf.request_timeout_secs,
+            tiers: mf.tiers,
+            scripted_script: script,
+        },
+    })
+}
+
+/// A SKILL.md starts with front matter naming the skill.
+fn check_skill_md(path: &Path, name: &str, text: &str, errors: &mut Errors) {
+    let mut lines = text.lines();
+    if lines.next().map(str::trim) != Some("---") {
+        errors.0.push(ConfigError { file: path.to_path_buf(), line: Some(1), column: None, message: "SKILL.md must start with '---' front matter".into() });
+        return;
+    }
+    for (i, line) in lines.enumerate() {
+        if line.trim() == "---" {
+            break;
+        }
+        if let Some(v) = line.strip_prefix("name:") {
+            if v.trim() != name {
+                errors.0.push(ConfigError {
+                    file: path.to_path_buf(),
+                    line: Some(u32::try_from(i + 2).unwrap_or(u32::MAX)),
+                    column: None,
+                    message: format!("front matter names \"{}\" but the folder is for \"{name}\"", v.trim()),
+                });
+            }
+        }
+    }
+}
+
+/// Drops a leading "error: line N column M: " that the YAML library adds, since
+/// the error already carries file:line:column.
+fn strip_position(message: &str) -> &str {
+    let rest = message.strip_prefix("error: ").unwrap_or(message);
+    if rest.starts_with("line ") {
+        if let Some(i) = rest.find(": ") {
+            return &rest[i + 2..];
+        }
+    }
+    rest
+}

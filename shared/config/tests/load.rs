@@ -1,0 +1,145 @@
+//! Loading the project's own config, and how each kind of mistake is reported.
+
+use mktg_config::{load, Paths};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A copy of the real config and skills in a temp dir, to break on purpose.
+fn copy_of_real_config() -> (tempfile::TempDir, Paths) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = repo_root();
+    for sub in ["config", "skills"] {
+        copy_dir(&root.join(sub), &dir.path().join(sub));
+    }
+    let paths = Paths::under(dir.path());
+    (dir, paths)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn replace_in(path: &Path, from: &str, to: &str) {
+    let text = fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {}", path.display());
+    fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+fn line_of(path: &Path, needle: &str) -> u32 {
+    let text = fs::read_to_string(path).unwrap();
+    text.lines().position(|l| l.contains(needle)).unwrap() as u32 + 1
+}
+
+#[test]
+fn the_shipped_config_loads_with_all_26_skills_and_every_template() {
+    let cfg = load(&Paths::under(repo_root())).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.skills.len(), 26);
+    let squads: Vec<&str> = cfg.squads.keys().map(String::as_str).collect();
+    assert_eq!(squads, ["activate", "convert", "creative", "foundation", "measure", "strategy"]);
+    for skill in cfg.skills.values() {
+        let words = skill.instructions.split_whitespace().count();
+        assert!(words >= 300, "{} SKILL.md has only {words} words", skill.name);
+        for section in &skill.review.required_sections {
+            assert!(
+                skill.instructions.contains(&format!("## {section}")),
+                "{} SKILL.md does not teach its required section {section}",
+                skill.name
+            );
+        }
+    }
+    assert!(cfg.pipeline("content-production").is_some());
+    assert_eq!(cfg.pipeline("Product Launch").unwrap().steps[1].skills.len(), 4);
+    // The review chain's director step is the reviewer's own approval.
+    assert_eq!(cfg.pipeline("Copywriting Review Chain").unwrap().steps.len(), 3);
+}
+
+#[test]
+fn an_unknown_skill_in_a_pipeline_is_reported_with_file_line_and_a_hint() {
+    let (_dir, paths) = copy_of_real_config();
+    let file = paths.config_dir.join("pipelines.yaml");
+    replace_in(&file, "      - copy-editing\n", "      - copy-editting\n");
+    let line = line_of(&file, "copy-editting");
+    let err = load(&paths).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.0.len(), 1, "{text}");
+    assert_eq!(err.0[0].line, Some(line), "{text}");
+    assert!(text.contains("pipelines.yaml:"), "{text}");
+    assert!(text.contains("unknown skill \"copy-editting\" in pipeline \"Content Production\""), "{text}");
+    assert!(text.contains("did you mean \"copy-editing\""), "{text}");
+}
+
+#[test]
+fn a_yaml_syntax_error_names_the_file_and_line() {
+    let (_dir, paths) = copy_of_real_config();
+    let file = paths.config_dir.join("budget.yaml");
+    replace_in(&file, "per_goal_usd: 25", "per_goal_usd: [25");
+    let err = load(&paths).unwrap_err();
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert!(err.0[0].file.ends_with("budget.yaml"), "{err}");
+    assert!(err.0[0].line.is_some(), "{err}");
+}
+
+#[test]
+fn an_unknown_field_is_an_error_not_silently_ignored() {
+    let (_dir, paths) = copy_of_real_config();
+    let file = paths.config_dir.join("skills.yaml");
+    replace_in(&file, "    tier: sonnet\n", "    tier: sonnet\n    teir: opus\n");
+    let err = load(&paths).unwrap_err();
+    assert!(err.to_string().contains("teir"), "{err}");
+    assert!(err.0[0].line.is_some(), "{err}");
+}
+
+#[test]
+fn several_mistakes_are_all_reported_at_once() {
+    let (_dir, paths) = copy_of_real_config();
+    let skills = paths.config_dir.join("skills.yaml");
+    replace_in(&skills, "    squad: measure\n", "    squad: measur\n");
+    replace_in(&skills, "    tier: opus\n", "    tier: gpt\n");
+    let routing = paths.config_dir.join("routing.yaml");
+    replace_in(&routing, "pipeline: SEO Cycle", "pipeline: SEO Cycel");
+    let err = load(&paths).unwrap_err();
+    let text = err.to_string();
+    assert_eq!(err.0.len(), 3, "{text}");
+    assert!(text.contains("unknown squad \"measur\""), "{text}");
+    assert!(text.contains("unknown model tier \"gpt\""), "{text}");
+    assert!(text.contains("unknown pipeline \"SEO Cycel\""), "{text}");
+    assert!(err.0.iter().all(|e| e.line.is_some()), "{text}");
+}
+
+#[test]
+fn a_skill_without_its_skill_md_is_reported() {
+    let (_dir, paths) = copy_of_real_config();
+    fs::remove_file(paths.skills_dir.join("seo-audit/SKILL.md")).unwrap();
+    let err = load(&paths).unwrap_err();
+    assert!(err.to_string().contains("skill \"seo-audit\" has no instructions"), "{err}");
+}
+
+#[test]
+fn a_new_skill_is_one_yaml_entry_and_one_skill_md() {
+    let (_dir, paths) = copy_of_real_config();
+    let skills = paths.config_dir.join("skills.yaml");
+    let mut text = fs::read_to_string(&skills).unwrap();
+    text.push_str("  - name: podcast-outreach\n    squad: activate\n    description: Pitches podcast hosts.\n    tier: sonnet\n    review:\n      required_sections: [Pitch]\n      min_words: 100\n");
+    fs::write(&skills, text).unwrap();
+    fs::create_dir_all(paths.skills_dir.join("podcast-outreach")).unwrap();
+    fs::write(
+        paths.skills_dir.join("podcast-outreach/SKILL.md"),
+        "---\nname: podcast-outreach\ndescription: pitches\n---\n# Podcast outreach\n",
+    )
+    .unwrap();
+    let cfg = load(&paths).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.skills.len(), 27);
+}
