@@ -1,1 +1,79 @@
-//! placeholder
+//! The `ChatModel` port and its providers. This crate builds no prompts:
+//! functions assemble them from `core` and `config` and hand them over.
+
+mod scripted;
+
+pub use scripted::{ScriptError, ScriptedModel};
+
+use async_trait::async_trait;
+use mktg_core::Usage;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+/// Who is asking: lets the scripted provider pick a reply and lets logs and
+/// cost reports group calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CallMeta {
+    pub role: String,
+    pub skill: String,
+    pub task: String,
+    pub revision: u32,
+    pub turn: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChatMessage {
+    /// `user` or `assistant`.
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChatRequest {
+    pub model: String,
+    pub system: String,
+    pub messages: Vec<ChatMessage>,
+    pub max_tokens: u32,
+    #[serde(skip)]
+    pub meta: CallMeta,
+}
+
+impl ChatRequest {
+    /// A stable hash of what is sent, stored with the turn checkpoint so a
+    /// redelivery can tell it is replaying the same request.
+    pub fn hash(&self) -> String {
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        hex::encode(Sha256::digest(&bytes))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChatResponse {
+    pub text: String,
+    pub stop_reason: String,
+    pub usage: Usage,
+    pub model: String,
+    /// True when the text came from a script, not a model.
+    pub scripted: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlmError {
+    /// Rate limits, overload, 5xx, timeouts: try again later.
+    #[error("model call failed, will retry: {0}")]
+    Retryable(String),
+    /// Bad request, auth, missing script reply: retrying cannot help.
+    #[error("model call failed: {0}")]
+    Permanent(String),
+}
+
+#[async_trait]
+pub trait ChatModel: Send + Sync {
+    /// Provider name shown to users, e.g. `scripted` or `anthropic`.
+    fn provider(&self) -> &str;
+
+    /// True for the scripted provider, whose outputs must be labelled.
+    fn is_scripted(&self) -> bool;
+
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError>;
+}

@@ -1,0 +1,186 @@
+//! The scripted provider: replays replies from a script file, for tests and
+//! for running the whole system offline. Its answers are never real work and
+//! are labelled `scripted` wherever they are shown.
+
+use crate::{ChatModel, ChatRequest, ChatResponse, LlmError};
+use async_trait::async_trait;
+use mktg_core::Usage;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptFile {
+    replies: Vec<ReplyEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplyEntry {
+    /// Skill name, or `*` for any.
+    #[serde(default = "any")]
+    skill: String,
+    /// `agent`, `reviewer`, ... or `*`.
+    #[serde(default = "any")]
+    role: String,
+    #[serde(default)]
+    revision: Option<u32>,
+    /// Inline reply text.
+    #[serde(default)]
+    text: Option<String>,
+    /// Reply file relative to the script; `{skill}` is replaced.
+    #[serde(default)]
+    file: Option<String>,
+}
+
+fn any() -> String {
+    "*".into()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ScriptError {
+    pub path: PathBuf,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct ScriptedModel {
+    path: PathBuf,
+    dir: PathBuf,
+    replies: Vec<ReplyEntry>,
+}
+
+impl ScriptedModel {
+    pub fn load(path: &Path) -> Result<Self, ScriptError> {
+        let err = |message: String| ScriptError { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read script: {e}")))?;
+        let file: ScriptFile = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
+        for (i, r) in file.replies.iter().enumerate() {
+            if r.text.is_none() == r.file.is_none() {
+                return Err(err(format!("reply {} needs exactly one of text or file", i + 1)));
+            }
+        }
+        Ok(ScriptedModel {
+            path: path.to_path_buf(),
+            dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            replies: file.replies,
+        })
+    }
+
+    fn reply_for(&self, request: &ChatRequest) -> Result<String, LlmError> {
+        let meta = &request.meta;
+        let entry = self.replies.iter().find(|r| {
+            (r.skill == "*" || r.skill == meta.skill)
+                && (r.role == "*" || r.role == meta.role)
+                && r.revision.is_none_or(|rev| rev == meta.revision)
+        });
+        let Some(entry) = entry else {
+            return Err(LlmError::Permanent(format!(
+                "scripted provider has no reply for role {} skill {} revision {} in {}",
+                meta.role,
+                meta.skill,
+                meta.revision,
+                self.path.display()
+            )));
+        };
+        if let Some(text) = &entry.text {
+            return Ok(text.clone());
+        }
+        let rel = entry.file.as_deref().unwrap_or_default().replace("{skill}", &meta.skill);
+        let file = self.dir.join(&rel);
+        std::fs::read_to_string(&file).map_err(|e| {
+            LlmError::Permanent(format!(
+                "scripted reply file {} for skill {} cannot be read: {e}",
+                file.display(),
+                meta.skill
+            ))
+        })
+    }
+}
+
+/// Rough token estimate (4 characters a token), so scripted runs still show
+/// plausible usage and exercise the cost path.
+fn estimate_tokens(text: &str) -> u64 {
+    (text.chars().count() as u64).div_ceil(4)
+}
+
+#[async_trait]
+impl ChatModel for ScriptedModel {
+    fn provider(&self) -> &str {
+        "scripted"
+    }
+
+    fn is_scripted(&self) -> bool {
+        true
+    }
+
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        let text = self.reply_for(request)?;
+        let input: u64 = estimate_tokens(&request.system)
+            + request.messages.iter().map(|m| estimate_tokens(&m.content)).sum::<u64>();
+        Ok(ChatResponse {
+            usage: Usage {
+                input_tokens: input,
+                output_tokens: estimate_tokens(&text),
+                ..Usage::default()
+            },
+            text,
+            stop_reason: "end_turn".into(),
+            model: "scripted".into(),
+            scripted: true,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::CallMeta;
+
+    fn request(skill: &str, revision: u32) -> ChatRequest {
+        ChatRequest {
+            model: "m".into(),
+            system: "sys".into(),
+            messages: vec![],
+            max_tokens: 10,
+            meta: CallMeta { role: "agent".into(), skill: skill.into(), revision, ..CallMeta::default() },
+        }
+    }
+
+    fn script(body: &str) -> (tempfile::TempDir, ScriptedModel) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), body).unwrap();
+        std::fs::create_dir(dir.path().join("r")).unwrap();
+        std::fs::write(dir.path().join("r/seo-audit.md"), "# Audit").unwrap();
+        let m = ScriptedModel::load(&dir.path().join("s.yaml")).unwrap();
+        (dir, m)
+    }
+
+    #[tokio::test]
+    async fn the_first_matching_reply_wins_and_files_expand_the_skill() {
+        let (_d, m) = script(
+            "replies:\n  - { skill: copywriting, revision: 0, text: draft }\n  - { skill: '*', file: 'r/{skill}.md' }\n",
+        );
+        assert_eq!(m.complete(&request("copywriting", 0)).await.unwrap().text, "draft");
+        let r = m.complete(&request("seo-audit", 1)).await.unwrap();
+        assert_eq!(r.text, "# Audit");
+        assert!(r.scripted);
+        assert!(r.usage.input_tokens > 0);
+    }
+
+    #[tokio::test]
+    async fn a_missing_reply_is_a_permanent_error_naming_the_skill() {
+        let (_d, m) = script("replies:\n  - { skill: copywriting, text: x }\n");
+        let err = m.complete(&request("seo-audit", 0)).await.unwrap_err();
+        assert!(matches!(err, LlmError::Permanent(ref s) if s.contains("skill seo-audit")), "{err}");
+    }
+
+    #[test]
+    fn a_reply_needs_text_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("s.yaml"), "replies:\n  - { skill: x }\n").unwrap();
+        let err = ScriptedModel::load(&dir.path().join("s.yaml")).unwrap_err();
+        assert!(err.to_string().contains("reply 1 needs exactly one of text or file"));
+    }
+}

@@ -1,0 +1,236 @@
+//! The DynamoDB adapter: one table, every commit a `TransactWriteItems`.
+//! SDK types never leave this module.
+
+use crate::keys;
+use crate::port::{GoalKey, GoalState, Store, StoreError, Write};
+use crate::record::{decode, goal_state, kind_name, Cond, Record};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::Client;
+use mktg_core::{Goal, Output, TaskId, TenantId, Turn};
+use std::collections::HashMap;
+
+/// DynamoDB allows at most 100 items in one transaction.
+const MAX_TRANSACTION_ITEMS: usize = 100;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+}
+
+fn to_item(r: &Record) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::new();
+    item.insert("PK".into(), AttributeValue::S(r.pk.clone()));
+    item.insert("SK".into(), AttributeValue::S(r.sk.clone()));
+    item.insert("kind".into(), AttributeValue::S(r.kind.to_string()));
+    item.insert("data".into(), AttributeValue::S(r.data.clone()));
+    if let Some(v) = r.version {
+        item.insert("version".into(), AttributeValue::N(v.to_string()));
+    }
+    if let Some(s) = &r.status {
+        item.insert("status".into(), AttributeValue::S(s.clone()));
+    }
+    if let Some((pk, sk)) = &r.gsi1 {
+        item.insert("GSI1PK".into(), AttributeValue::S(pk.clone()));
+        item.insert("GSI1SK".into(), AttributeValue::S(sk.clone()));
+    }
+    item
+}
+
+fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreError> {
+    let s = |name: &str| -> Result<String, StoreError> {
+        match item.get(name) {
+            Some(AttributeValue::S(v)) => Ok(v.clone()),
+            _ => Err(StoreError::Permanent(format!("stored item lacks string attribute {name}"))),
+        }
+    };
+    let kind = s("kind")?;
+    let kind = kind_name(&kind).ok_or_else(|| StoreError::Permanent(format!("unknown item kind \"{kind}\"")))?;
+    Ok(Record {
+        pk: s("PK")?,
+        sk: s("SK")?,
+        kind,
+        version: match item.get("version") {
+            Some(AttributeValue::N(n)) => n.parse().ok(),
+            _ => None,
+        },
+        status: s("status").ok(),
+        gsi1: None,
+        data: s("data")?,
+    })
+}
+
+/// Folds any SDK error into the store's three outcomes.
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<E>, what: &str) -> StoreError {
+    let code = err.code().unwrap_or_default().to_string();
+    let message = format!("{what}: {code} {}", err.message().unwrap_or_default());
+    match &err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Transient(format!("{what}: cannot reach DynamoDB: {err:?}"))
+        }
+        _ => match code.as_str() {
+            "ConditionalCheckFailedException" => StoreError::Conflict(message),
+            "TransactionCanceledException" => {
+                let text = err.message().unwrap_or_default();
+                if text.contains("ConditionalCheckFailed") {
+                    StoreError::Conflict(message)
+                } else {
+                    StoreError::Transient(message)
+                }
+            }
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "TransactionConflictException"
+            | "TransactionInProgressException" => StoreError::Transient(message),
+            _ => StoreError::Permanent(message),
+        },
+    }
+}
+
+impl DynamoStore {
+    async fn get(&self, pk: String, sk: String) -> Result<Option<Record>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, "GetItem"))?;
+        out.item().map(from_item).transpose()
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn commit(&self, key: &GoalKey, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        if writes.len() > MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Permanent(format!(
+                "a commit of {} writes exceeds DynamoDB's {MAX_TRANSACTION_ITEMS}-item transaction limit",
+                writes.len()
+            )));
+        }
+        let mut items = Vec::with_capacity(writes.len());
+        for (seq, w) in writes.iter().enumerate() {
+            let (record, cond) = Record::from_write(key, w, seq)?;
+            let mut put = Put::builder().table_name(&self.table).set_item(Some(to_item(&record)));
+            put = match cond {
+                Cond::None => put,
+                Cond::NotExists => put.condition_expression("attribute_not_exists(PK)"),
+                Cond::Version(v) => put
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+            };
+            let put = put.build().map_err(|e| StoreError::Permanent(format!("invalid put: {e}")))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map_err(|e| classify(e, "TransactWriteItems"))?;
+        Ok(())
+    }
+
+    async fn goal(&self, key: &GoalKey) -> Result<Option<Goal>, StoreError> {
+        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::GOAL_SK.into())
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn task(&self, key: &GoalKey, task: &TaskId) -> Result<Option<mktg_core::Task>, StoreError> {
+        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::task_sk(task))
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn turn(&self, key: &GoalKey, task: &TaskId, revision: u32, n: u32) -> Result<Option<Turn>, StoreError> {
+        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::turn_sk(task, revision, n))
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn output(&self, key: &GoalKey, task: &TaskId, revision: u32) -> Result<Option<Output>, StoreError> {
+        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::output_sk(task, revision))
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn goal_state(&self, key: &GoalKey) -> Result<GoalState, StoreError> {
+        let pk = keys::goal_pk(&key.tenant, &key.goal);
+        let mut records = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(e, "Query"))?;
+            for item in out.items() {
+                records.push(from_item(item)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        goal_state(&records)
+    }
+
+    async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError> {
+        let mut goals = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("GSI1")
+                .key_condition_expression("GSI1PK = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(keys::goals_by_tenant_pk(tenant)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(e, "Query GSI1"))?;
+            for item in out.items() {
+                goals.push(decode(&from_item(item)?)?);
+                if goals.len() >= limit {
+                    return Ok(goals);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(goals)
+    }
+}

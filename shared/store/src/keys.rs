@@ -1,0 +1,53 @@
+//! The only place that builds DynamoDB keys. Tenant comes first in every
+//! partition key, so one tenant's data can never be read by building another
+//! tenant's key from a payload.
+
+use mktg_core::{GoalId, TaskId, TenantId};
+
+pub fn goal_pk(tenant: &TenantId, goal: &GoalId) -> String {
+    format!("T#{tenant}#G#{goal}")
+}
+
+pub const GOAL_SK: &str = "GOAL";
+
+pub fn task_sk(task: &TaskId) -> String {
+    format!("TASK#{task}")
+}
+
+pub fn turn_sk(task: &TaskId, revision: u32, n: u32) -> String {
+    format!("TURN#{task}#{revision:03}#{n:03}")
+}
+
+pub fn output_sk(task: &TaskId, revision: u32) -> String {
+    format!("OUT#{task}#{revision:03}")
+}
+
+pub fn review_sk(task: &TaskId, revision: u32, reviewer: &str) -> String {
+    format!("REV#{task}#{revision:03}#{reviewer}")
+}
+
+/// Trace lines sort by time; `seq` separates lines written in one commit.
+pub fn trace_sk(at_ms: u64, seq: usize, subject: &str) -> String {
+    format!("LOG#{at_ms:013}#{seq:03}#{subject}")
+}
+
+/// GSI1 lists a tenant's goals newest last.
+pub fn goals_by_tenant_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#GOALS")
+}
+
+pub fn goals_by_tenant_sk(created_ms: u64, goal: &GoalId) -> String {
+    format!("{created_ms:013}#{goal}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_put_the_tenant_first_and_sort_revisions_numerically() {
+        assert_eq!(goal_pk(&"acme".into(), &"g1".into()), "T#acme#G#g1");
+        assert!(output_sk(&"t".into(), 2) < output_sk(&"t".into(), 10));
+        assert!(trace_sk(999, 0, "goal") < trace_sk(1000, 0, "goal"));
+    }
+}
