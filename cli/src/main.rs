@@ -1,1 +1,357 @@
-fn main(){}
+//! `mktg`: submit goals and pipelines, watch them, inspect results, validate
+//! the configuration, and run every function locally against the emulator.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use mktg_boot::{Deps, Settings};
+use mktg_bus::SqsConsumer;
+use mktg_cli::{dev, show};
+use mktg_core::{Envelope, GoalId, GoalSource, Message, Priority, TaskId, TenantId};
+use mktg_store::GoalKey;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(
+    name = "mktg",
+    version,
+    about = "An AI marketing team on serverless AWS: state a goal, get planned, reviewed work.",
+    long_about = "An AI marketing team on serverless AWS. A goal is planned into tasks for specialist \
+skills, each task's output is reviewed and revised, and everything is durable state in DynamoDB.\n\n\
+Against the local emulator: run `localstack/up` first; it writes .mktg/emulator.env, which this tool \
+reads. Typical session:\n  mktg validate\n  mktg goal \"Write a blog post about our new invoicing feature\" --wait --workers\n  \
+mktg status\n  mktg trace <goal>",
+    after_help = "Environment: TABLE_NAME, EVENT_BUS_NAME and the *_QUEUE_URL variables name the resources \
+(from .mktg/emulator.env or a deployed stack); AWS_ENDPOINT_URL points at the emulator; MKTG_TENANT \
+picks the tenant (default \"default\"); ANTHROPIC_API_KEY or MKTG_PROVIDER choose the model provider."
+)]
+struct Cli {
+    /// Repository root holding config/ and skills/.
+    #[arg(long, global = true, env = "MKTG_ROOT", default_value = ".")]
+    root: PathBuf,
+    /// Env file with the emulator's resource names.
+    #[arg(long, global = true, default_value = ".mktg/emulator.env")]
+    env_file: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check config/ and skills/; print every error with file:line.
+    Validate,
+    /// Submit a goal in plain words; the director plans it.
+    Goal {
+        /// What you want, e.g. "Launch the new pricing page".
+        text: String,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Start a pipeline template directly, e.g. "Content Production".
+    Pipeline {
+        /// Template name from config/pipelines.yaml (case and dashes ignored).
+        template: String,
+        /// Goal text for the run (default: "Run the <template> pipeline").
+        #[arg(long)]
+        text: Option<String>,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// List goals, or show one goal's plan and progress.
+    Status {
+        goal: Option<String>,
+        /// Also print reviews and outputs.
+        #[arg(long)]
+        full: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print the timeline of every transition of a goal.
+    Trace { goal: String },
+    /// Print one task's output in full (latest revision unless --revision).
+    Output {
+        goal: String,
+        task: String,
+        #[arg(long)]
+        revision: Option<u32>,
+    },
+    /// Run every function's handler in this process, polling the emulator's
+    /// queues like Lambda's SQS event source mapping. Stops on Ctrl-C.
+    Dev {
+        /// Records per receive (Lambda's batch size), 1-10.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
+        batch_size: i32,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Wait for the goal to settle, showing progress, then print the plan,
+    /// reviews and outputs.
+    #[arg(long)]
+    wait: bool,
+    /// While waiting, also run the functions in this process (as `mktg dev`
+    /// would), so no separate worker is needed.
+    #[arg(long, requires = "wait")]
+    workers: bool,
+    /// P0 (critical) to P3 (low); default: the template's.
+    #[arg(long, value_parser = parse_priority)]
+    priority: Option<Priority>,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Lines of each output to print at the end.
+    #[arg(long, default_value_t = 12)]
+    lines: usize,
+}
+
+fn parse_priority(s: &str) -> Result<Priority, String> {
+    Priority::parse(s).ok_or_else(|| format!("\"{s}\" is not a priority; use P0, P1, P2 or P3"))
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // Loaded before any thread starts, so setting variables is sound.
+    let env_file = if cli.env_file.is_absolute() { cli.env_file.clone() } else { cli.root.join(&cli.env_file) };
+    if let Err(e) = mktg_cli::load_env_file(&env_file) {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+    if std::env::var_os("MKTG_ROOT").is_none() {
+        std::env::set_var("MKTG_ROOT", &cli.root);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    if let Command::Validate = cli.command {
+        return validate(&cli.root);
+    }
+    if std::env::var("MKTG_LOG").is_ok() || matches!(cli.command, Command::Dev { .. }) {
+        std::env::set_var("RUST_LOG", std::env::var("MKTG_LOG").unwrap_or_else(|_| "info".into()));
+        mktg_boot::init_tracing();
+    }
+    let settings = Settings::from_env()?;
+    let deps = Deps::build(&settings).await?;
+    let provider_note = deps.model_note.clone();
+    let tenant = TenantId::new(settings.tenant.clone());
+    ensure_reachable(&deps, &tenant).await?;
+
+    match cli.command {
+        Command::Validate => Ok(()),
+        Command::Goal { text, run } => {
+            submit(&deps, &settings, &tenant, &provider_note, text, None, run).await
+        }
+        Command::Pipeline { template, text, run } => {
+            if deps.config.pipeline(&template).is_none() {
+                let known: Vec<&str> = deps.config.pipelines.iter().map(|p| p.name.as_str()).collect();
+                bail!("unknown pipeline template \"{template}\"; known templates: {}", known.join(", "));
+            }
+            let text = text.unwrap_or_else(|| format!("Run the {template} pipeline"));
+            submit(&deps, &settings, &tenant, &provider_note, text, Some(template), run).await
+        }
+        Command::Status { goal: None, limit, .. } => {
+            let goals = deps.store.goals(&tenant, limit).await?;
+            if goals.is_empty() {
+                println!("no goals yet for tenant {tenant}; submit one with: mktg goal \"...\" --wait --workers");
+            } else {
+                println!("{}", show::goals(&goals));
+            }
+            Ok(())
+        }
+        Command::Status { goal: Some(goal), full, .. } => {
+            let state = load(&deps, &tenant, &goal).await?;
+            if let Some(g) = &state.goal {
+                println!("{}\n", show::header(g));
+            }
+            println!("{}", show::plan(&state));
+            if full {
+                println!("\nReviews\n{}", show::reviews(&state));
+                println!("Outputs\n{}", show::outputs(&state, usize::MAX));
+            }
+            Ok(())
+        }
+        Command::Trace { goal } => {
+            let state = load(&deps, &tenant, &goal).await?;
+            print!("{}", show::trace(&state));
+            Ok(())
+        }
+        Command::Output { goal, task, revision } => {
+            let key = GoalKey::new(tenant.clone(), GoalId::new(goal.clone()));
+            let state = deps.store.goal_state(&key).await?;
+            let task_id = TaskId::new(task.clone());
+            let output = state
+                .outputs
+                .iter()
+                .filter(|o| o.task == task_id && revision.is_none_or(|r| r == o.revision))
+                .max_by_key(|o| o.revision)
+                .with_context(|| format!("no output for task \"{task}\" of goal \"{goal}\" (see: mktg status {goal})"))?;
+            println!("<!-- {} · revision {} · {} -->\n{}", output.task, output.revision, show::provenance(output), output.body);
+            Ok(())
+        }
+        Command::Dev { batch_size } => {
+            println!("mktg dev: running director, agent-executor, reviewer and tool-invoker against the emulator; using the {provider_note}. Ctrl-C stops.");
+            let stop = Arc::new(AtomicBool::new(false));
+            let stats = Arc::new(dev::DevStats::default());
+            let consumer = SqsConsumer::new(sqs_client().await);
+            let handle = tokio::spawn(dev::run(deps.clone(), consumer, settings.queue_urls.clone(), batch_size, stop.clone(), stats.clone()));
+            tokio::signal::ctrl_c().await?;
+            stop.store(true, Ordering::Relaxed);
+            handle.await??;
+            println!(
+                "stopped: {} handled, {} failed, {} retried",
+                stats.handled.load(Ordering::Relaxed),
+                stats.failed.load(Ordering::Relaxed),
+                stats.retried.load(Ordering::Relaxed)
+            );
+            Ok(())
+        }
+    }
+}
+
+fn validate(root: &std::path::Path) -> Result<()> {
+    match mktg_config::load(&mktg_config::Paths::under(root)) {
+        Ok(cfg) => {
+            println!(
+                "config OK: {} skills in {} squads, {} pipelines, {} categories, {} budget levels, {} model tiers",
+                cfg.skills.len(),
+                cfg.squads.len(),
+                cfg.pipelines.len(),
+                cfg.categories.len(),
+                cfg.budget.levels.len(),
+                cfg.models.tiers.len()
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprint!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn sqs_client() -> aws_sdk_sqs::Client {
+    let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_sqs::Client::new(&aws)
+}
+
+/// Fails early, with the fix, when the AWS endpoint cannot be reached.
+async fn ensure_reachable(deps: &Deps, tenant: &TenantId) -> Result<()> {
+    if let Err(e) = deps.store.goals(tenant, 1).await {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "the default AWS endpoint".into());
+        bail!(
+            "cannot reach DynamoDB at {endpoint} ({e}).\nIs the local emulator running? Start it with: localstack/up\n(or point AWS_ENDPOINT_URL and TABLE_NAME at a deployed stack)"
+        );
+    }
+    Ok(())
+}
+
+async fn load(deps: &Deps, tenant: &TenantId, goal: &str) -> Result<mktg_store::GoalState> {
+    let key = GoalKey::new(tenant.clone(), GoalId::new(goal));
+    let state = deps.store.goal_state(&key).await?;
+    if state.goal.is_none() {
+        bail!("no goal \"{goal}\" for tenant {tenant}; list goals with: mktg status");
+    }
+    Ok(state)
+}
+
+fn new_goal_id() -> GoalId {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    GoalId::new(format!("g-{}-{}", chrono::Utc::now().format("%Y%m%d"), &id[..8]))
+}
+
+async fn submit(
+    deps: &Deps,
+    settings: &Settings,
+    tenant: &TenantId,
+    provider_note: &str,
+    text: String,
+    pipeline: Option<String>,
+    run: RunArgs,
+) -> Result<()> {
+    if text.trim().is_empty() {
+        bail!("the goal text is empty; say what you want, e.g. mktg goal \"Launch the new pricing page\"");
+    }
+    let goal = new_goal_id();
+    let now = deps.clock.now_ms();
+    let source = if pipeline.is_some() { GoalSource::Pipeline } else { GoalSource::User };
+    let env = Envelope::new(
+        tenant.clone(),
+        goal.clone(),
+        Message::GoalSubmitted { text, pipeline, priority: run.priority.unwrap_or_default(), source: Some(source), submitted_ms: now },
+    );
+    deps.bus.send(&env).await?;
+    println!("submitted goal {goal} (tenant {tenant})");
+    println!("model: {provider_note}");
+    if !run.wait {
+        println!("follow it with: mktg status {goal}   or   mktg trace {goal}");
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let worker = if run.workers {
+        let consumer = SqsConsumer::new(sqs_client().await);
+        Some(tokio::spawn(dev::run(deps.clone(), consumer, settings.queue_urls.clone(), 10, stop.clone(), Arc::new(dev::DevStats::default()))))
+    } else {
+        println!("waiting; make sure `mktg dev` (or the deployed functions) are running");
+        None
+    };
+    let result = watch(deps, tenant, &goal, &run).await;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(w) = worker {
+        w.await??;
+    }
+    result
+}
+
+/// Streams every new transition until the goal settles, then prints the
+/// plan, the reviews and the outputs.
+async fn watch(deps: &Deps, tenant: &TenantId, goal: &GoalId, run: &RunArgs) -> Result<()> {
+    let key = GoalKey::new(tenant.clone(), goal.clone());
+    let start = Instant::now();
+    let mut seen = 0usize;
+    let mut printed_plan = false;
+    loop {
+        let state = deps.store.goal_state(&key).await?;
+        let mut traces = state.traces.clone();
+        traces.sort_by_key(|t| t.at_ms);
+        for t in traces.iter().skip(seen) {
+            println!("  {}  {:<24} {:>12} → {:<12} {}", show::time(t.at_ms), t.subject, t.from, t.to, t.note);
+        }
+        if traces.len() > seen {
+            seen = traces.len();
+            if !printed_plan && !state.tasks.is_empty() {
+                printed_plan = true;
+            }
+            println!("  [{:>5.1}s] {}", start.elapsed().as_secs_f64(), show::progress(&state));
+        }
+        if let Some(g) = state.goal.as_ref().filter(|g| g.status.is_settled()) {
+            println!("\n{}\n\nPlan\n{}\n\nReviews\n{}", show::header(g), show::plan(&state), show::reviews(&state));
+            println!("Outputs\n{}", show::outputs(&state, run.lines));
+            println!("goal {} finished {} in {:.1}s", g.id, g.status, start.elapsed().as_secs_f64());
+            if g.status != mktg_core::GoalStatus::Completed {
+                std::process::exit(3);
+            }
+            return Ok(());
+        }
+        if start.elapsed() > Duration::from_secs(run.timeout) {
+            bail!(
+                "goal {goal} has not settled after {}s ({}); see: mktg trace {goal}",
+                run.timeout,
+                show::progress(&state)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -1,1 +1,37 @@
-//! x
+//! The director: plans goals into tasks, releases tasks whose dependencies
+//! are approved, routes outputs to review, acts on review decisions and
+//! completes goals. It is the only writer of goal status, and every decision
+//! it makes bumps the goal's version, so decisions on one goal are
+//! serialized by optimistic concurrency.
+
+mod on_goal_submitted;
+mod on_review_decided;
+mod on_task_failed;
+mod on_task_output;
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::LambdaEvent;
+use mktg_boot::{run_sqs_batch, Deps, HandlerError};
+use mktg_core::{Envelope, Message};
+
+/// Lambda entry point: one SQS batch from the director queue.
+pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+    Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
+}
+
+/// Handles one message of the director queue.
+pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {
+    match &env.message {
+        Message::GoalSubmitted { .. } => on_goal_submitted::run(deps, &env).await,
+        Message::TaskOutput { task, revision } => on_task_output::run(deps, &env, task, *revision).await,
+        Message::ReviewDecided { task, revision, decision } => {
+            on_review_decided::run(deps, &env, task, *revision, *decision).await
+        }
+        Message::TaskFailed { task, reason } => on_task_failed::run(deps, &env, task, reason).await,
+        other => Err(HandlerError::Fail(format!("director does not handle {} messages", other.kind()))),
+    }
+}
+
+/// How many times a decision is re-read and re-made after losing a race on
+/// the goal's version before the message goes back to the queue.
+const MAX_DECISION_ATTEMPTS: usize = 8;

@@ -1,1 +1,33 @@
-//! placeholder
+//! Lambda glue shared by every function: settings from the environment,
+//! tracing, the dependencies built once per cold start, the SQS batch runner
+//! and the outbox flush. Only this crate (and tests) names concrete adapters.
+
+mod deps;
+mod error;
+pub mod outbox;
+mod runner;
+mod settings;
+
+pub use deps::{choose_model, BootError, Clock, Deps, SystemClock};
+pub use error::HandlerError;
+pub use runner::{handle_record, run_sqs_batch, RecordOutcome};
+pub use settings::{Settings, SettingsError};
+
+/// JSON logs under Lambda (or when `MKTG_LOG_FORMAT=json`), readable text
+/// otherwise; level from `RUST_LOG` or `AWS_LAMBDA_LOG_LEVEL`, default info.
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let level = std::env::var("RUST_LOG")
+        .or_else(|_| std::env::var("AWS_LAMBDA_LOG_LEVEL").map(|l| l.to_lowercase()))
+        .unwrap_or_else(|_| "info".into());
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok()
+        || std::env::var("MKTG_LOG_FORMAT").map(|f| f == "json").unwrap_or(false);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second init (tests, `mktg dev`) is harmless; ignore it.
+    if json {
+        let _ = builder.json().flatten_event(true).without_time().try_init();
+    } else {
+        let _ = builder.compact().try_init();
+    }
+}

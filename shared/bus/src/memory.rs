@@ -60,3 +60,12 @@ impl Bus for MemoryBus {
         Ok(())
     }
 }
+
+impl MemoryBus {
+    /// `send` for tests: panics on error.
+    pub async fn send_now(&self, envelope: &Envelope) {
+        if let Err(e) = self.send(envelope).await {
+            panic!("memory bus send failed: {e}");
+        }
+    }
+}

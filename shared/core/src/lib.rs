@@ -13,7 +13,7 @@ pub mod review;
 pub mod status;
 
 pub use ids::{GoalId, SkillName, TaskId, TenantId};
-pub use message::{DomainEvent, Envelope, Message, QueueName};
+pub use message::{DomainEvent, Envelope, Message, Outgoing, QueueName};
 pub use model::{Goal, GoalSource, Output, Priority, Task, Trace, Turn, Usage};
 pub use review::{Decision, Finding, Review, Severity};
 pub use status::{GoalStatus, TaskStatus, TransitionError};

@@ -37,6 +37,8 @@ pub enum Message {
     TaskOutput { task: TaskId, revision: u32 },
     /// The director asks for a review of the revision's output.
     ReviewRequested { task: TaskId, revision: u32 },
+    /// A task failed permanently outside review (model or input error).
+    TaskFailed { task: TaskId, reason: String },
     /// The reviewer decided.
     ReviewDecided {
         task: TaskId,
@@ -78,6 +80,7 @@ impl Message {
         match self {
             Message::GoalSubmitted { .. }
             | Message::TaskOutput { .. }
+            | Message::TaskFailed { .. }
             | Message::ReviewDecided { .. } => QueueName::Director,
             Message::TaskReady { .. } => QueueName::Agent,
             Message::ReviewRequested { .. } => QueueName::Review,
@@ -90,6 +93,7 @@ impl Message {
             Message::TaskReady { .. } => "TaskReady",
             Message::TaskOutput { .. } => "TaskOutput",
             Message::ReviewRequested { .. } => "ReviewRequested",
+            Message::TaskFailed { .. } => "TaskFailed",
             Message::ReviewDecided { .. } => "ReviewDecided",
         }
     }
@@ -100,6 +104,7 @@ impl Message {
             Message::TaskReady { task, .. }
             | Message::TaskOutput { task, .. }
             | Message::ReviewRequested { task, .. }
+            | Message::TaskFailed { task, .. }
             | Message::ReviewDecided { task, .. } => Some(task),
         }
     }
@@ -119,6 +124,7 @@ impl Envelope {
             Message::ReviewRequested { task, revision } => {
                 keys::task_step(&tenant, &goal, task, "review", *revision)
             }
+            Message::TaskFailed { task, .. } => keys::task_step(&tenant, &goal, task, "failed", 0),
             Message::ReviewDecided { task, revision, .. } => {
                 keys::task_step(&tenant, &goal, task, "decided", *revision)
             }
@@ -130,6 +136,15 @@ impl Envelope {
             message,
         }
     }
+}
+
+/// Something a handler decided to send, stored with the state change that
+/// caused it and sent after the commit (outbox pattern).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "out", rename_all = "snake_case")]
+pub enum Outgoing {
+    Message(Envelope),
+    Event(DomainEvent),
 }
 
 /// A fact published on the event bus for anyone to react to

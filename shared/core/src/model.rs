@@ -1,7 +1,7 @@
 //! Goals, tasks, outputs, turns and the trace of every transition.
 
 use crate::ids::{GoalId, SkillName, TaskId, TenantId};
-use crate::message::Envelope;
+use crate::message::Outgoing;
 use crate::review::Feedback;
 use crate::status::{GoalStatus, TaskStatus, TransitionError};
 use serde::{Deserialize, Serialize};
@@ -69,7 +69,7 @@ pub struct Goal {
     /// Messages decided in the same write as the last change and not yet
     /// confirmed sent. A redelivered message flushes them (outbox pattern).
     #[serde(default)]
-    pub outbox: Vec<Envelope>,
+    pub outbox: Vec<Outgoing>,
 }
 
 impl Goal {
@@ -123,7 +123,7 @@ pub struct Task {
     /// Why the task failed, was blocked or escalated.
     pub reason: Option<String>,
     #[serde(default)]
-    pub outbox: Vec<Envelope>,
+    pub outbox: Vec<Outgoing>,
 }
 
 impl Task {

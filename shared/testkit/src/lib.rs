@@ -1,1 +1,93 @@
-//! placeholder
+//! Test helpers (dev-dependency only): the real config, in-memory deps with
+//! the scripted model and a stepping clock, a driver that delivers queued
+//! messages to the handlers like the queues would, fixtures and `eventually`.
+
+use mktg_boot::{Clock, Deps, HandlerError};
+use mktg_bus::MemoryBus;
+use mktg_config::{Config, Paths};
+use mktg_core::{Envelope, QueueName};
+use mktg_llm::{ChatModel, ScriptedModel};
+use mktg_store::MemoryStore;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The repository root (where `config/` and `skills/` live).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The project's own configuration.
+pub fn real_config() -> Config {
+    mktg_config::load(&Paths::under(repo_root())).unwrap_or_else(|e| panic!("shipped config is invalid: {e}"))
+}
+
+/// Reads `tests/fixtures/<name>`.
+pub fn fixture(name: &str) -> String {
+    let path = repo_root().join("tests/fixtures").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
+/// A clock that advances one millisecond per reading, so every trace line
+/// has its own time and tests are repeatable.
+pub struct StepClock(AtomicU64);
+
+impl StepClock {
+    pub fn new(start_ms: u64) -> Self {
+        StepClock(AtomicU64::new(start_ms))
+    }
+}
+
+impl Clock for StepClock {
+    fn now_ms(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst)
+    }
+}
+
+/// In-memory deps plus typed handles on the memory adapters.
+pub struct TestDeps {
+    pub deps: Deps,
+    pub store: Arc<MemoryStore>,
+    pub bus: Arc<MemoryBus>,
+}
+
+/// Deps over memory adapters, the real config and the demo script.
+pub fn memory_deps() -> TestDeps {
+    let config = real_config();
+    let model = ScriptedModel::load(&config.models.scripted_script).unwrap_or_else(|e| panic!("{e}"));
+    memory_deps_with(config, Arc::new(model))
+}
+
+pub fn memory_deps_with(config: Config, model: Arc<dyn ChatModel>) -> TestDeps {
+    let store = Arc::new(MemoryStore::new());
+    let bus = Arc::new(MemoryBus::new());
+    let deps = Deps::new(store.clone(), bus.clone(), model, Arc::new(config), Arc::new(StepClock::new(1_700_000_000_000)));
+    TestDeps { deps, store, bus }
+}
+
+/// The handler of each queue, as `mktg dev` wires them.
+pub type Handler = for<'a> fn(&'a Deps, Envelope) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+
+/// Polls `probe` until it returns `Some` or the deadline passes.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        if start.elapsed() > deadline {
+            panic!("timed out after {deadline:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Which queue a message waits in.
+pub fn queue_of(env: &Envelope) -> QueueName {
+    env.message.queue()
+}

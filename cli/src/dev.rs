@@ -1,0 +1,75 @@
+//! `mktg dev`: every function's handler in one process, polling the
+//! emulator's queues with the semantics of Lambda's SQS event source
+//! mapping: batches of up to 10, delete only what succeeded, leave failures
+//! for redelivery after the visibility timeout, and let SQS move a message
+//! to its DLQ after maxReceiveCount.
+
+use crate::dispatch;
+use mktg_boot::{handle_record, Deps, RecordOutcome};
+use mktg_bus::SqsConsumer;
+use mktg_core::QueueName;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Default)]
+pub struct DevStats {
+    pub handled: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+/// Polls every queue until `stop` is set.
+pub async fn run(
+    deps: Deps,
+    consumer: SqsConsumer,
+    urls: HashMap<QueueName, String>,
+    batch_size: i32,
+    stop: Arc<AtomicBool>,
+    stats: Arc<DevStats>,
+) -> anyhow::Result<()> {
+    let mut workers = Vec::new();
+    for queue in QueueName::ALL {
+        let Some(url) = urls.get(&queue).cloned() else { continue };
+        let (deps, consumer, stop, stats) = (deps.clone(), consumer.clone(), stop.clone(), stats.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let batch = match consumer.receive(&url, batch_size, 1).await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!(queue = queue.as_str(), error = %e, "receive failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                // Records of one batch run concurrently, like concurrent
+                // invocations would; each is deleted only on success.
+                let jobs = batch.into_iter().map(|m| {
+                    let (deps, consumer, url, stats) = (deps.clone(), consumer.clone(), url.clone(), stats.clone());
+                    async move {
+                        let outcome = handle_record(&m.message_id, &m.body, |env| {
+                            let deps = deps.clone();
+                            async move { dispatch(&deps, queue, env).await }
+                        })
+                        .await;
+                        match &outcome {
+                            RecordOutcome::Ack => stats.handled.fetch_add(1, Ordering::Relaxed),
+                            RecordOutcome::Failed(_) => stats.failed.fetch_add(1, Ordering::Relaxed),
+                            RecordOutcome::Retry(_) => stats.retried.fetch_add(1, Ordering::Relaxed),
+                        };
+                        if outcome.deletes_message() {
+                            if let Err(e) = consumer.delete(&url, &m.receipt_handle).await {
+                                tracing::warn!(error = %e, "delete failed; the message will be redelivered and deduplicated");
+                            }
+                        }
+                    }
+                });
+                futures::future::join_all(jobs).await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await?;
+    }
+    Ok(())
+}

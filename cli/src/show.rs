@@ -1,0 +1,157 @@
+//! Rendering goals, plans, reviews, outputs and traces for the terminal.
+
+use chrono::{TimeZone, Utc};
+use comfy_table::{presets::UTF8_BORDERS_ONLY, Table};
+use mktg_core::{Goal, Output, TaskStatus};
+use mktg_store::GoalState;
+use std::fmt::Write as _;
+
+pub fn time(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .map(|t| t.format("%H:%M:%S%.3f").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn date(ms: u64) -> String {
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+        .unwrap_or_default()
+}
+
+pub fn goals(goals: &[Goal]) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY);
+    t.set_header(["goal", "status", "created (UTC)", "plan", "text"]);
+    for g in goals {
+        let text: String = g.text.chars().take(60).collect();
+        t.add_row([
+            g.id.to_string(),
+            g.status.to_string(),
+            date(g.created_ms),
+            g.pipeline.clone().unwrap_or_else(|| g.category.clone()),
+            text,
+        ]);
+    }
+    t.to_string()
+}
+
+pub fn header(goal: &Goal) -> String {
+    let mut s = format!(
+        "goal {}  [{}]  tenant {}\n  \"{}\"\n  plan: {}  priority {}",
+        goal.id,
+        goal.status,
+        goal.tenant,
+        goal.text,
+        goal.pipeline.as_deref().map_or_else(|| format!("{} routes", goal.category), |p| format!("template \"{p}\"")),
+        goal.priority
+    );
+    if let Some(r) = &goal.reason {
+        let _ = write!(s, "\n  reason: {r}");
+    }
+    s
+}
+
+/// The plan as a table: one row per task, in plan order.
+pub fn plan(state: &GoalState) -> String {
+    let mut t = Table::new();
+    t.load_style(UTF8_BORDERS_ONLY);
+    t.set_header(["task", "skill", "step", "after", "status", "rev", "words", "tokens in/out"]);
+    let mut tasks = state.tasks.clone();
+    tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    for task in &tasks {
+        let out = latest_output(state, &task.id);
+        t.add_row([
+            task.id.to_string(),
+            task.skill.to_string(),
+            (task.phase + 1).to_string(),
+            if task.deps.is_empty() { "-".into() } else { task.deps.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ") },
+            task.status.to_string(),
+            task.revision.to_string(),
+            out.map(|o| mktg_core::review::word_count(&o.body).to_string()).unwrap_or_default(),
+            out.map(|o| format!("{}/{}", o.usage.input_tokens, o.usage.output_tokens)).unwrap_or_default(),
+        ]);
+    }
+    t.to_string()
+}
+
+fn latest_output<'a>(state: &'a GoalState, task: &mktg_core::TaskId) -> Option<&'a Output> {
+    state.outputs.iter().filter(|o| &o.task == task).max_by_key(|o| o.revision)
+}
+
+pub fn reviews(state: &GoalState) -> String {
+    let mut reviews = state.reviews.clone();
+    reviews.sort_by(|a, b| (a.task.as_str(), a.revision).cmp(&(b.task.as_str(), b.revision)));
+    let mut s = String::new();
+    for r in &reviews {
+        let _ = writeln!(s, "  {} rev {}  {}  by {}: {}", r.task, r.revision, r.decision, r.reviewer, r.summary);
+        for f in &r.findings {
+            let _ = writeln!(s, "      - [{:?}] {}: {} → {}", f.severity, f.section, f.problem, f.fix);
+        }
+    }
+    if s.is_empty() {
+        s.push_str("  (no reviews yet)\n");
+    }
+    s
+}
+
+/// The label every scripted output carries wherever it is shown.
+pub fn provenance(o: &Output) -> String {
+    if o.scripted {
+        "SCRIPTED — replayed from the scripted provider's script, not written by a model".into()
+    } else {
+        format!("model {}", o.model)
+    }
+}
+
+/// The latest output of each task; at most `max_lines` lines of each.
+pub fn outputs(state: &GoalState, max_lines: usize) -> String {
+    let mut s = String::new();
+    let mut tasks = state.tasks.clone();
+    tasks.sort_by(|a, b| a.id.cmp(&b.id));
+    for task in &tasks {
+        let Some(o) = latest_output(state, &task.id) else { continue };
+        let _ = writeln!(s, "──── {} · revision {} · {} · {}", task.id, o.revision, task.status, provenance(o));
+        let lines: Vec<&str> = o.body.lines().collect();
+        for line in lines.iter().take(max_lines) {
+            let _ = writeln!(s, "  {line}");
+        }
+        if lines.len() > max_lines {
+            let _ = writeln!(
+                s,
+                "  … {} more lines: mktg output {} {}",
+                lines.len() - max_lines,
+                task.goal,
+                task.id
+            );
+        }
+    }
+    s
+}
+
+pub fn trace(state: &GoalState) -> String {
+    let mut traces = state.traces.clone();
+    traces.sort_by_key(|t| t.at_ms);
+    let mut s = String::new();
+    for t in &traces {
+        let _ = writeln!(s, "{}  {:<24} {:>14} → {:<14} {}", time(t.at_ms), t.subject, t.from, t.to, t.note);
+    }
+    s
+}
+
+/// Counts for a one-line progress summary.
+pub fn progress(state: &GoalState) -> String {
+    let n = state.tasks.len();
+    let count = |s: TaskStatus| state.tasks.iter().filter(|t| t.status == s).count();
+    format!(
+        "{}/{} approved, {} running, {} in review, {} revising",
+        count(TaskStatus::Approved),
+        n,
+        count(TaskStatus::InProgress) + count(TaskStatus::Assigned),
+        count(TaskStatus::InReview) + count(TaskStatus::Completed),
+        count(TaskStatus::Revision)
+    )
+}

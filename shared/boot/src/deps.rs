@@ -1,0 +1,101 @@
+//! The dependencies of every handler, built once per cold start.
+
+use crate::settings::Settings;
+use mktg_bus::{Bus, QueueUrls, SqsEventBridgeBus};
+use mktg_config::{Config, Paths};
+use mktg_llm::{ChatModel, ScriptedModel};
+use mktg_store::{DynamoStore, Store};
+use std::sync::Arc;
+
+/// Time comes from here, never from the system clock inside rules.
+pub trait Clock: Send + Sync {
+    fn now_ms(&self) -> u64;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+    }
+}
+
+#[derive(Clone)]
+pub struct Deps {
+    pub store: Arc<dyn Store>,
+    pub bus: Arc<dyn Bus>,
+    pub model: Arc<dyn ChatModel>,
+    pub config: Arc<Config>,
+    pub clock: Arc<dyn Clock>,
+    /// Which model provider runs and why, in plain words, for banners.
+    pub model_note: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error(transparent)]
+    Settings(#[from] crate::SettingsError),
+    #[error("{0}")]
+    Config(#[from] mktg_config::ConfigErrors),
+    #[error("{0}")]
+    Model(String),
+}
+
+impl Deps {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        model: Arc<dyn ChatModel>,
+        config: Arc<Config>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let model_note = format!("{} model provider", model.provider());
+        Deps { store, bus, model, config, clock, model_note }
+    }
+
+    /// Loads the AWS config once (it honours `AWS_ENDPOINT_URL`), derives
+    /// every client from it, loads and validates the YAML config and picks
+    /// the model provider.
+    pub async fn build(settings: &Settings) -> Result<Deps, BootError> {
+        let config = Arc::new(mktg_config::load(&Paths {
+            config_dir: settings.config_dir.clone(),
+            skills_dir: settings.skills_dir.clone(),
+        })?);
+        let (model, note) = choose_model(&config, settings)?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name);
+        let bus = SqsEventBridgeBus::new(
+            aws_sdk_sqs::Client::new(&aws),
+            aws_sdk_eventbridge::Client::new(&aws),
+            QueueUrls(settings.queue_urls.clone()),
+            &settings.event_bus_name,
+        );
+        let mut deps = Deps::new(Arc::new(store), Arc::new(bus), model, config, Arc::new(SystemClock));
+        deps.model_note = note;
+        Ok(deps)
+    }
+}
+
+/// Picks the model provider and says in plain words which one and why.
+pub fn choose_model(config: &Config, settings: &Settings) -> Result<(Arc<dyn ChatModel>, String), BootError> {
+    let provider = settings.provider.clone().unwrap_or_else(|| config.models.provider.clone());
+    let script = settings.script.clone().unwrap_or_else(|| config.models.scripted_script.clone());
+    let scripted = |why: &str| -> Result<(Arc<dyn ChatModel>, String), BootError> {
+        let model = ScriptedModel::load(&script).map_err(|e| BootError::Model(e.to_string()))?;
+        Ok((
+            Arc::new(model),
+            format!("scripted model provider ({why}); replies come from {}, not from a model", script.display()),
+        ))
+    };
+    match provider.as_str() {
+        "scripted" => scripted("chosen by configuration"),
+        "auto" if !settings.anthropic_key_present => scripted("no ANTHROPIC_API_KEY or Bedrock configuration found"),
+        "auto" | "anthropic" | "bedrock" => Err(BootError::Model(format!(
+            "the {} provider is not part of this build yet; unset ANTHROPIC_API_KEY or set MKTG_PROVIDER=scripted",
+            if provider == "auto" { "anthropic" } else { provider.as_str() }
+        ))),
+        other => Err(BootError::Model(format!(
+            "unknown model provider \"{other}\" (from MKTG_PROVIDER or models.yaml); use auto, anthropic, bedrock or scripted"
+        ))),
+    }
+}

@@ -1,0 +1,82 @@
+//! The one place that turns handler results into SQS batch responses.
+
+use crate::error::HandlerError;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use mktg_core::Envelope;
+use std::future::Future;
+use tracing::Instrument;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordOutcome {
+    /// Handled (or a harmless duplicate): delete the message.
+    Ack,
+    /// Failed permanently; the failure is recorded: delete the message.
+    Failed(String),
+    /// Failed temporarily: keep the message for redelivery.
+    Retry(String),
+}
+
+impl RecordOutcome {
+    pub fn deletes_message(&self) -> bool {
+        !matches!(self, RecordOutcome::Retry(_))
+    }
+}
+
+/// Decodes one message body and runs the handler on it inside a span
+/// carrying the message's identity. Errors are logged here, once.
+pub async fn handle_record<F, Fut>(message_id: &str, body: &str, handler: F) -> RecordOutcome
+where
+    F: FnOnce(Envelope) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    let envelope: Envelope = match serde_json::from_str(body) {
+        Ok(e) => e,
+        Err(e) => {
+            // An undecodable message can never succeed; keeping it would
+            // only send it to the DLQ after five useless attempts.
+            tracing::error!(message_id, error = %e, "message is not a valid envelope; dropped");
+            return RecordOutcome::Failed(format!("not a valid envelope: {e}"));
+        }
+    };
+    let span = tracing::info_span!(
+        "message",
+        message_id,
+        kind = envelope.message.kind(),
+        tenant = %envelope.tenant,
+        goal_id = %envelope.goal,
+        task_id = envelope.message.task().map(|t| t.to_string()).unwrap_or_default(),
+        idempotency_key = %envelope.idempotency_key,
+    );
+    match handler(envelope).instrument(span.clone()).await {
+        Ok(()) => RecordOutcome::Ack,
+        Err(HandlerError::Retry(why)) => {
+            span.in_scope(|| tracing::warn!(error = %why, "will retry"));
+            RecordOutcome::Retry(why)
+        }
+        Err(HandlerError::Fail(why)) => {
+            span.in_scope(|| tracing::error!(error = %why, "failed permanently"));
+            RecordOutcome::Failed(why)
+        }
+    }
+}
+
+/// Runs the handler on every record of an SQS event and reports only the
+/// records to retry (`ReportBatchItemFailures`).
+pub async fn run_sqs_batch<F, Fut>(event: SqsEvent, handler: F) -> SqsBatchResponse
+where
+    F: Fn(Envelope) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.clone().unwrap_or_default();
+        let outcome = handle_record(&id, &body, &handler).await;
+        if !outcome.deletes_message() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}

@@ -1,0 +1,104 @@
+//! Every environment variable is read here, once. Tests pass a map.
+
+use mktg_core::QueueName;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub table_name: String,
+    pub queue_urls: HashMap<QueueName, String>,
+    pub event_bus_name: String,
+    pub config_dir: PathBuf,
+    pub skills_dir: PathBuf,
+    /// `MKTG_PROVIDER`, overriding models.yaml.
+    pub provider: Option<String>,
+    /// `MKTG_SCRIPT`, overriding models.yaml's scripted script.
+    pub script: Option<PathBuf>,
+    pub anthropic_key_present: bool,
+    /// `MKTG_TENANT`, the default tenant of CLI commands.
+    pub tenant: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("missing environment variables: {}. They are set by infra/template.yaml when deployed; locally `localstack/up` writes them to .mktg/emulator.env", missing.join(", "))]
+pub struct SettingsError {
+    pub missing: Vec<String>,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+    }
+
+    /// Reads every variable through `lookup`; one error names all missing.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let mut missing = Vec::new();
+        let mut need = |name: &str| {
+            lookup(name).unwrap_or_else(|| {
+                missing.push(name.to_string());
+                String::new()
+            })
+        };
+        let table_name = need("TABLE_NAME");
+        let event_bus_name = need("EVENT_BUS_NAME");
+        let mut queue_urls = HashMap::new();
+        for (q, var) in [
+            (QueueName::Director, "DIRECTOR_QUEUE_URL"),
+            (QueueName::Agent, "AGENT_QUEUE_URL"),
+            (QueueName::Review, "REVIEW_QUEUE_URL"),
+            (QueueName::Tool, "TOOL_QUEUE_URL"),
+        ] {
+            queue_urls.insert(q, need(var));
+        }
+        if !missing.is_empty() {
+            return Err(SettingsError { missing });
+        }
+        let root = lookup("MKTG_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        Ok(Settings {
+            table_name,
+            queue_urls,
+            event_bus_name,
+            config_dir: lookup("MKTG_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("config")),
+            skills_dir: lookup("MKTG_SKILLS_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("skills")),
+            provider: lookup("MKTG_PROVIDER"),
+            script: lookup("MKTG_SCRIPT").map(PathBuf::from),
+            anthropic_key_present: lookup("ANTHROPIC_API_KEY").is_some(),
+            tenant: lookup("MKTG_TENANT").unwrap_or_else(|| "default".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_error_names_every_missing_variable() {
+        let env: HashMap<&str, &str> = [("TABLE_NAME", "t")].into();
+        let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
+        assert_eq!(
+            err.missing,
+            ["EVENT_BUS_NAME", "DIRECTOR_QUEUE_URL", "AGENT_QUEUE_URL", "REVIEW_QUEUE_URL", "TOOL_QUEUE_URL"]
+        );
+        assert!(err.to_string().contains("localstack/up"));
+    }
+
+    #[test]
+    fn paths_default_under_the_root() {
+        let env: HashMap<&str, &str> = [
+            ("TABLE_NAME", "t"),
+            ("EVENT_BUS_NAME", "b"),
+            ("DIRECTOR_QUEUE_URL", "d"),
+            ("AGENT_QUEUE_URL", "a"),
+            ("REVIEW_QUEUE_URL", "r"),
+            ("TOOL_QUEUE_URL", "x"),
+            ("MKTG_ROOT", "/opt"),
+        ]
+        .into();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(s.config_dir, PathBuf::from("/opt/config"));
+        assert_eq!(s.queue_urls[&QueueName::Agent], "a");
+        assert!(!s.anthropic_key_present);
+    }
+}
