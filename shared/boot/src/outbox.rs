@@ -2,6 +2,12 @@
 //! item they change, in the same conditional write, then call these to send
 //! them and clear the outbox. A crash in between leaves the outbox full; the
 //! redelivered message finds it and sends again (consumers dedupe).
+//!
+//! Clearing keeps the item's version: the consumer of the message just sent
+//! may already be writing the same item conditioned on that version, and a
+//! bump would make it lose the race for nothing. If the consumer wins, the
+//! clear is skipped and the entries are sent once more later, which
+//! consumers acknowledge as duplicates.
 
 use crate::{Deps, HandlerError};
 use mktg_core::{Goal, Outgoing, Task};
@@ -33,7 +39,6 @@ pub async fn flush_goal(deps: &Deps, goal: &Goal) -> Result<(), HandlerError> {
     send_all(deps, &goal.outbox).await?;
     let mut next = goal.clone();
     next.outbox.clear();
-    next.version += 1;
     let key = GoalKey::new(goal.tenant.clone(), goal.id.clone());
     cleared(deps.store.commit(&key, vec![Write::Goal { goal: next, expect_version: goal.version }]).await)
 }
@@ -45,7 +50,6 @@ pub async fn flush_task(deps: &Deps, task: &Task) -> Result<(), HandlerError> {
     send_all(deps, &task.outbox).await?;
     let mut next = task.clone();
     next.outbox.clear();
-    next.version += 1;
     let key = GoalKey::new(task.tenant.clone(), task.goal.clone());
     cleared(deps.store.commit(&key, vec![Write::Task { task: next, expect_version: task.version }]).await)
 }
