@@ -1,1 +1,109 @@
+//! Helpers of the emulator integration tests: deps wired to the emulator
+//! from `.mktg/emulator.env` (written by `localstack/up`), in-process
+//! workers, and a bus that delivers every message twice.
+//!
+//! Tests fail, loudly and with the fix, when the emulator is not there:
+//! they never skip.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use async_trait::async_trait;
+use mktg_boot::{Deps, Settings};
+use mktg_bus::{Bus, BusError, SqsConsumer};
+use mktg_cli::dev::{self, DevStats};
+use mktg_core::{DomainEvent, Envelope};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The variables `localstack/up` wrote.
+pub fn emulator_env() -> HashMap<String, String> {
+    let path = repo_root().join(".mktg/emulator.env");
+    let iter = dotenvy::from_path_iter(&path).unwrap_or_else(|e| {
+        panic!("cannot read {} ({e}). Start and provision the emulator first: localstack/up", path.display())
+    });
+    iter.map(|kv| kv.unwrap()).collect()
+}
+
+pub struct Emulator {
+    pub env: HashMap<String, String>,
+    pub aws: aws_config::SdkConfig,
+    pub settings: Settings,
+}
+
+pub async fn emulator() -> Emulator {
+    let mut env = emulator_env();
+    env.insert("MKTG_ROOT".into(), repo_root().display().to_string());
+    env.remove("ANTHROPIC_API_KEY");
+    let endpoint = env["AWS_ENDPOINT_URL"].clone();
+    let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&endpoint)
+        .region(aws_config::Region::new(env["AWS_REGION"].clone()))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "emulator"))
+        .load()
+        .await;
+    let lookup = env.clone();
+    let settings = Settings::from_lookup(|k| lookup.get(k).cloned()).unwrap();
+    let probe = aws_sdk_dynamodb::Client::new(&aws).describe_table().table_name(&settings.table_name).send().await;
+    if let Err(e) = probe {
+        panic!("the emulator at {endpoint} does not answer or lacks table {} ({e:?}). Run localstack/up first.", settings.table_name);
+    }
+    Emulator { env, aws, settings }
+}
+
+impl Emulator {
+    pub fn deps(&self) -> Deps {
+        Deps::build_with(&self.settings, &self.aws).unwrap()
+    }
+
+    /// Runs every function's handler in this process until dropped.
+    pub fn workers(&self, deps: Deps) -> Workers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(DevStats::default());
+        let consumer = SqsConsumer::new(aws_sdk_sqs::Client::new(&self.aws));
+        let handle = tokio::spawn(dev::run(deps, consumer, self.settings.queue_urls.clone(), 10, stop.clone(), stats.clone()));
+        Workers { stop, stats, handle: Some(handle) }
+    }
+}
+
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    pub stats: Arc<DevStats>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Workers {
+    pub async fn stop(mut self) -> Arc<DevStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        self.stats.clone()
+    }
+}
+
+/// A bus that sends every message twice, as an at-least-once queue may
+/// deliver it.
+pub struct DuplicatingBus(pub Arc<dyn Bus>);
+
+#[async_trait]
+impl Bus for DuplicatingBus {
+    async fn send(&self, envelope: &Envelope) -> Result<(), BusError> {
+        self.0.send(envelope).await?;
+        self.0.send(envelope).await
+    }
+
+    async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
+        self.0.publish(event).await
+    }
+}
+
+/// A tenant id of its own for each test, so tests run in parallel.
+pub fn fresh_tenant(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}

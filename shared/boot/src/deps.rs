@@ -57,16 +57,22 @@ impl Deps {
     /// every client from it, loads and validates the YAML config and picks
     /// the model provider.
     pub async fn build(settings: &Settings) -> Result<Deps, BootError> {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Deps::build_with(settings, &aws)
+    }
+
+    /// As `build`, with an AWS config made by the caller (tests point it at
+    /// the emulator without touching the process environment).
+    pub fn build_with(settings: &Settings, aws: &aws_config::SdkConfig) -> Result<Deps, BootError> {
         let config = Arc::new(mktg_config::load(&Paths {
             config_dir: settings.config_dir.clone(),
             skills_dir: settings.skills_dir.clone(),
         })?);
         let (model, note) = choose_model(&config, settings)?;
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&aws), &settings.table_name);
+        let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name);
         let bus = SqsEventBridgeBus::new(
-            aws_sdk_sqs::Client::new(&aws),
-            aws_sdk_eventbridge::Client::new(&aws),
+            aws_sdk_sqs::Client::new(aws),
+            aws_sdk_eventbridge::Client::new(aws),
             QueueUrls(settings.queue_urls.clone()),
             &settings.event_bus_name,
         );

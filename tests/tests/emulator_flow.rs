@@ -1,0 +1,116 @@
+//! Goals through real SQS queues, a real DynamoDB table and a real event
+//! bus in the local emulator, with the handlers polling like Lambda's event
+//! source mapping. Needs `localstack/up`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use mktg_core::{Decision, Envelope, GoalId, GoalStatus, Message, TaskStatus, TenantId};
+use mktg_it::{emulator, fresh_tenant, DuplicatingBus};
+use mktg_store::{GoalKey, GoalState};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn submit(tenant: &TenantId, goal: &GoalId, text: &str, pipeline: Option<&str>) -> Envelope {
+    Envelope::new(
+        tenant.clone(),
+        goal.clone(),
+        Message::GoalSubmitted {
+            text: text.into(),
+            pipeline: pipeline.map(String::from),
+            priority: Default::default(),
+            source: None,
+            submitted_ms: 1,
+        },
+    )
+}
+
+async fn settled(deps: &mktg_boot::Deps, key: &GoalKey) -> GoalState {
+    let start = Instant::now();
+    loop {
+        let state = deps.store.goal_state(key).await.unwrap();
+        if state.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
+            return state;
+        }
+        assert!(start.elapsed() < Duration::from_secs(90), "goal did not settle: {:?}", state.traces);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_four_step_pipeline_completes_and_its_outputs_are_read_back_from_dynamodb() {
+    let emu = emulator().await;
+    let deps = emu.deps();
+    let tenant = TenantId::new(fresh_tenant("it-flow"));
+    let goal = GoalId::new("g-conversion");
+    let workers = emu.workers(deps.clone());
+    deps.bus.send(&submit(&tenant, &goal, "Lift trial signups", Some("Conversion Sprint"))).await.unwrap();
+    let key = GoalKey::new(tenant.clone(), goal.clone());
+    let state = settled(&deps, &key).await;
+    let stats = workers.stop().await;
+
+    let g = state.goal.as_ref().unwrap();
+    assert_eq!(g.status, GoalStatus::Completed, "{:?}", g.reason);
+    let skills: Vec<&str> = state.tasks.iter().map(|t| t.skill.as_str()).collect();
+    assert_eq!(skills, ["page-cro", "copywriting", "ab-test-setup", "analytics-tracking"]);
+    assert!(state.tasks.iter().all(|t| t.status == TaskStatus::Approved));
+    // copywriting was revised once (the scripted first draft is thin).
+    assert_eq!(state.tasks[1].revision, 1);
+    assert_eq!(state.outputs.len(), 5);
+    assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+
+    // Read the outputs back straight from the table, not through the store.
+    let ddb = aws_sdk_dynamodb::Client::new(&emu.aws);
+    let items = ddb
+        .query()
+        .table_name(&emu.settings.table_name)
+        .key_condition_expression("PK = :pk AND begins_with(SK, :out)")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("T#{tenant}#G#{goal}")))
+        .expression_attribute_values(":out", AttributeValue::S("OUT#".into()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(items.count(), 5);
+    let body_of = |sk: &str| {
+        items
+            .items()
+            .iter()
+            .find(|i| i["SK"] == AttributeValue::S(sk.into()))
+            .map(|i| i["data"].as_s().unwrap().clone())
+            .unwrap_or_else(|| panic!("no item {sk}"))
+    };
+    assert!(body_of("OUT#04-analytics-tracking#000").contains("Tracking Plan"));
+    assert!(body_of("OUT#02-copywriting#001").contains("Call to Action"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_delivered_twice_changes_nothing() {
+    let emu = emulator().await;
+    let mut deps = emu.deps();
+    deps.bus = Arc::new(DuplicatingBus(deps.bus.clone()));
+    let tenant = TenantId::new(fresh_tenant("it-dup"));
+    let goal = GoalId::new("g-dup");
+    let workers = emu.workers(deps.clone());
+    deps.bus.send(&submit(&tenant, &goal, "Write a blog post about receipts", None)).await.unwrap();
+    let key = GoalKey::new(tenant.clone(), goal.clone());
+    let state = settled(&deps, &key).await;
+    let stats = workers.stop().await;
+
+    assert_eq!(state.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    assert_eq!(state.tasks.len(), 5);
+    // Exactly one output, one review and one model turn per task revision.
+    assert_eq!(state.outputs.len(), 6);
+    assert_eq!(state.turns.len(), 6);
+    assert_eq!(state.reviews.len(), 6);
+    let copy: Vec<Decision> = state.reviews.iter().filter(|r| r.task.as_str() == "02-copywriting").map(|r| r.decision).collect();
+    assert_eq!(copy, [Decision::Revise, Decision::Approve]);
+    // Every transition happened once: one trace line per (subject, to, revision) step.
+    let goal_completions = state.traces.iter().filter(|t| t.subject == "goal" && t.to == "COMPLETED").count();
+    assert_eq!(goal_completions, 1);
+    let approvals = state.traces.iter().filter(|t| t.to == "APPROVED").count();
+    assert_eq!(approvals, 5);
+    // Duplicates were acknowledged, never failed.
+    assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
+    assert!(stats.handled.load(Ordering::Relaxed) >= 2 * 20, "every message arrived twice");
+}
