@@ -30,8 +30,11 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for queue in QueueName::ALL {
-        let Some(url) = urls.get(&queue).cloned() else { continue };
-        let (deps, consumer, stop, stats) = (deps.clone(), consumer.clone(), stop.clone(), stats.clone());
+        let Some(url) = urls.get(&queue).cloned() else {
+            continue;
+        };
+        let (deps, consumer, stop, stats) =
+            (deps.clone(), consumer.clone(), stop.clone(), stats.clone());
         workers.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let batch = match consumer.receive(&url, batch_size, 1).await {

@@ -114,7 +114,11 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
 fn main() {
     let cli = Cli::parse();
     // Loaded before any thread starts, so setting variables is sound.
-    let env_file = if cli.env_file.is_absolute() { cli.env_file.clone() } else { cli.root.join(&cli.env_file) };
+    let env_file = if cli.env_file.is_absolute() {
+        cli.env_file.clone()
+    } else {
+        cli.root.join(&cli.env_file)
+    };
     if let Err(e) = mktg_cli::load_env_file(&env_file) {
         eprintln!("error: {e}");
         std::process::exit(2);
@@ -122,7 +126,10 @@ fn main() {
     if std::env::var_os("MKTG_ROOT").is_none() {
         std::env::set_var("MKTG_ROOT", &cli.root);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -140,13 +147,30 @@ async fn run(cli: Cli) -> Result<()> {
         return validate(&cli.root);
     }
     if std::env::var("MKTG_LOG").is_ok() || matches!(cli.command, Command::Dev { .. }) {
-        std::env::set_var("RUST_LOG", std::env::var("MKTG_LOG").unwrap_or_else(|_| "info".into()));
+        std::env::set_var(
+            "RUST_LOG",
+            std::env::var("MKTG_LOG").unwrap_or_else(|_| "info".into()),
+        );
         mktg_boot::init_tracing();
     }
     let settings = Settings::from_env()?;
     let deps = Deps::build(&settings).await?;
     let provider_note = deps.model_note.clone();
     let tenant = TenantId::new(settings.tenant.clone());
+    if let Command::Pipeline { template, .. } = &cli.command {
+        if deps.config.pipeline(template).is_none() {
+            let known: Vec<&str> = deps
+                .config
+                .pipelines
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect();
+            bail!(
+                "unknown pipeline template \"{template}\"; known templates: {}",
+                known.join(", ")
+            );
+        }
+    }
     ensure_reachable(&deps, &tenant).await?;
 
     match cli.command {
@@ -154,15 +178,26 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Goal { text, run } => {
             submit(&deps, &settings, &tenant, &provider_note, text, None, run).await
         }
-        Command::Pipeline { template, text, run } => {
-            if deps.config.pipeline(&template).is_none() {
-                let known: Vec<&str> = deps.config.pipelines.iter().map(|p| p.name.as_str()).collect();
-                bail!("unknown pipeline template \"{template}\"; known templates: {}", known.join(", "));
-            }
+        Command::Pipeline {
+            template,
+            text,
+            run,
+        } => {
             let text = text.unwrap_or_else(|| format!("Run the {template} pipeline"));
-            submit(&deps, &settings, &tenant, &provider_note, text, Some(template), run).await
+            submit(
+                &deps,
+                &settings,
+                &tenant,
+                &provider_note,
+                text,
+                Some(template),
+                run,
+            )
+            .await
         }
-        Command::Status { goal: None, limit, .. } => {
+        Command::Status {
+            goal: None, limit, ..
+        } => {
             let goals = deps.store.goals(&tenant, limit).await?;
             if goals.is_empty() {
                 println!("no goals yet for tenant {tenant}; submit one with: mktg goal \"...\" --wait --workers");
@@ -171,7 +206,11 @@ async fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Status { goal: Some(goal), full, .. } => {
+        Command::Status {
+            goal: Some(goal),
+            full,
+            ..
+        } => {
             let state = load(&deps, &tenant, &goal).await?;
             if let Some(g) = &state.goal {
                 println!("{}\n", show::header(g));
@@ -188,7 +227,11 @@ async fn run(cli: Cli) -> Result<()> {
             print!("{}", show::trace(&state));
             Ok(())
         }
-        Command::Output { goal, task, revision } => {
+        Command::Output {
+            goal,
+            task,
+            revision,
+        } => {
             let key = GoalKey::new(tenant.clone(), GoalId::new(goal.clone()));
             let state = deps.store.goal_state(&key).await?;
             let task_id = TaskId::new(task.clone());
@@ -198,7 +241,13 @@ async fn run(cli: Cli) -> Result<()> {
                 .filter(|o| o.task == task_id && revision.is_none_or(|r| r == o.revision))
                 .max_by_key(|o| o.revision)
                 .with_context(|| format!("no output for task \"{task}\" of goal \"{goal}\" (see: mktg status {goal})"))?;
-            println!("<!-- {} · revision {} · {} -->\n{}", output.task, output.revision, show::provenance(output), output.body);
+            println!(
+                "<!-- {} · revision {} · {} -->\n{}",
+                output.task,
+                output.revision,
+                show::provenance(output),
+                output.body
+            );
             Ok(())
         }
         Command::Dev { batch_size } => {
@@ -206,7 +255,14 @@ async fn run(cli: Cli) -> Result<()> {
             let stop = Arc::new(AtomicBool::new(false));
             let stats = Arc::new(dev::DevStats::default());
             let consumer = SqsConsumer::new(sqs_client().await);
-            let handle = tokio::spawn(dev::run(deps.clone(), consumer, settings.queue_urls.clone(), batch_size, stop.clone(), stats.clone()));
+            let handle = tokio::spawn(dev::run(
+                deps.clone(),
+                consumer,
+                settings.queue_urls.clone(),
+                batch_size,
+                stop.clone(),
+                stats.clone(),
+            ));
             tokio::signal::ctrl_c().await?;
             stop.store(true, Ordering::Relaxed);
             handle.await??;
@@ -250,7 +306,8 @@ async fn sqs_client() -> aws_sdk_sqs::Client {
 /// Fails early, with the fix, when the AWS endpoint cannot be reached.
 async fn ensure_reachable(deps: &Deps, tenant: &TenantId) -> Result<()> {
     if let Err(e) = deps.store.goals(tenant, 1).await {
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "the default AWS endpoint".into());
+        let endpoint =
+            std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "the default AWS endpoint".into());
         bail!(
             "cannot reach DynamoDB at {endpoint} ({e}).\nIs the local emulator running? Start it with: localstack/up\n(or point AWS_ENDPOINT_URL and TABLE_NAME at a deployed stack)"
         );
@@ -269,7 +326,11 @@ async fn load(deps: &Deps, tenant: &TenantId, goal: &str) -> Result<mktg_store::
 
 fn new_goal_id() -> GoalId {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    GoalId::new(format!("g-{}-{}", chrono::Utc::now().format("%Y%m%d"), &id[..8]))
+    GoalId::new(format!(
+        "g-{}-{}",
+        chrono::Utc::now().format("%Y%m%d"),
+        &id[..8]
+    ))
 }
 
 async fn submit(
@@ -286,11 +347,21 @@ async fn submit(
     }
     let goal = new_goal_id();
     let now = deps.clock.now_ms();
-    let source = if pipeline.is_some() { GoalSource::Pipeline } else { GoalSource::User };
+    let source = if pipeline.is_some() {
+        GoalSource::Pipeline
+    } else {
+        GoalSource::User
+    };
     let env = Envelope::new(
         tenant.clone(),
         goal.clone(),
-        Message::GoalSubmitted { text, pipeline, priority: run.priority.unwrap_or_default(), source: Some(source), submitted_ms: now },
+        Message::GoalSubmitted {
+            text,
+            pipeline,
+            priority: run.priority.unwrap_or_default(),
+            source: Some(source),
+            submitted_ms: now,
+        },
     );
     deps.bus.send(&env).await?;
     println!("submitted goal {goal} (tenant {tenant})");
@@ -302,7 +373,14 @@ async fn submit(
     let stop = Arc::new(AtomicBool::new(false));
     let worker = if run.workers {
         let consumer = SqsConsumer::new(sqs_client().await);
-        Some(tokio::spawn(dev::run(deps.clone(), consumer, settings.queue_urls.clone(), 10, stop.clone(), Arc::new(dev::DevStats::default()))))
+        Some(tokio::spawn(dev::run(
+            deps.clone(),
+            consumer,
+            settings.queue_urls.clone(),
+            10,
+            stop.clone(),
+            Arc::new(dev::DevStats::default()),
+        )))
     } else {
         println!("waiting; make sure `mktg dev` (or the deployed functions) are running");
         None
@@ -327,19 +405,40 @@ async fn watch(deps: &Deps, tenant: &TenantId, goal: &GoalId, run: &RunArgs) -> 
         let mut traces = state.traces.clone();
         traces.sort_by_key(|t| t.at_ms);
         for t in traces.iter().skip(seen) {
-            println!("  {}  {:<24} {:>12} → {:<12} {}", show::time(t.at_ms), t.subject, t.from, t.to, t.note);
+            println!(
+                "  {}  {:<24} {:>12} → {:<12} {}",
+                show::time(t.at_ms),
+                t.subject,
+                t.from,
+                t.to,
+                t.note
+            );
         }
         if traces.len() > seen {
             seen = traces.len();
             if !printed_plan && !state.tasks.is_empty() {
                 printed_plan = true;
             }
-            println!("  [{:>5.1}s] {}", start.elapsed().as_secs_f64(), show::progress(&state));
+            println!(
+                "  [{:>5.1}s] {}",
+                start.elapsed().as_secs_f64(),
+                show::progress(&state)
+            );
         }
         if let Some(g) = state.goal.as_ref().filter(|g| g.status.is_settled()) {
-            println!("\n{}\n\nPlan\n{}\n\nReviews\n{}", show::header(g), show::plan(&state), show::reviews(&state));
+            println!(
+                "\n{}\n\nPlan\n{}\n\nReviews\n{}",
+                show::header(g),
+                show::plan(&state),
+                show::reviews(&state)
+            );
             println!("Outputs\n{}", show::outputs(&state, run.lines));
-            println!("goal {} finished {} in {:.1}s", g.id, g.status, start.elapsed().as_secs_f64());
+            println!(
+                "goal {} finished {} in {:.1}s",
+                g.id,
+                g.status,
+                start.elapsed().as_secs_f64()
+            );
             if g.status != mktg_core::GoalStatus::Completed {
                 std::process::exit(3);
             }

@@ -46,7 +46,10 @@ pub fn header(goal: &Goal) -> String {
         goal.status,
         goal.tenant,
         goal.text,
-        goal.pipeline.as_deref().map_or_else(|| format!("{} routes", goal.category), |p| format!("template \"{p}\"")),
+        goal.pipeline.as_deref().map_or_else(
+            || format!("{} routes", goal.category),
+            |p| format!("template \"{p}\"")
+        ),
         goal.priority
     );
     if let Some(r) = &goal.reason {
@@ -59,7 +62,16 @@ pub fn header(goal: &Goal) -> String {
 pub fn plan(state: &GoalState) -> String {
     let mut t = Table::new();
     t.load_style(UTF8_BORDERS_ONLY);
-    t.set_header(["task", "skill", "step", "after", "status", "rev", "words", "tokens in/out"]);
+    t.set_header([
+        "task",
+        "skill",
+        "step",
+        "after",
+        "status",
+        "rev",
+        "words",
+        "tokens in/out",
+    ]);
     let mut tasks = state.tasks.clone();
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
     for task in &tasks {
@@ -68,18 +80,32 @@ pub fn plan(state: &GoalState) -> String {
             task.id.to_string(),
             task.skill.to_string(),
             (task.phase + 1).to_string(),
-            if task.deps.is_empty() { "-".into() } else { task.deps.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ") },
+            if task.deps.is_empty() {
+                "-".into()
+            } else {
+                task.deps
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
             task.status.to_string(),
             task.revision.to_string(),
-            out.map(|o| mktg_core::review::word_count(&o.body).to_string()).unwrap_or_default(),
-            out.map(|o| format!("{}/{}", o.usage.input_tokens, o.usage.output_tokens)).unwrap_or_default(),
+            out.map(|o| mktg_core::review::word_count(&o.body).to_string())
+                .unwrap_or_default(),
+            out.map(|o| format!("{}/{}", o.usage.input_tokens, o.usage.output_tokens))
+                .unwrap_or_default(),
         ]);
     }
     t.to_string()
 }
 
 fn latest_output<'a>(state: &'a GoalState, task: &mktg_core::TaskId) -> Option<&'a Output> {
-    state.outputs.iter().filter(|o| &o.task == task).max_by_key(|o| o.revision)
+    state
+        .outputs
+        .iter()
+        .filter(|o| &o.task == task)
+        .max_by_key(|o| o.revision)
 }
 
 pub fn reviews(state: &GoalState) -> String {
@@ -87,9 +113,17 @@ pub fn reviews(state: &GoalState) -> String {
     reviews.sort_by(|a, b| (a.task.as_str(), a.revision).cmp(&(b.task.as_str(), b.revision)));
     let mut s = String::new();
     for r in &reviews {
-        let _ = writeln!(s, "  {} rev {}  {}  by {}: {}", r.task, r.revision, r.decision, r.reviewer, r.summary);
+        let _ = writeln!(
+            s,
+            "  {} rev {}  {}  by {}: {}",
+            r.task, r.revision, r.decision, r.reviewer, r.summary
+        );
         for f in &r.findings {
-            let _ = writeln!(s, "      - [{:?}] {}: {} → {}", f.severity, f.section, f.problem, f.fix);
+            let _ = writeln!(
+                s,
+                "      - [{:?}] {}: {} → {}",
+                f.severity, f.section, f.problem, f.fix
+            );
         }
     }
     if s.is_empty() {
@@ -113,8 +147,17 @@ pub fn outputs(state: &GoalState, max_lines: usize) -> String {
     let mut tasks = state.tasks.clone();
     tasks.sort_by(|a, b| a.id.cmp(&b.id));
     for task in &tasks {
-        let Some(o) = latest_output(state, &task.id) else { continue };
-        let _ = writeln!(s, "──── {} · revision {} · {} · {}", task.id, o.revision, task.status, provenance(o));
+        let Some(o) = latest_output(state, &task.id) else {
+            continue;
+        };
+        let _ = writeln!(
+            s,
+            "──── {} · revision {} · {} · {}",
+            task.id,
+            o.revision,
+            task.status,
+            provenance(o)
+        );
         let lines: Vec<&str> = o.body.lines().collect();
         for line in lines.iter().take(max_lines) {
             let _ = writeln!(s, "  {line}");
@@ -137,7 +180,15 @@ pub fn trace(state: &GoalState) -> String {
     traces.sort_by_key(|t| t.at_ms);
     let mut s = String::new();
     for t in &traces {
-        let _ = writeln!(s, "{}  {:<24} {:>14} → {:<14} {}", time(t.at_ms), t.subject, t.from, t.to, t.note);
+        let _ = writeln!(
+            s,
+            "{}  {:<24} {:>14} → {:<14} {}",
+            time(t.at_ms),
+            t.subject,
+            t.from,
+            t.to,
+            t.note
+        );
     }
     s
 }

@@ -1,6 +1,8 @@
 //! A goal through every handler with in-memory adapters: the same code the
 //! Lambdas and `mktg dev` run, with the queues simulated by `MemoryBus`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use mktg_boot::HandlerError;
 use mktg_cli::dispatch;
 use mktg_core::{Decision, Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId};
@@ -34,8 +36,12 @@ async fn drain(t: &TestDeps, dup: bool) -> usize {
                     delivered += 1;
                     match dispatch(&t.deps, q, env.clone()).await {
                         Ok(()) => {}
-                        Err(HandlerError::Retry(why)) => panic!("unexpected retry of {}: {why}", env.message.kind()),
-                        Err(HandlerError::Fail(why)) => panic!("unexpected failure of {}: {why}", env.message.kind()),
+                        Err(HandlerError::Retry(why)) => {
+                            panic!("unexpected retry of {}: {why}", env.message.kind())
+                        }
+                        Err(HandlerError::Fail(why)) => {
+                            panic!("unexpected failure of {}: {why}", env.message.kind())
+                        }
                     }
                 }
             }
@@ -48,13 +54,25 @@ async fn drain(t: &TestDeps, dup: bool) -> usize {
 }
 
 async fn state(t: &TestDeps, tenant: &str, goal: &str) -> GoalState {
-    t.deps.store.goal_state(&GoalKey::new(tenant.into(), goal.into())).await.unwrap()
+    t.deps
+        .store
+        .goal_state(&GoalKey::new(tenant.into(), goal.into()))
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn a_content_goal_is_planned_executed_reviewed_revised_and_completed() {
     let t = memory_deps();
-    t.bus.send_now(&submit(&t, "acme", "g1", "Write a blog post about our invoicing feature", None)).await;
+    t.bus
+        .send_now(&submit(
+            &t,
+            "acme",
+            "g1",
+            "Write a blog post about our invoicing feature",
+            None,
+        ))
+        .await;
     drain(&t, false).await;
     let s = state(&t, "acme", "g1").await;
     let goal = s.goal.as_ref().unwrap();
@@ -62,13 +80,31 @@ async fn a_content_goal_is_planned_executed_reviewed_revised_and_completed() {
     assert_eq!(goal.category, "content");
     assert_eq!(goal.pipeline.as_deref(), Some("Content Production"));
     let skills: Vec<&str> = s.tasks.iter().map(|t| t.skill.as_str()).collect();
-    assert_eq!(skills, ["content-strategy", "copywriting", "copy-editing", "seo-audit", "schema-markup"]);
+    assert_eq!(
+        skills,
+        [
+            "content-strategy",
+            "copywriting",
+            "copy-editing",
+            "seo-audit",
+            "schema-markup"
+        ]
+    );
     assert!(s.tasks.iter().all(|t| t.status == TaskStatus::Approved));
     // The scripted first copywriting draft misses sections: one revision.
-    let copy = s.tasks.iter().find(|t| t.skill.as_str() == "copywriting").unwrap();
+    let copy = s
+        .tasks
+        .iter()
+        .find(|t| t.skill.as_str() == "copywriting")
+        .unwrap();
     assert_eq!(copy.revision, 1);
     assert_eq!(copy.feedback.len(), 1);
-    let copy_reviews: Vec<Decision> = s.reviews.iter().filter(|r| r.task == copy.id).map(|r| r.decision).collect();
+    let copy_reviews: Vec<Decision> = s
+        .reviews
+        .iter()
+        .filter(|r| r.task == copy.id)
+        .map(|r| r.decision)
+        .collect();
     assert_eq!(copy_reviews, [Decision::Revise, Decision::Approve]);
     assert_eq!(s.outputs.len(), 6, "five tasks, one of them twice");
     assert!(s.outputs.iter().all(|o| o.scripted));
@@ -77,16 +113,24 @@ async fn a_content_goal_is_planned_executed_reviewed_revised_and_completed() {
     let events: Vec<String> = t.bus.events().iter().map(|e| e.kind.clone()).collect();
     assert_eq!(events, ["goal.completed"]);
     // Every transition left a trace line.
-    assert!(s.traces.iter().any(|tr| tr.subject == "goal" && tr.to == "COMPLETED"));
+    assert!(s
+        .traces
+        .iter()
+        .any(|tr| tr.subject == "goal" && tr.to == "COMPLETED"));
 }
 
 #[tokio::test]
 async fn every_message_delivered_twice_gives_the_same_result_as_once() {
     let once = memory_deps();
-    once.bus.send_now(&submit(&once, "t", "g", "Write a blog post", None)).await;
+    once.bus
+        .send_now(&submit(&once, "t", "g", "Write a blog post", None))
+        .await;
     drain(&once, false).await;
     let twice = memory_deps();
-    twice.bus.send_now(&submit(&twice, "t", "g", "Write a blog post", None)).await;
+    twice
+        .bus
+        .send_now(&submit(&twice, "t", "g", "Write a blog post", None))
+        .await;
     drain(&twice, true).await;
     let (a, b) = (state(&once, "t", "g").await, state(&twice, "t", "g").await);
     assert_eq!(b.goal.unwrap().status, GoalStatus::Completed);
@@ -99,33 +143,57 @@ async fn every_message_delivered_twice_gives_the_same_result_as_once() {
     assert_eq!(a.turns.len(), b.turns.len(), "no model turn paid twice");
     assert_eq!(once.bus.events().len(), 1);
     // Duplicates of outbox flushes may re-publish an event; consumers dedupe by key.
-    let keys: std::collections::BTreeSet<String> = twice.bus.events().iter().map(|e| e.idempotency_key.clone()).collect();
+    let keys: std::collections::BTreeSet<String> = twice
+        .bus
+        .events()
+        .iter()
+        .map(|e| e.idempotency_key.clone())
+        .collect();
     assert_eq!(keys.len(), 1);
 }
 
 #[tokio::test]
 async fn a_pipeline_with_a_parallel_step_releases_the_group_together() {
     let t = memory_deps();
-    t.bus.send_now(&submit(&t, "t", "launch", "Launch Set-Aside Autopilot", Some("product-launch"))).await;
+    t.bus
+        .send_now(&submit(
+            &t,
+            "t",
+            "launch",
+            "Launch Set-Aside Autopilot",
+            Some("product-launch"),
+        ))
+        .await;
     // Run only the director: it plans and releases the first step.
     let env = t.bus.pop(QueueName::Director).unwrap();
     dispatch(&t.deps, QueueName::Director, env).await.unwrap();
-    assert_eq!(t.bus.pending(QueueName::Agent).len(), 1, "only launch-strategy is ready");
+    assert_eq!(
+        t.bus.pending(QueueName::Agent).len(),
+        1,
+        "only launch-strategy is ready"
+    );
     drain(&t, false).await;
     let s = state(&t, "t", "launch").await;
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(s.tasks.len(), 5);
-    assert!(s.tasks[1..].iter().all(|t| t.deps == vec![s.tasks[0].id.clone()]));
+    assert!(s.tasks[1..]
+        .iter()
+        .all(|t| t.deps == vec![s.tasks[0].id.clone()]));
 }
 
 #[tokio::test]
 async fn an_unknown_pipeline_fails_the_goal_with_the_reason() {
     let t = memory_deps();
-    t.bus.send_now(&submit(&t, "t", "bad", "x", Some("Conversion Sprnt"))).await;
+    t.bus
+        .send_now(&submit(&t, "t", "bad", "x", Some("Conversion Sprnt")))
+        .await;
     drain(&t, false).await;
     let g = state(&t, "t", "bad").await.goal.unwrap();
     assert_eq!(g.status, GoalStatus::Failed);
-    assert!(g.reason.unwrap().contains("unknown pipeline template \"Conversion Sprnt\""));
+    assert!(g
+        .reason
+        .unwrap()
+        .contains("unknown pipeline template \"Conversion Sprnt\""));
     assert_eq!(t.bus.events()[0].kind, "goal.failed");
 }
 
@@ -133,12 +201,15 @@ async fn an_unknown_pipeline_fails_the_goal_with_the_reason() {
 async fn an_output_that_never_meets_the_bar_is_escalated_after_max_revisions() {
     let mut config = mktg_testkit::real_config();
     // Every reply has the headings but far too few words.
-    let dir = tempfile_dir();
+    let tmp = mktg_testkit::config_copy();
+    let dir = tmp.path();
     std::fs::write(dir.join("s.yaml"), "replies:\n  - { skill: '*', role: agent, text: \"# Out\\n## Findings\\n## Recommendations\\n\" }\n").unwrap();
     config.models.scripted_script = dir.join("s.yaml");
     let model = mktg_llm::ScriptedModel::load(&config.models.scripted_script).unwrap();
     let t = mktg_testkit::memory_deps_with(config, std::sync::Arc::new(model));
-    t.bus.send_now(&submit(&t, "t", "g", "Run an SEO audit", None)).await;
+    t.bus
+        .send_now(&submit(&t, "t", "g", "Run an SEO audit", None))
+        .await;
     drain(&t, false).await;
     let s = state(&t, "t", "g").await;
     // The thin output is sent back until revisions run out: escalated.
@@ -151,26 +222,23 @@ async fn an_output_that_never_meets_the_bar_is_escalated_after_max_revisions() {
     assert!(s.tasks[1..].iter().all(|t| t.status == TaskStatus::Pending));
 }
 
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("mktg-flow-{}", uuid_like()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn uuid_like() -> String {
-    format!("{:?}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
-}
-
 #[tokio::test]
 async fn a_permanent_model_error_fails_the_task_and_the_goal_with_the_cause() {
     let mut config = mktg_testkit::real_config();
-    let dir = tempfile_dir();
+    let tmp = mktg_testkit::config_copy();
+    let dir = tmp.path();
     // No reply for any skill but copywriting: seo-audit's call fails for good.
-    std::fs::write(dir.join("s.yaml"), "replies:\n  - { skill: copywriting, text: x }\n").unwrap();
+    std::fs::write(
+        dir.join("s.yaml"),
+        "replies:\n  - { skill: copywriting, text: x }\n",
+    )
+    .unwrap();
     config.models.scripted_script = dir.join("s.yaml");
     let model = mktg_llm::ScriptedModel::load(&config.models.scripted_script).unwrap();
     let t = mktg_testkit::memory_deps_with(config, std::sync::Arc::new(model));
-    t.bus.send_now(&submit(&t, "t", "g", "Run an SEO audit", None)).await;
+    t.bus
+        .send_now(&submit(&t, "t", "g", "Run an SEO audit", None))
+        .await;
     // The agent reports the failure as permanent; the driver must not panic on it.
     for _ in 0..20 {
         for q in QueueName::ALL {
@@ -182,9 +250,18 @@ async fn a_permanent_model_error_fails_the_task_and_the_goal_with_the_cause() {
     let s = state(&t, "t", "g").await;
     let g = s.goal.unwrap();
     assert_eq!(g.status, GoalStatus::Failed);
-    assert!(g.reason.as_deref().unwrap().contains("no reply for role agent skill seo-audit"), "{:?}", g.reason);
+    assert!(
+        g.reason
+            .as_deref()
+            .unwrap()
+            .contains("no reply for role agent skill seo-audit"),
+        "{:?}",
+        g.reason
+    );
     assert_eq!(s.tasks[0].status, TaskStatus::Failed);
-    assert!(s.tasks[1..].iter().all(|t| t.status == TaskStatus::Cancelled));
+    assert!(s.tasks[1..]
+        .iter()
+        .all(|t| t.status == TaskStatus::Cancelled));
     let kinds: Vec<String> = t.bus.events().iter().map(|e| e.kind.clone()).collect();
     assert_eq!(kinds, ["task.failed", "goal.failed"]);
 }

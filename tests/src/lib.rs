@@ -25,7 +25,10 @@ pub fn repo_root() -> PathBuf {
 pub fn emulator_env() -> HashMap<String, String> {
     let path = repo_root().join(".mktg/emulator.env");
     let iter = dotenvy::from_path_iter(&path).unwrap_or_else(|e| {
-        panic!("cannot read {} ({e}). Start and provision the emulator first: localstack/up", path.display())
+        panic!(
+            "cannot read {} ({e}). Start and provision the emulator first: localstack/up",
+            path.display()
+        )
     });
     iter.map(|kv| kv.unwrap()).collect()
 }
@@ -44,12 +47,18 @@ pub async fn emulator() -> Emulator {
     let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(&endpoint)
         .region(aws_config::Region::new(env["AWS_REGION"].clone()))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("test", "test", None, None, "emulator"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "emulator",
+        ))
         .load()
         .await;
     let lookup = env.clone();
     let settings = Settings::from_lookup(|k| lookup.get(k).cloned()).unwrap();
-    let probe = aws_sdk_dynamodb::Client::new(&aws).describe_table().table_name(&settings.table_name).send().await;
+    let probe = aws_sdk_dynamodb::Client::new(&aws)
+        .describe_table()
+        .table_name(&settings.table_name)
+        .send()
+        .await;
     if let Err(e) = probe {
         panic!("the emulator at {endpoint} does not answer or lacks table {} ({e:?}). Run localstack/up first.", settings.table_name);
     }
@@ -66,8 +75,19 @@ impl Emulator {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(DevStats::default());
         let consumer = SqsConsumer::new(aws_sdk_sqs::Client::new(&self.aws));
-        let handle = tokio::spawn(dev::run(deps, consumer, self.settings.queue_urls.clone(), 10, stop.clone(), stats.clone()));
-        Workers { stop, stats, handle: Some(handle) }
+        let handle = tokio::spawn(dev::run(
+            deps,
+            consumer,
+            self.settings.queue_urls.clone(),
+            10,
+            stop.clone(),
+            stats.clone(),
+        ));
+        Workers {
+            stop,
+            stats,
+            handle: Some(handle),
+        }
     }
 }
 
@@ -105,5 +125,8 @@ impl Bus for DuplicatingBus {
 
 /// A tenant id of its own for each test, so tests run in parallel.
 pub fn fresh_tenant(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
 }

@@ -32,7 +32,11 @@ async fn settled(deps: &mktg_boot::Deps, key: &GoalKey) -> GoalState {
         if state.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
             return state;
         }
-        assert!(start.elapsed() < Duration::from_secs(90), "goal did not settle: {:?}", state.traces);
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "goal did not settle: {:?}",
+            state.traces
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -44,7 +48,15 @@ async fn a_four_step_pipeline_completes_and_its_outputs_are_read_back_from_dynam
     let tenant = TenantId::new(fresh_tenant("it-flow"));
     let goal = GoalId::new("g-conversion");
     let workers = emu.workers(deps.clone());
-    deps.bus.send(&submit(&tenant, &goal, "Lift trial signups", Some("Conversion Sprint"))).await.unwrap();
+    deps.bus
+        .send(&submit(
+            &tenant,
+            &goal,
+            "Lift trial signups",
+            Some("Conversion Sprint"),
+        ))
+        .await
+        .unwrap();
     let key = GoalKey::new(tenant.clone(), goal.clone());
     let state = settled(&deps, &key).await;
     let stats = workers.stop().await;
@@ -52,7 +64,15 @@ async fn a_four_step_pipeline_completes_and_its_outputs_are_read_back_from_dynam
     let g = state.goal.as_ref().unwrap();
     assert_eq!(g.status, GoalStatus::Completed, "{:?}", g.reason);
     let skills: Vec<&str> = state.tasks.iter().map(|t| t.skill.as_str()).collect();
-    assert_eq!(skills, ["page-cro", "copywriting", "ab-test-setup", "analytics-tracking"]);
+    assert_eq!(
+        skills,
+        [
+            "page-cro",
+            "copywriting",
+            "ab-test-setup",
+            "analytics-tracking"
+        ]
+    );
     assert!(state.tasks.iter().all(|t| t.status == TaskStatus::Approved));
     // copywriting was revised once (the scripted first draft is thin).
     assert_eq!(state.tasks[1].revision, 1);
@@ -92,7 +112,15 @@ async fn every_message_delivered_twice_changes_nothing() {
     let tenant = TenantId::new(fresh_tenant("it-dup"));
     let goal = GoalId::new("g-dup");
     let workers = emu.workers(deps.clone());
-    deps.bus.send(&submit(&tenant, &goal, "Write a blog post about receipts", None)).await.unwrap();
+    deps.bus
+        .send(&submit(
+            &tenant,
+            &goal,
+            "Write a blog post about receipts",
+            None,
+        ))
+        .await
+        .unwrap();
     let key = GoalKey::new(tenant.clone(), goal.clone());
     let state = settled(&deps, &key).await;
     let stats = workers.stop().await;
@@ -103,14 +131,26 @@ async fn every_message_delivered_twice_changes_nothing() {
     assert_eq!(state.outputs.len(), 6);
     assert_eq!(state.turns.len(), 6);
     assert_eq!(state.reviews.len(), 6);
-    let copy: Vec<Decision> = state.reviews.iter().filter(|r| r.task.as_str() == "02-copywriting").map(|r| r.decision).collect();
+    let copy: Vec<Decision> = state
+        .reviews
+        .iter()
+        .filter(|r| r.task.as_str() == "02-copywriting")
+        .map(|r| r.decision)
+        .collect();
     assert_eq!(copy, [Decision::Revise, Decision::Approve]);
     // Every transition happened once: one trace line per (subject, to, revision) step.
-    let goal_completions = state.traces.iter().filter(|t| t.subject == "goal" && t.to == "COMPLETED").count();
+    let goal_completions = state
+        .traces
+        .iter()
+        .filter(|t| t.subject == "goal" && t.to == "COMPLETED")
+        .count();
     assert_eq!(goal_completions, 1);
     let approvals = state.traces.iter().filter(|t| t.to == "APPROVED").count();
     assert_eq!(approvals, 5);
     // Duplicates were acknowledged, never failed.
     assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
-    assert!(stats.handled.load(Ordering::Relaxed) >= 2 * 20, "every message arrived twice");
+    assert!(
+        stats.handled.load(Ordering::Relaxed) >= 2 * 20,
+        "every message arrived twice"
+    );
 }

@@ -14,13 +14,21 @@ use mktg_core::{Envelope, Message};
 pub use prompt::build_request;
 
 /// Lambda entry point: one SQS batch from the agent queue.
-pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
 }
 
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {
     match &env.message {
-        Message::TaskReady { task, revision } => on_task_ready::run(deps, &env, task, *revision).await,
-        other => Err(HandlerError::Fail(format!("agent-executor does not handle {} messages", other.kind()))),
+        Message::TaskReady { task, revision } => {
+            on_task_ready::run(deps, &env, task, *revision).await
+        }
+        other => Err(HandlerError::Fail(format!(
+            "agent-executor does not handle {} messages",
+            other.kind()
+        ))),
     }
 }

@@ -8,18 +8,28 @@
 
 use crate::prompt::build_request;
 use mktg_boot::{outbox, Deps, HandlerError};
-use mktg_core::{Envelope, Message, Output, Outgoing, Task, TaskId, TaskStatus, Turn};
+use mktg_core::{Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn};
 use mktg_store::{GoalKey, StoreError, Write};
 
 /// The skeleton runs one model turn per task; tool turns come later.
 const TURN: u32 = 0;
 
-pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -> Result<(), HandlerError> {
+pub async fn run(
+    deps: &Deps,
+    env: &Envelope,
+    task_id: &TaskId,
+    revision: u32,
+) -> Result<(), HandlerError> {
     let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
     let Some(mut task) = deps.store.task(&key, task_id).await? else {
         return Err(HandlerError::Fail(format!("task {task_id} does not exist")));
     };
-    if task.revision != revision || !matches!(task.status, TaskStatus::Assigned | TaskStatus::Revision | TaskStatus::InProgress) {
+    if task.revision != revision
+        || !matches!(
+            task.status,
+            TaskStatus::Assigned | TaskStatus::Revision | TaskStatus::InProgress
+        )
+    {
         tracing::info!(status = %task.status, task_revision = task.revision, "turn already done; duplicate");
         return outbox::flush_task(deps, &task).await;
     }
@@ -27,10 +37,29 @@ pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -
     // (1) Claim.
     if task.status != TaskStatus::InProgress {
         let expect = task.version;
-        let trace = task.transition(TaskStatus::InProgress, deps.clock.now_ms(), format!("revision {revision} started"))?;
-        match deps.store.commit(&key, vec![Write::Task { task: task.clone(), expect_version: expect }, Write::Trace(trace)]).await {
+        let trace = task.transition(
+            TaskStatus::InProgress,
+            deps.clock.now_ms(),
+            format!("revision {revision} started"),
+        )?;
+        match deps
+            .store
+            .commit(
+                &key,
+                vec![
+                    Write::Task {
+                        task: task.clone(),
+                        expect_version: expect,
+                    },
+                    Write::Trace(trace),
+                ],
+            )
+            .await
+        {
             Ok(()) => {}
-            Err(StoreError::Conflict(_)) => return Err(HandlerError::Retry("task changed while claiming it".into())),
+            Err(StoreError::Conflict(_)) => {
+                return Err(HandlerError::Retry("task changed while claiming it".into()))
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -44,15 +73,36 @@ pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -
 
 async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerError> {
     let state = deps.store.goal_state(key).await?;
-    let goal = state.goal.clone().ok_or_else(|| HandlerError::Fail(format!("goal {} does not exist", key.goal)))?;
-    let latest = |id: &TaskId| state.outputs.iter().filter(|o| &o.task == id).max_by_key(|o| o.revision).cloned();
+    let goal = state
+        .goal
+        .clone()
+        .ok_or_else(|| HandlerError::Fail(format!("goal {} does not exist", key.goal)))?;
+    let latest = |id: &TaskId| {
+        state
+            .outputs
+            .iter()
+            .filter(|o| &o.task == id)
+            .max_by_key(|o| o.revision)
+            .cloned()
+    };
     let upstream: Vec<Output> = task.deps.iter().filter_map(latest).collect();
     let previous = if task.revision > 0 {
-        state.outputs.iter().find(|o| o.task == task.id && o.revision + 1 == task.revision).cloned()
+        state
+            .outputs
+            .iter()
+            .find(|o| o.task == task.id && o.revision + 1 == task.revision)
+            .cloned()
     } else {
         None
     };
-    let request = build_request(&deps.config, &goal, task, &upstream, previous.as_ref(), TURN);
+    let request = build_request(
+        &deps.config,
+        &goal,
+        task,
+        &upstream,
+        previous.as_ref(),
+        TURN,
+    );
     let hash = request.hash();
 
     // (2) Checkpoint, or reuse the one a crashed attempt left.
@@ -75,7 +125,11 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
                 usage: response.usage,
                 at_ms: deps.clock.now_ms(),
             };
-            match deps.store.commit(key, vec![Write::NewTurn(turn.clone())]).await {
+            match deps
+                .store
+                .commit(key, vec![Write::NewTurn(turn.clone())])
+                .await
+            {
                 Ok(()) => turn,
                 // Another delivery checkpointed first: use its answer.
                 Err(StoreError::Conflict(_)) => deps
@@ -105,28 +159,46 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
     let trace = next.transition(
         TaskStatus::Completed,
         now,
-        format!("output of revision {} stored ({} words, {})", task.revision, mktg_core::review::word_count(&output.body), output.model),
+        format!(
+            "output of revision {} stored ({} words, {})",
+            task.revision,
+            mktg_core::review::word_count(&output.body),
+            output.model
+        ),
     )?;
     next.outbox.push(Outgoing::Message(Envelope::new(
         key.tenant.clone(),
         key.goal.clone(),
-        Message::TaskOutput { task: task.id.clone(), revision: task.revision },
+        Message::TaskOutput {
+            task: task.id.clone(),
+            revision: task.revision,
+        },
     )));
     let writes = vec![
         Write::NewOutput(output),
-        Write::Task { task: next.clone(), expect_version: expect },
+        Write::Task {
+            task: next.clone(),
+            expect_version: expect,
+        },
         Write::Trace(trace),
     ];
     match deps.store.commit(key, writes).await {
         Ok(()) => outbox::flush_task(deps, &next).await,
-        Err(StoreError::Conflict(_)) => Err(HandlerError::Retry("task changed while storing its output".into())),
+        Err(StoreError::Conflict(_)) => Err(HandlerError::Retry(
+            "task changed while storing its output".into(),
+        )),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Records a permanent failure on the task, so it is visible, and tells the
 /// director, which fails the goal.
-async fn fail_task(deps: &Deps, key: &GoalKey, task: &Task, why: String) -> Result<(), HandlerError> {
+async fn fail_task(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    why: String,
+) -> Result<(), HandlerError> {
     let Some(mut current) = deps.store.task(key, &task.id).await? else {
         return Err(HandlerError::Fail(why));
     };
@@ -140,10 +212,22 @@ async fn fail_task(deps: &Deps, key: &GoalKey, task: &Task, why: String) -> Resu
     current.outbox.push(Outgoing::Message(Envelope::new(
         key.tenant.clone(),
         key.goal.clone(),
-        Message::TaskFailed { task: task.id.clone(), reason: why.clone() },
+        Message::TaskFailed {
+            task: task.id.clone(),
+            reason: why.clone(),
+        },
     )));
     deps.store
-        .commit(key, vec![Write::Task { task: current.clone(), expect_version: expect }, Write::Trace(trace)])
+        .commit(
+            key,
+            vec![
+                Write::Task {
+                    task: current.clone(),
+                    expect_version: expect,
+                },
+                Write::Trace(trace),
+            ],
+        )
         .await?;
     outbox::flush_task(deps, &current).await?;
     Err(HandlerError::Fail(why))

@@ -36,7 +36,8 @@ pub fn build_request(
         task.priority
     );
     for out in upstream {
-        let _ = writeln!(
+        let _ =
+            writeln!(
             user,
             "<upstream-output skill=\"{}\" task=\"{}\" revision=\"{}\">\n{}\n</upstream-output>\n",
             out.skill, out.task, out.revision, out.body.trim()
@@ -44,13 +45,26 @@ pub fn build_request(
     }
     if task.revision > 0 {
         if let Some(prev) = previous {
-            let _ = writeln!(user, "<previous-output revision=\"{}\">\n{}\n</previous-output>\n", prev.revision, prev.body.trim());
+            let _ = writeln!(
+                user,
+                "<previous-output revision=\"{}\">\n{}\n</previous-output>\n",
+                prev.revision,
+                prev.body.trim()
+            );
         }
         let _ = writeln!(user, "<revision-feedback>");
         for fb in &task.feedback {
-            let _ = writeln!(user, "Reviewer {} on revision {}: {}", fb.reviewer, fb.revision, fb.summary);
+            let _ = writeln!(
+                user,
+                "Reviewer {} on revision {}: {}",
+                fb.reviewer, fb.revision, fb.summary
+            );
             for f in &fb.findings {
-                let _ = writeln!(user, "- [{:?}] {}: {} Fix: {}", f.severity, f.section, f.problem, f.fix);
+                let _ = writeln!(
+                    user,
+                    "- [{:?}] {}: {} Fix: {}",
+                    f.severity, f.section, f.problem, f.fix
+                );
             }
         }
         let _ = writeln!(
@@ -61,7 +75,10 @@ pub fn build_request(
     ChatRequest {
         model,
         system: instructions.to_string(),
-        messages: vec![ChatMessage { role: "user".into(), content: user }],
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: user,
+        }],
         max_tokens: config.models.max_output_tokens,
         meta: CallMeta {
             role: "agent".into(),

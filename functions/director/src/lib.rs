@@ -15,7 +15,10 @@ use mktg_boot::{run_sqs_batch, Deps, HandlerError};
 use mktg_core::{Envelope, Message};
 
 /// Lambda entry point: one SQS batch from the director queue.
-pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
 }
 
@@ -23,12 +26,19 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatc
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {
     match &env.message {
         Message::GoalSubmitted { .. } => on_goal_submitted::run(deps, &env).await,
-        Message::TaskOutput { task, revision } => on_task_output::run(deps, &env, task, *revision).await,
-        Message::ReviewDecided { task, revision, decision } => {
-            on_review_decided::run(deps, &env, task, *revision, *decision).await
+        Message::TaskOutput { task, revision } => {
+            on_task_output::run(deps, &env, task, *revision).await
         }
+        Message::ReviewDecided {
+            task,
+            revision,
+            decision,
+        } => on_review_decided::run(deps, &env, task, *revision, *decision).await,
         Message::TaskFailed { task, reason } => on_task_failed::run(deps, &env, task, reason).await,
-        other => Err(HandlerError::Fail(format!("director does not handle {} messages", other.kind()))),
+        other => Err(HandlerError::Fail(format!(
+            "director does not handle {} messages",
+            other.kind()
+        ))),
     }
 }
 

@@ -8,7 +8,14 @@ use mktg_core::{Envelope, Goal, GoalSource, GoalStatus, Message, Outgoing, TaskS
 use mktg_store::{GoalKey, StoreError, Write};
 
 pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
-    let Message::GoalSubmitted { text, pipeline, priority: asked_priority, source, submitted_ms } = &env.message else {
+    let Message::GoalSubmitted {
+        text,
+        pipeline,
+        priority: asked_priority,
+        source,
+        submitted_ms,
+    } = &env.message
+    else {
         return Err(HandlerError::Fail("not a GoalSubmitted message".into()));
     };
     let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
@@ -21,10 +28,18 @@ pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
 
     let (category, pipeline_name, steps, mut priority) = match pipeline {
         Some(name) => match cfg.pipeline(name) {
-            Some(p) => ("pipeline".to_string(), Some(p.name.clone()), p.steps.clone(), p.priority),
+            Some(p) => (
+                "pipeline".to_string(),
+                Some(p.name.clone()),
+                p.steps.clone(),
+                p.priority,
+            ),
             None => {
                 let known: Vec<&str> = cfg.pipelines.iter().map(|p| p.name.as_str()).collect();
-                let reason = format!("unknown pipeline template \"{name}\"; known templates: {}", known.join(", "));
+                let reason = format!(
+                    "unknown pipeline template \"{name}\"; known templates: {}",
+                    known.join(", ")
+                );
                 return record_unplannable(deps, env, &key, text, reason, now).await;
             }
         },
@@ -61,17 +76,26 @@ pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
             "planned {} tasks in {} steps from {}",
             tasks.len(),
             steps.len(),
-            pipeline_name.as_deref().map_or_else(|| format!("the {category} routes"), |p| format!("template \"{p}\""))
+            pipeline_name.as_deref().map_or_else(
+                || format!("the {category} routes"),
+                |p| format!("template \"{p}\"")
+            )
         ),
     }];
-    let ready: Vec<_> = releasable(&tasks).into_iter().map(|t| t.id.clone()).collect();
+    let ready: Vec<_> = releasable(&tasks)
+        .into_iter()
+        .map(|t| t.id.clone())
+        .collect();
     let mut out = Vec::new();
     for task in tasks.iter_mut().filter(|t| ready.contains(&t.id)) {
         traces.push(task.transition(TaskStatus::Assigned, now, "no dependencies; released")?);
         out.push(Outgoing::Message(Envelope::new(
             env.tenant.clone(),
             env.goal.clone(),
-            Message::TaskReady { task: task.id.clone(), revision: 0 },
+            Message::TaskReady {
+                task: task.id.clone(),
+                revision: 0,
+            },
         )));
     }
     let goal = Goal {
@@ -101,7 +125,9 @@ pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
             // A concurrent delivery planned it first.
             match deps.store.goal(&key).await? {
                 Some(existing) => outbox::flush_goal(deps, &existing).await,
-                None => Err(HandlerError::Retry("goal commit conflicted but no goal exists".into())),
+                None => Err(HandlerError::Retry(
+                    "goal commit conflicted but no goal exists".into(),
+                )),
             }
         }
         Err(e) => Err(e.into()),
@@ -127,7 +153,15 @@ async fn record_unplannable(
     now: u64,
 ) -> Result<(), HandlerError> {
     tracing::warn!(%reason, "goal cannot be planned");
-    let event = mktg_core::DomainEvent::new("goal.failed", env.tenant.clone(), env.goal.clone(), None, "FAILED", Some(reason.clone()), now);
+    let event = mktg_core::DomainEvent::new(
+        "goal.failed",
+        env.tenant.clone(),
+        env.goal.clone(),
+        None,
+        "FAILED",
+        Some(reason.clone()),
+        now,
+    );
     let goal = Goal {
         tenant: env.tenant.clone(),
         id: env.goal.clone(),
@@ -143,8 +177,18 @@ async fn record_unplannable(
         reason: Some(reason.clone()),
         outbox: vec![Outgoing::Event(event)],
     };
-    let trace = Trace { at_ms: now, subject: "goal".into(), from: "-".into(), to: "FAILED".into(), note: reason };
-    match deps.store.commit(key, vec![Write::NewGoal(goal.clone()), Write::Trace(trace)]).await {
+    let trace = Trace {
+        at_ms: now,
+        subject: "goal".into(),
+        from: "-".into(),
+        to: "FAILED".into(),
+        note: reason,
+    };
+    match deps
+        .store
+        .commit(key, vec![Write::NewGoal(goal.clone()), Write::Trace(trace)])
+        .await
+    {
         Ok(()) => outbox::flush_goal(deps, &goal).await,
         Err(StoreError::Conflict(_)) => Ok(()),
         Err(e) => Err(e.into()),

@@ -31,12 +31,18 @@ pub async fn run(
     for _ in 0..MAX_DECISION_ATTEMPTS {
         let state = deps.store.goal_state(&key).await?;
         let Some(goal) = state.goal else {
-            return Err(HandlerError::Fail(format!("goal {} does not exist", env.goal)));
+            return Err(HandlerError::Fail(format!(
+                "goal {} does not exist",
+                env.goal
+            )));
         };
         let Some(task) = state.tasks.iter().find(|t| &t.id == task_id).cloned() else {
             return Err(HandlerError::Fail(format!("task {task_id} does not exist")));
         };
-        if task.status != TaskStatus::InReview || task.revision != revision || goal.status != GoalStatus::Running {
+        if task.status != TaskStatus::InReview
+            || task.revision != revision
+            || goal.status != GoalStatus::Running
+        {
             tracing::info!(status = %task.status, "decision already applied; duplicate");
             outbox::flush_task(deps, &task).await?;
             return outbox::flush_goal(deps, &goal).await;
@@ -59,26 +65,56 @@ pub async fn run(
         let mut traces: Vec<Trace> = Vec::new();
         let mut out: Vec<Outgoing> = Vec::new();
         let event = |kind: &str, task: Option<TaskId>, status: &str, reason: Option<String>| {
-            Outgoing::Event(DomainEvent::new(kind, env.tenant.clone(), env.goal.clone(), task, status, reason, now))
+            Outgoing::Event(DomainEvent::new(
+                kind,
+                env.tenant.clone(),
+                env.goal.clone(),
+                task,
+                status,
+                reason,
+                now,
+            ))
         };
-        let idx = tasks.iter().position(|t| &t.id == task_id).unwrap_or_default();
+        let idx = tasks
+            .iter()
+            .position(|t| &t.id == task_id)
+            .unwrap_or_default();
 
         match decision {
             Decision::Approve => {
-                traces.push(tasks[idx].transition(TaskStatus::Approved, now, format!("revision {revision} approved"))?);
-                let ready: Vec<TaskId> = releasable(&tasks).into_iter().map(|t| t.id.clone()).collect();
+                traces.push(tasks[idx].transition(
+                    TaskStatus::Approved,
+                    now,
+                    format!("revision {revision} approved"),
+                )?);
+                let ready: Vec<TaskId> = releasable(&tasks)
+                    .into_iter()
+                    .map(|t| t.id.clone())
+                    .collect();
                 for t in tasks.iter_mut().filter(|t| ready.contains(&t.id)) {
-                    traces.push(t.transition(TaskStatus::Assigned, now, "dependencies approved; released")?);
+                    traces.push(t.transition(
+                        TaskStatus::Assigned,
+                        now,
+                        "dependencies approved; released",
+                    )?);
                     out.push(ready_message(env, t));
                 }
                 if tasks.iter().all(|t| t.status == TaskStatus::Approved) {
-                    traces.push(goal_next.transition(GoalStatus::Completed, now, "every task approved")?);
+                    traces.push(goal_next.transition(
+                        GoalStatus::Completed,
+                        now,
+                        "every task approved",
+                    )?);
                     out.push(event("goal.completed", None, "COMPLETED", None));
                 }
             }
             Decision::Revise if task.revision < deps.config.max_revisions => {
                 let t = &mut tasks[idx];
-                traces.push(t.transition(TaskStatus::Revision, now, format!("revision {revision} sent back"))?);
+                traces.push(t.transition(
+                    TaskStatus::Revision,
+                    now,
+                    format!("revision {revision} sent back"),
+                )?);
                 t.revision += 1;
                 t.feedback.extend(feedback);
                 out.push(ready_message(env, t));
@@ -92,9 +128,18 @@ pub async fn run(
                 traces.push(t.transition(TaskStatus::Escalated, now, reason.clone())?);
                 t.feedback.extend(feedback);
                 t.reason = Some(reason.clone());
-                traces.push(goal_next.transition(GoalStatus::Escalated, now, format!("task {task_id} escalated"))?);
+                traces.push(goal_next.transition(
+                    GoalStatus::Escalated,
+                    now,
+                    format!("task {task_id} escalated"),
+                )?);
                 goal_next.reason = Some(format!("task {task_id}: {reason}"));
-                out.push(event("task.escalated", Some(task_id.clone()), "ESCALATED", Some(reason)));
+                out.push(event(
+                    "task.escalated",
+                    Some(task_id.clone()),
+                    "ESCALATED",
+                    Some(reason),
+                ));
             }
             Decision::Reject => {
                 let reason = feedback
@@ -106,12 +151,30 @@ pub async fn run(
                 t.reason = Some(reason.clone());
                 t.feedback.extend(feedback);
                 for other in tasks.iter_mut().filter(|t| t.status == TaskStatus::Pending) {
-                    traces.push(other.transition(TaskStatus::Cancelled, now, format!("{task_id} was rejected"))?);
+                    traces.push(other.transition(
+                        TaskStatus::Cancelled,
+                        now,
+                        format!("{task_id} was rejected"),
+                    )?);
                 }
-                traces.push(goal_next.transition(GoalStatus::Failed, now, format!("task {task_id} rejected"))?);
+                traces.push(goal_next.transition(
+                    GoalStatus::Failed,
+                    now,
+                    format!("task {task_id} rejected"),
+                )?);
                 goal_next.reason = Some(format!("task {task_id}: {reason}"));
-                out.push(event("task.failed", Some(task_id.clone()), "FAILED", Some(reason)));
-                out.push(event("goal.failed", None, "FAILED", goal_next.reason.clone()));
+                out.push(event(
+                    "task.failed",
+                    Some(task_id.clone()),
+                    "FAILED",
+                    Some(reason),
+                ));
+                out.push(event(
+                    "goal.failed",
+                    None,
+                    "FAILED",
+                    goal_next.reason.clone(),
+                ));
             }
         }
 
@@ -119,11 +182,17 @@ pub async fn run(
         // not the goal's status changed: that is what serializes decisions.
         goal_next.version = goal.version + 1;
         goal_next.outbox.extend(out);
-        let mut writes = vec![Write::Goal { goal: goal_next.clone(), expect_version: goal.version }];
+        let mut writes = vec![Write::Goal {
+            goal: goal_next.clone(),
+            expect_version: goal.version,
+        }];
         for t in &tasks {
             if let Some(before) = state.tasks.iter().find(|b| b.id == t.id) {
                 if before != t {
-                    writes.push(Write::Task { task: t.clone(), expect_version: before.version });
+                    writes.push(Write::Task {
+                        task: t.clone(),
+                        expect_version: before.version,
+                    });
                 }
             }
         }
@@ -140,13 +209,18 @@ pub async fn run(
             Err(e) => return Err(e.into()),
         }
     }
-    Err(HandlerError::Retry(format!("gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts")))
+    Err(HandlerError::Retry(format!(
+        "gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts"
+    )))
 }
 
 fn ready_message(env: &Envelope, task: &Task) -> Outgoing {
     Outgoing::Message(Envelope::new(
         env.tenant.clone(),
         env.goal.clone(),
-        Message::TaskReady { task: task.id.clone(), revision: task.revision },
+        Message::TaskReady {
+            task: task.id.clone(),
+            revision: task.revision,
+        },
     ))
 }

@@ -5,7 +5,12 @@ use mktg_boot::{outbox, Deps, HandlerError};
 use mktg_core::{Envelope, Message, Outgoing, TaskId, TaskStatus};
 use mktg_store::{GoalKey, StoreError, Write};
 
-pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -> Result<(), HandlerError> {
+pub async fn run(
+    deps: &Deps,
+    env: &Envelope,
+    task_id: &TaskId,
+    revision: u32,
+) -> Result<(), HandlerError> {
     let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
     for _ in 0..MAX_DECISION_ATTEMPTS {
         let Some(mut task) = deps.store.task(&key, task_id).await? else {
@@ -17,17 +22,39 @@ pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -
         }
         let expect = task.version;
         let now = deps.clock.now_ms();
-        let trace = task.transition(TaskStatus::InReview, now, format!("revision {revision} sent to review"))?;
+        let trace = task.transition(
+            TaskStatus::InReview,
+            now,
+            format!("revision {revision} sent to review"),
+        )?;
         task.outbox.push(Outgoing::Message(Envelope::new(
             env.tenant.clone(),
             env.goal.clone(),
-            Message::ReviewRequested { task: task_id.clone(), revision },
+            Message::ReviewRequested {
+                task: task_id.clone(),
+                revision,
+            },
         )));
-        match deps.store.commit(&key, vec![Write::Task { task: task.clone(), expect_version: expect }, Write::Trace(trace)]).await {
+        match deps
+            .store
+            .commit(
+                &key,
+                vec![
+                    Write::Task {
+                        task: task.clone(),
+                        expect_version: expect,
+                    },
+                    Write::Trace(trace),
+                ],
+            )
+            .await
+        {
             Ok(()) => return outbox::flush_task(deps, &task).await,
             Err(StoreError::Conflict(_)) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(HandlerError::Retry(format!("gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts")))
+    Err(HandlerError::Retry(format!(
+        "gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts"
+    )))
 }

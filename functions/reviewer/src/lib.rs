@@ -10,13 +10,21 @@ use mktg_boot::{run_sqs_batch, Deps, HandlerError};
 use mktg_core::{Envelope, Message};
 
 /// Lambda entry point: one SQS batch from the review queue.
-pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
 }
 
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {
     match &env.message {
-        Message::ReviewRequested { task, revision } => on_review_requested::run(deps, &env, task, *revision).await,
-        other => Err(HandlerError::Fail(format!("reviewer does not handle {} messages", other.kind()))),
+        Message::ReviewRequested { task, revision } => {
+            on_review_requested::run(deps, &env, task, *revision).await
+        }
+        other => Err(HandlerError::Fail(format!(
+            "reviewer does not handle {} messages",
+            other.kind()
+        ))),
     }
 }

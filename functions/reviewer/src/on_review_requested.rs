@@ -10,7 +10,12 @@ use mktg_store::{GoalKey, StoreError, Write};
 
 pub const STRUCTURAL: &str = "structural";
 
-pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -> Result<(), HandlerError> {
+pub async fn run(
+    deps: &Deps,
+    env: &Envelope,
+    task_id: &TaskId,
+    revision: u32,
+) -> Result<(), HandlerError> {
     let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
     let Some(task) = deps.store.task(&key, task_id).await? else {
         return Err(HandlerError::Fail(format!("task {task_id} does not exist")));
@@ -20,7 +25,9 @@ pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -
         return Ok(());
     }
     let Some(output) = deps.store.output(&key, task_id, revision).await? else {
-        return Err(HandlerError::Fail(format!("task {task_id} has no output for revision {revision}")));
+        return Err(HandlerError::Fail(format!(
+            "task {task_id} has no output for revision {revision}"
+        )));
     };
     let rules = deps
         .config
@@ -28,9 +35,20 @@ pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -
         .map(|s| s.review.clone())
         .ok_or_else(|| HandlerError::Fail(format!("skill {} is not in skills.yaml", task.skill)))?;
     let (decision, findings) = structural(&output.body, &rules);
-    let summary = match findings.iter().filter(|f| f.severity <= mktg_core::Severity::Major).count() {
-        0 => format!("meets the structural bar for {} ({} words)", task.skill, mktg_core::review::word_count(&output.body)),
-        n => format!("{n} structural problem{} to fix", if n == 1 { "" } else { "s" }),
+    let summary = match findings
+        .iter()
+        .filter(|f| f.severity <= mktg_core::Severity::Major)
+        .count()
+    {
+        0 => format!(
+            "meets the structural bar for {} ({} words)",
+            task.skill,
+            mktg_core::review::word_count(&output.body)
+        ),
+        n => format!(
+            "{n} structural problem{} to fix",
+            if n == 1 { "" } else { "s" }
+        ),
     };
     let review = Review {
         task: task_id.clone(),
@@ -41,7 +59,11 @@ pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -
         findings,
         at_ms: deps.clock.now_ms(),
     };
-    let decision = match deps.store.commit(&key, vec![Write::NewReview(review.clone())]).await {
+    let decision = match deps
+        .store
+        .commit(&key, vec![Write::NewReview(review.clone())])
+        .await
+    {
         Ok(()) => decision,
         Err(StoreError::Conflict(_)) => {
             // Already reviewed by a delivery that may have crashed before
@@ -61,7 +83,11 @@ pub async fn run(deps: &Deps, env: &Envelope, task_id: &TaskId, revision: u32) -
         .send(&Envelope::new(
             env.tenant.clone(),
             env.goal.clone(),
-            Message::ReviewDecided { task: task_id.clone(), revision, decision },
+            Message::ReviewDecided {
+                task: task_id.clone(),
+                revision,
+                decision,
+            },
         ))
         .await?;
     Ok(())

@@ -10,7 +10,10 @@ use mktg_boot::{run_sqs_batch, Deps, HandlerError};
 use mktg_core::Envelope;
 
 /// Lambda entry point: one SQS batch from the tool queue.
-pub async fn handle(deps: &Deps, event: LambdaEvent<SqsEvent>) -> Result<SqsBatchResponse, lambda_runtime::Error> {
+pub async fn handle(
+    deps: &Deps,
+    event: LambdaEvent<SqsEvent>,
+) -> Result<SqsBatchResponse, lambda_runtime::Error> {
     Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
 }
 

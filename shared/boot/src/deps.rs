@@ -50,7 +50,14 @@ impl Deps {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let model_note = format!("{} model provider", model.provider());
-        Deps { store, bus, model, config, clock, model_note }
+        Deps {
+            store,
+            bus,
+            model,
+            config,
+            clock,
+            model_note,
+        }
     }
 
     /// Loads the AWS config once (it honours `AWS_ENDPOINT_URL`), derives
@@ -76,21 +83,39 @@ impl Deps {
             QueueUrls(settings.queue_urls.clone()),
             &settings.event_bus_name,
         );
-        let mut deps = Deps::new(Arc::new(store), Arc::new(bus), model, config, Arc::new(SystemClock));
+        let mut deps = Deps::new(
+            Arc::new(store),
+            Arc::new(bus),
+            model,
+            config,
+            Arc::new(SystemClock),
+        );
         deps.model_note = note;
         Ok(deps)
     }
 }
 
 /// Picks the model provider and says in plain words which one and why.
-pub fn choose_model(config: &Config, settings: &Settings) -> Result<(Arc<dyn ChatModel>, String), BootError> {
-    let provider = settings.provider.clone().unwrap_or_else(|| config.models.provider.clone());
-    let script = settings.script.clone().unwrap_or_else(|| config.models.scripted_script.clone());
+pub fn choose_model(
+    config: &Config,
+    settings: &Settings,
+) -> Result<(Arc<dyn ChatModel>, String), BootError> {
+    let provider = settings
+        .provider
+        .clone()
+        .unwrap_or_else(|| config.models.provider.clone());
+    let script = settings
+        .script
+        .clone()
+        .unwrap_or_else(|| config.models.scripted_script.clone());
     let scripted = |why: &str| -> Result<(Arc<dyn ChatModel>, String), BootError> {
         let model = ScriptedModel::load(&script).map_err(|e| BootError::Model(e.to_string()))?;
         Ok((
             Arc::new(model),
-            format!("scripted model provider ({why}); replies come from {}, not from a model", script.display()),
+            format!(
+                "scripted model provider ({why}); replies come from {}, not from a model",
+                script.display()
+            ),
         ))
     };
     match provider.as_str() {

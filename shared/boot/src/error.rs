@@ -18,7 +18,9 @@ impl From<StoreError> for HandlerError {
         match e {
             // A conflict that escapes a handler is retried: the redelivery
             // re-reads the state and acknowledges if the work is done.
-            StoreError::Conflict(_) | StoreError::Transient(_) => HandlerError::Retry(e.to_string()),
+            StoreError::Conflict(_) | StoreError::Transient(_) => {
+                HandlerError::Retry(e.to_string())
+            }
             StoreError::Permanent(_) => HandlerError::Fail(e.to_string()),
         }
     }

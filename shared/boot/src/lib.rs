@@ -22,8 +22,12 @@ pub fn init_tracing() {
         .unwrap_or_else(|_| "info".into());
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("AWS_LAMBDA_FUNCTION_NAME").is_ok()
-        || std::env::var("MKTG_LOG_FORMAT").map(|f| f == "json").unwrap_or(false);
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        || std::env::var("MKTG_LOG_FORMAT")
+            .map(|f| f == "json")
+            .unwrap_or(false);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     // A second init (tests, `mktg dev`) is harmless; ignore it.
     if json {
         let _ = builder.json().flatten_event(true).without_time().try_init();

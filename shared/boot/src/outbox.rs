@@ -40,7 +40,17 @@ pub async fn flush_goal(deps: &Deps, goal: &Goal) -> Result<(), HandlerError> {
     let mut next = goal.clone();
     next.outbox.clear();
     let key = GoalKey::new(goal.tenant.clone(), goal.id.clone());
-    cleared(deps.store.commit(&key, vec![Write::Goal { goal: next, expect_version: goal.version }]).await)
+    cleared(
+        deps.store
+            .commit(
+                &key,
+                vec![Write::Goal {
+                    goal: next,
+                    expect_version: goal.version,
+                }],
+            )
+            .await,
+    )
 }
 
 pub async fn flush_task(deps: &Deps, task: &Task) -> Result<(), HandlerError> {
@@ -51,5 +61,15 @@ pub async fn flush_task(deps: &Deps, task: &Task) -> Result<(), HandlerError> {
     let mut next = task.clone();
     next.outbox.clear();
     let key = GoalKey::new(task.tenant.clone(), task.goal.clone());
-    cleared(deps.store.commit(&key, vec![Write::Task { task: next, expect_version: task.version }]).await)
+    cleared(
+        deps.store
+            .commit(
+                &key,
+                vec![Write::Task {
+                    task: next,
+                    expect_version: task.version,
+                }],
+            )
+            .await,
+    )
 }

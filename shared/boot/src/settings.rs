@@ -54,13 +54,19 @@ impl Settings {
         if !missing.is_empty() {
             return Err(SettingsError { missing });
         }
-        let root = lookup("MKTG_ROOT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        let root = lookup("MKTG_ROOT")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
         Ok(Settings {
             table_name,
             queue_urls,
             event_bus_name,
-            config_dir: lookup("MKTG_CONFIG_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("config")),
-            skills_dir: lookup("MKTG_SKILLS_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("skills")),
+            config_dir: lookup("MKTG_CONFIG_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("config")),
+            skills_dir: lookup("MKTG_SKILLS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("skills")),
             provider: lookup("MKTG_PROVIDER"),
             script: lookup("MKTG_SCRIPT").map(PathBuf::from),
             anthropic_key_present: lookup("ANTHROPIC_API_KEY").is_some(),
@@ -79,7 +85,13 @@ mod tests {
         let err = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap_err();
         assert_eq!(
             err.missing,
-            ["EVENT_BUS_NAME", "DIRECTOR_QUEUE_URL", "AGENT_QUEUE_URL", "REVIEW_QUEUE_URL", "TOOL_QUEUE_URL"]
+            [
+                "EVENT_BUS_NAME",
+                "DIRECTOR_QUEUE_URL",
+                "AGENT_QUEUE_URL",
+                "REVIEW_QUEUE_URL",
+                "TOOL_QUEUE_URL"
+            ]
         );
         assert!(err.to_string().contains("localstack/up"));
     }

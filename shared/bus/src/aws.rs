@@ -14,10 +14,12 @@ pub struct QueueUrls(pub HashMap<QueueName, String>);
 
 impl QueueUrls {
     pub fn get(&self, queue: QueueName) -> Result<&str, BusError> {
-        self.0
-            .get(&queue)
-            .map(String::as_str)
-            .ok_or_else(|| BusError::Permanent(format!("no URL configured for the {} queue", queue.as_str())))
+        self.0.get(&queue).map(String::as_str).ok_or_else(|| {
+            BusError::Permanent(format!(
+                "no URL configured for the {} queue",
+                queue.as_str()
+            ))
+        })
     }
 }
 
@@ -39,7 +41,12 @@ impl SqsEventBridgeBus {
         urls: QueueUrls,
         bus_name: impl Into<String>,
     ) -> Self {
-        SqsEventBridgeBus { sqs, events, urls, bus_name: bus_name.into() }
+        SqsEventBridgeBus {
+            sqs,
+            events,
+            urls,
+            bus_name: bus_name.into(),
+        }
     }
 }
 
@@ -55,7 +62,8 @@ fn sdk_error<E: std::fmt::Debug>(what: &str, err: aws_sdk_sqs::error::SdkError<E
 impl Bus for SqsEventBridgeBus {
     async fn send(&self, envelope: &Envelope) -> Result<(), BusError> {
         let url = self.urls.get(envelope.message.queue())?;
-        let body = serde_json::to_string(envelope).map_err(|e| BusError::Permanent(format!("cannot encode message: {e}")))?;
+        let body = serde_json::to_string(envelope)
+            .map_err(|e| BusError::Permanent(format!("cannot encode message: {e}")))?;
         self.sqs
             .send_message()
             .queue_url(url)
@@ -67,7 +75,8 @@ impl Bus for SqsEventBridgeBus {
     }
 
     async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
-        let detail = serde_json::to_string(event).map_err(|e| BusError::Permanent(format!("cannot encode event: {e}")))?;
+        let detail = serde_json::to_string(event)
+            .map_err(|e| BusError::Permanent(format!("cannot encode event: {e}")))?;
         let entry = PutEventsRequestEntry::builder()
             .event_bus_name(&self.bus_name)
             .source(EVENT_SOURCE)
@@ -88,7 +97,9 @@ impl Bus for SqsEventBridgeBus {
                 .filter_map(|e| e.error_message())
                 .collect::<Vec<_>>()
                 .join("; ");
-            return Err(BusError::Transient(format!("PutEvents rejected the event: {why}")));
+            return Err(BusError::Transient(format!(
+                "PutEvents rejected the event: {why}"
+            )));
         }
         Ok(())
     }
@@ -117,7 +128,12 @@ impl SqsConsumer {
         SqsConsumer { sqs }
     }
 
-    pub async fn receive(&self, url: &str, max: i32, wait_secs: i32) -> Result<Vec<Received>, BusError> {
+    pub async fn receive(
+        &self,
+        url: &str,
+        max: i32,
+        wait_secs: i32,
+    ) -> Result<Vec<Received>, BusError> {
         let out = self
             .sqs
             .receive_message()

@@ -27,7 +27,11 @@ impl MemoryBus {
     pub fn pending(&self, queue: QueueName) -> Vec<Envelope> {
         self.queues
             .lock()
-            .map(|q| q.get(&queue).map(|d| d.iter().cloned().collect()).unwrap_or_default())
+            .map(|q| {
+                q.get(&queue)
+                    .map(|d| d.iter().cloned().collect())
+                    .unwrap_or_default()
+            })
             .unwrap_or_default()
     }
 
@@ -44,8 +48,14 @@ impl MemoryBus {
 #[async_trait]
 impl Bus for MemoryBus {
     async fn send(&self, envelope: &Envelope) -> Result<(), BusError> {
-        let mut queues = self.queues.lock().map_err(|_| BusError::Permanent("memory bus poisoned".into()))?;
-        queues.entry(envelope.message.queue()).or_default().push_back(envelope.clone());
+        let mut queues = self
+            .queues
+            .lock()
+            .map_err(|_| BusError::Permanent("memory bus poisoned".into()))?;
+        queues
+            .entry(envelope.message.queue())
+            .or_default()
+            .push_back(envelope.clone());
         if let Ok(mut n) = self.sent.lock() {
             *n += 1;
         }

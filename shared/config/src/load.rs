@@ -1,9 +1,7 @@
 //! Reading the files and checking them against each other.
 
 use crate::error::{ConfigError, ConfigErrors};
-use crate::files::{
-    BudgetFile, ModelsFile, PipelinesFile, RoutingFile, SkillsFile, StepEntry, S,
-};
+use crate::files::{BudgetFile, ModelsFile, PipelinesFile, RoutingFile, SkillsFile, StepEntry, S};
 use crate::{closest, Budget, BudgetLevel, Category, Config, Models, Paths, Pipeline, Skill};
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
@@ -90,9 +88,13 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     let budget_file: Option<BudgetFile> = read_yaml(&budget_path, &mut errors);
     let models_file: Option<ModelsFile> = read_yaml(&models_path, &mut errors);
 
-    let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf)) =
-        (skills_file, routing_file, pipelines_file, budget_file, models_file)
-    else {
+    let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf)) = (
+        skills_file,
+        routing_file,
+        pipelines_file,
+        budget_file,
+        models_file,
+    ) else {
         return Err(ConfigErrors(errors.0));
     };
 
@@ -105,21 +107,53 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     for entry in &sf.skills {
         let name = &entry.name.value;
         if !seen.insert(name.clone()) {
-            errors.at(&skills_path, &entry.name, format!("skill \"{name}\" is defined twice"));
+            errors.at(
+                &skills_path,
+                &entry.name,
+                format!("skill \"{name}\" is defined twice"),
+            );
         }
         if !is_valid_id(name) {
-            errors.at(&skills_path, &entry.name, format!("skill name \"{name}\" may use only letters, digits, '-', '_' and '.'"));
+            errors.at(
+                &skills_path,
+                &entry.name,
+                format!("skill name \"{name}\" may use only letters, digits, '-', '_' and '.'"),
+            );
         }
         if !sf.squads.contains_key(&entry.squad.value) {
             let known: BTreeSet<String> = sf.squads.keys().cloned().collect();
-            errors.at(&skills_path, &entry.squad, format!("skill \"{name}\" names unknown squad \"{}\"{}", entry.squad.value, hint(&entry.squad.value, &known)));
+            errors.at(
+                &skills_path,
+                &entry.squad,
+                format!(
+                    "skill \"{name}\" names unknown squad \"{}\"{}",
+                    entry.squad.value,
+                    hint(&entry.squad.value, &known)
+                ),
+            );
         }
         if !tiers.contains(&entry.tier.value) {
-            errors.at(&skills_path, &entry.tier, format!("skill \"{name}\" names unknown model tier \"{}\" (tiers in models.yaml: {})", entry.tier.value, tiers.iter().cloned().collect::<Vec<_>>().join(", ")));
+            errors.at(
+                &skills_path,
+                &entry.tier,
+                format!(
+                    "skill \"{name}\" names unknown model tier \"{}\" (tiers in models.yaml: {})",
+                    entry.tier.value,
+                    tiers.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            );
         }
         for input in &entry.inputs_from {
             if !skill_names.contains(&input.value) {
-                errors.at(&skills_path, input, format!("skill \"{name}\" reads from unknown skill \"{}\"{}", input.value, hint(&input.value, &skill_names)));
+                errors.at(
+                    &skills_path,
+                    input,
+                    format!(
+                        "skill \"{name}\" reads from unknown skill \"{}\"{}",
+                        input.value,
+                        hint(&input.value, &skill_names)
+                    ),
+                );
             }
         }
         let md = paths.skills_dir.join(name).join("SKILL.md");
@@ -129,7 +163,14 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                 text
             }
             Err(e) => {
-                errors.at(&skills_path, &entry.name, format!("skill \"{name}\" has no instructions: cannot read {}: {e}", md.display()));
+                errors.at(
+                    &skills_path,
+                    &entry.name,
+                    format!(
+                        "skill \"{name}\" has no instructions: cannot read {}: {e}",
+                        md.display()
+                    ),
+                );
                 String::new()
             }
         };
@@ -140,7 +181,11 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                 squad: entry.squad.value.clone(),
                 description: entry.description.clone(),
                 tier: entry.tier.value.clone(),
-                inputs_from: entry.inputs_from.iter().map(|s| SkillName::new(s.value.clone())).collect(),
+                inputs_from: entry
+                    .inputs_from
+                    .iter()
+                    .map(|s| SkillName::new(s.value.clone()))
+                    .collect(),
                 review: StructuralRules {
                     required_sections: entry.review.required_sections.clone(),
                     min_words: entry.review.min_words,
@@ -158,53 +203,91 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     // pipelines.yaml
     let mut pipelines = Vec::new();
     let mut pipeline_names = BTreeSet::new();
-    let check_skill = |errors: &mut Errors, file: &Path, at: &S<StepEntry>, skill: &str, pipeline: &str| {
-        if !skill_names.contains(skill) {
-            errors.at(file, at, format!("unknown skill \"{skill}\" in pipeline \"{pipeline}\"{}", hint(skill, &skill_names)));
-        }
-    };
+    let check_skill =
+        |errors: &mut Errors, file: &Path, at: &S<StepEntry>, skill: &str, pipeline: &str| {
+            if !skill_names.contains(skill) {
+                errors.at(
+                    file,
+                    at,
+                    format!(
+                        "unknown skill \"{skill}\" in pipeline \"{pipeline}\"{}",
+                        hint(skill, &skill_names)
+                    ),
+                );
+            }
+        };
     for entry in &pf.pipelines {
         let pname = entry.name.value.clone();
         if !pipeline_names.insert(pname.clone()) {
-            errors.at(&pipelines_path, &entry.name, format!("pipeline \"{pname}\" is defined twice"));
+            errors.at(
+                &pipelines_path,
+                &entry.name,
+                format!("pipeline \"{pname}\" is defined twice"),
+            );
         }
         let priority = match &entry.priority {
             None => Priority::default(),
             Some(p) => Priority::parse(&p.value).unwrap_or_else(|| {
-                errors.at(&pipelines_path, p, format!("priority \"{}\" of pipeline \"{pname}\" is not one of P0, P1, P2, P3", p.value));
+                errors.at(
+                    &pipelines_path,
+                    p,
+                    format!(
+                        "priority \"{}\" of pipeline \"{pname}\" is not one of P0, P1, P2, P3",
+                        p.value
+                    ),
+                );
                 Priority::default()
             }),
         };
         if entry.steps.is_empty() {
-            errors.at(&pipelines_path, &entry.name, format!("pipeline \"{pname}\" has no steps"));
+            errors.at(
+                &pipelines_path,
+                &entry.name,
+                format!("pipeline \"{pname}\" has no steps"),
+            );
         }
         let mut steps: Vec<Step> = Vec::new();
         for step in &entry.steps {
             match &step.value {
                 StepEntry::One(skill) => {
                     check_skill(&mut errors, &pipelines_path, step, skill, &pname);
-                    steps.push(Step { skills: vec![SkillName::new(skill.clone())] });
+                    steps.push(Step {
+                        skills: vec![SkillName::new(skill.clone())],
+                    });
                 }
                 StepEntry::Parallel(group) => {
                     if group.is_empty() {
-                        errors.at(&pipelines_path, step, format!("empty parallel step in pipeline \"{pname}\""));
+                        errors.at(
+                            &pipelines_path,
+                            step,
+                            format!("empty parallel step in pipeline \"{pname}\""),
+                        );
                     }
                     for skill in group {
                         check_skill(&mut errors, &pipelines_path, step, skill, &pname);
                     }
-                    steps.push(Step { skills: group.iter().map(|s| SkillName::new(s.clone())).collect() });
+                    steps.push(Step {
+                        skills: group.iter().map(|s| SkillName::new(s.clone())).collect(),
+                    });
                 }
                 StepEntry::Review { review } => {
                     // `director` is the reviewer function's own approval of
                     // the previous step, which every task gets anyway.
                     if review != "director" {
                         check_skill(&mut errors, &pipelines_path, step, review, &pname);
-                        steps.push(Step { skills: vec![SkillName::new(review.clone())] });
+                        steps.push(Step {
+                            skills: vec![SkillName::new(review.clone())],
+                        });
                     }
                 }
             }
         }
-        pipelines.push(Pipeline { name: pname, priority, trigger: entry.trigger.clone(), steps });
+        pipelines.push(Pipeline {
+            name: pname,
+            priority,
+            trigger: entry.trigger.clone(),
+            steps,
+        });
     }
 
     // routing.yaml
@@ -213,27 +296,64 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     for cat in &rf.categories {
         let cname = cat.name.value.clone();
         if !category_names.insert(cname.clone()) {
-            errors.at(&routing_path, &cat.name, format!("category \"{cname}\" is defined twice"));
+            errors.at(
+                &routing_path,
+                &cat.name,
+                format!("category \"{cname}\" is defined twice"),
+            );
         }
         if let Some(p) = &cat.pipeline {
             if !pipeline_names.contains(&p.value) {
-                errors.at(&routing_path, p, format!("category \"{cname}\" names unknown pipeline \"{}\"{}", p.value, hint(&p.value, &pipeline_names)));
+                errors.at(
+                    &routing_path,
+                    p,
+                    format!(
+                        "category \"{cname}\" names unknown pipeline \"{}\"{}",
+                        p.value,
+                        hint(&p.value, &pipeline_names)
+                    ),
+                );
             }
         }
         if cat.pipeline.is_none() && cat.routes.is_empty() {
-            errors.at(&routing_path, &cat.name, format!("category \"{cname}\" has neither a pipeline nor routes"));
+            errors.at(
+                &routing_path,
+                &cat.name,
+                format!("category \"{cname}\" has neither a pipeline nor routes"),
+            );
         }
         let mut routes = Vec::new();
         for route in &cat.routes {
             if !sf.squads.contains_key(&route.squad.value) {
-                errors.at(&routing_path, &route.squad, format!("unknown squad \"{}\" in category \"{cname}\"", route.squad.value));
+                errors.at(
+                    &routing_path,
+                    &route.squad,
+                    format!(
+                        "unknown squad \"{}\" in category \"{cname}\"",
+                        route.squad.value
+                    ),
+                );
             }
             for skill in &route.skills {
                 if !skill_names.contains(&skill.value) {
-                    errors.at(&routing_path, skill, format!("unknown skill \"{}\" in category \"{cname}\"{}", skill.value, hint(&skill.value, &skill_names)));
+                    errors.at(
+                        &routing_path,
+                        skill,
+                        format!(
+                            "unknown skill \"{}\" in category \"{cname}\"{}",
+                            skill.value,
+                            hint(&skill.value, &skill_names)
+                        ),
+                    );
                 }
             }
-            routes.push(Step { skills: route.skills.iter().map(|s| SkillName::new(s.value.clone())).collect() });
+            routes.push(Step {
+                skills: route
+                    .skills
+                    .iter()
+                    .map(|s| SkillName::new(s.value.clone()))
+                    .collect(),
+            });
         }
         categories.push(Category {
             name: cname,
@@ -243,43 +363,90 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         });
     }
     if !category_names.contains(&rf.fallback_category.value) {
-        errors.at(&routing_path, &rf.fallback_category, format!("fallback category \"{}\" is not defined under categories", rf.fallback_category.value));
+        errors.at(
+            &routing_path,
+            &rf.fallback_category,
+            format!(
+                "fallback category \"{}\" is not defined under categories",
+                rf.fallback_category.value
+            ),
+        );
     }
 
     // budget.yaml
     if !(bf.monthly_usd >= 0.0 && bf.monthly_usd.is_finite()) {
-        errors.file(&budget_path, format!("monthly_usd must be a non-negative number, got {}", bf.monthly_usd));
+        errors.file(
+            &budget_path,
+            format!(
+                "monthly_usd must be a non-negative number, got {}",
+                bf.monthly_usd
+            ),
+        );
     }
     if !(bf.per_goal_usd >= 0.0 && bf.per_goal_usd.is_finite()) {
-        errors.file(&budget_path, format!("per_goal_usd must be a non-negative number, got {}", bf.per_goal_usd));
+        errors.file(
+            &budget_path,
+            format!(
+                "per_goal_usd must be a non-negative number, got {}",
+                bf.per_goal_usd
+            ),
+        );
     }
     let mut levels = Vec::new();
     let mut last = f64::MIN;
     for level in &bf.levels {
         let l = &level.value;
         if l.at_percent <= last {
-            errors.at(&budget_path, level, format!("level \"{}\" at {}% must come after a lower percentage (previous {last}%)", l.name, l.at_percent));
+            errors.at(
+                &budget_path,
+                level,
+                format!(
+                    "level \"{}\" at {}% must come after a lower percentage (previous {last}%)",
+                    l.name, l.at_percent
+                ),
+            );
         }
         last = l.at_percent;
         let mut allowed = Vec::new();
         for p in &l.allowed_priorities {
             match Priority::parse(p) {
                 Some(p) => allowed.push(p),
-                None => errors.at(&budget_path, level, format!("level \"{}\" allows unknown priority \"{p}\"", l.name)),
+                None => errors.at(
+                    &budget_path,
+                    level,
+                    format!("level \"{}\" allows unknown priority \"{p}\"", l.name),
+                ),
             }
         }
         if let Some(t) = &l.force_tier {
             if !tiers.contains(t) {
-                errors.at(&budget_path, level, format!("level \"{}\" forces unknown tier \"{t}\"", l.name));
+                errors.at(
+                    &budget_path,
+                    level,
+                    format!("level \"{}\" forces unknown tier \"{t}\"", l.name),
+                );
             }
         }
-        levels.push(BudgetLevel { name: l.name.clone(), at_percent: l.at_percent, allowed_priorities: allowed, force_tier: l.force_tier.clone() });
+        levels.push(BudgetLevel {
+            name: l.name.clone(),
+            at_percent: l.at_percent,
+            allowed_priorities: allowed,
+            force_tier: l.force_tier.clone(),
+        });
     }
 
     // models.yaml
     const PROVIDERS: [&str; 4] = ["auto", "anthropic", "bedrock", "scripted"];
     if !PROVIDERS.contains(&mf.provider.value.as_str()) {
-        errors.at(&models_path, &mf.provider, format!("provider \"{}\" is not one of {}", mf.provider.value, PROVIDERS.join(", ")));
+        errors.at(
+            &models_path,
+            &mf.provider,
+            format!(
+                "provider \"{}\" is not one of {}",
+                mf.provider.value,
+                PROVIDERS.join(", ")
+            ),
+        );
     }
     let script: PathBuf = dir.join(&mf.scripted_script);
 
@@ -295,7 +462,11 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         fallback_category: rf.fallback_category.value,
         categories,
         pipelines,
-        budget: Budget { monthly_usd: bf.monthly_usd, per_goal_usd: bf.per_goal_usd, levels },
+        budget: Budget {
+            monthly_usd: bf.monthly_usd,
+            per_goal_usd: bf.per_goal_usd,
+            levels,
+        },
         models: Models {
             provider: mf.provider.value,
             max_output_tokens: mf.max_output_tokens,
@@ -310,7 +481,12 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
 fn check_skill_md(path: &Path, name: &str, text: &str, errors: &mut Errors) {
     let mut lines = text.lines();
     if lines.next().map(str::trim) != Some("---") {
-        errors.0.push(ConfigError { file: path.to_path_buf(), line: Some(1), column: None, message: "SKILL.md must start with '---' front matter".into() });
+        errors.0.push(ConfigError {
+            file: path.to_path_buf(),
+            line: Some(1),
+            column: None,
+            message: "SKILL.md must start with '---' front matter".into(),
+        });
         return;
     }
     for (i, line) in lines.enumerate() {
@@ -323,7 +499,10 @@ fn check_skill_md(path: &Path, name: &str, text: &str, errors: &mut Errors) {
                     file: path.to_path_buf(),
                     line: Some(u32::try_from(i + 2).unwrap_or(u32::MAX)),
                     column: None,
-                    message: format!("front matter names \"{}\" but the folder is for \"{name}\"", v.trim()),
+                    message: format!(
+                        "front matter names \"{}\" but the folder is for \"{name}\"",
+                        v.trim()
+                    ),
                 });
             }
         }

@@ -1,5 +1,7 @@
 //! Loading the project's own config, and how each kind of mistake is reported.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use mktg_config::{load, Paths};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -48,10 +50,24 @@ fn the_shipped_config_loads_with_all_26_skills_and_every_template() {
     let cfg = load(&Paths::under(repo_root())).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.skills.len(), 26);
     let squads: Vec<&str> = cfg.squads.keys().map(String::as_str).collect();
-    assert_eq!(squads, ["activate", "convert", "creative", "foundation", "measure", "strategy"]);
+    assert_eq!(
+        squads,
+        [
+            "activate",
+            "convert",
+            "creative",
+            "foundation",
+            "measure",
+            "strategy"
+        ]
+    );
     for skill in cfg.skills.values() {
         let words = skill.instructions.split_whitespace().count();
-        assert!(words >= 300, "{} SKILL.md has only {words} words", skill.name);
+        assert!(
+            words >= 300,
+            "{} SKILL.md has only {words} words",
+            skill.name
+        );
         for section in &skill.review.required_sections {
             assert!(
                 skill.instructions.contains(&format!("## {section}")),
@@ -61,9 +77,20 @@ fn the_shipped_config_loads_with_all_26_skills_and_every_template() {
         }
     }
     assert!(cfg.pipeline("content-production").is_some());
-    assert_eq!(cfg.pipeline("Product Launch").unwrap().steps[1].skills.len(), 4);
+    assert_eq!(
+        cfg.pipeline("Product Launch").unwrap().steps[1]
+            .skills
+            .len(),
+        4
+    );
     // The review chain's director step is the reviewer's own approval.
-    assert_eq!(cfg.pipeline("Copywriting Review Chain").unwrap().steps.len(), 3);
+    assert_eq!(
+        cfg.pipeline("Copywriting Review Chain")
+            .unwrap()
+            .steps
+            .len(),
+        3
+    );
 }
 
 #[test]
@@ -77,7 +104,10 @@ fn an_unknown_skill_in_a_pipeline_is_reported_with_file_line_and_a_hint() {
     assert_eq!(err.0.len(), 1, "{text}");
     assert_eq!(err.0[0].line, Some(line), "{text}");
     assert!(text.contains("pipelines.yaml:"), "{text}");
-    assert!(text.contains("unknown skill \"copy-editting\" in pipeline \"Content Production\""), "{text}");
+    assert!(
+        text.contains("unknown skill \"copy-editting\" in pipeline \"Content Production\""),
+        "{text}"
+    );
     assert!(text.contains("did you mean \"copy-editing\""), "{text}");
 }
 
@@ -96,7 +126,11 @@ fn a_yaml_syntax_error_names_the_file_and_line() {
 fn an_unknown_field_is_an_error_not_silently_ignored() {
     let (_dir, paths) = copy_of_real_config();
     let file = paths.config_dir.join("skills.yaml");
-    replace_in(&file, "    tier: sonnet\n", "    tier: sonnet\n    teir: opus\n");
+    replace_in(
+        &file,
+        "    tier: sonnet\n",
+        "    tier: sonnet\n    teir: opus\n",
+    );
     let err = load(&paths).unwrap_err();
     assert!(err.to_string().contains("teir"), "{err}");
     assert!(err.0[0].line.is_some(), "{err}");
@@ -124,7 +158,11 @@ fn a_skill_without_its_skill_md_is_reported() {
     let (_dir, paths) = copy_of_real_config();
     fs::remove_file(paths.skills_dir.join("seo-audit/SKILL.md")).unwrap();
     let err = load(&paths).unwrap_err();
-    assert!(err.to_string().contains("skill \"seo-audit\" has no instructions"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("skill \"seo-audit\" has no instructions"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -24,9 +24,19 @@ mod tests {
 
     #[test]
     fn the_same_step_always_gets_the_same_key() {
-        let (t, g, k) = (TenantId::new("t"), GoalId::new("g"), TaskId::new("01-seo-audit"));
-        assert_eq!(task_step(&t, &g, &k, "ready", 1), task_step(&t, &g, &k, "ready", 1));
-        assert_ne!(task_step(&t, &g, &k, "ready", 1), task_step(&t, &g, &k, "ready", 2));
+        let (t, g, k) = (
+            TenantId::new("t"),
+            GoalId::new("g"),
+            TaskId::new("01-seo-audit"),
+        );
+        assert_eq!(
+            task_step(&t, &g, &k, "ready", 1),
+            task_step(&t, &g, &k, "ready", 1)
+        );
+        assert_ne!(
+            task_step(&t, &g, &k, "ready", 1),
+            task_step(&t, &g, &k, "ready", 2)
+        );
         assert_eq!(goal_submitted(&t, &g), "t:g:submitted");
     }
 }

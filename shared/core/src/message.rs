@@ -194,15 +194,27 @@ mod tests {
     fn each_message_goes_to_its_consumer_queue() {
         let t = TaskId::new("01-seo-audit");
         assert_eq!(
-            Message::TaskReady { task: t.clone(), revision: 0 }.queue(),
+            Message::TaskReady {
+                task: t.clone(),
+                revision: 0
+            }
+            .queue(),
             QueueName::Agent
         );
         assert_eq!(
-            Message::ReviewRequested { task: t.clone(), revision: 0 }.queue(),
+            Message::ReviewRequested {
+                task: t.clone(),
+                revision: 0
+            }
+            .queue(),
             QueueName::Review
         );
         assert_eq!(
-            Message::TaskOutput { task: t, revision: 0 }.queue(),
+            Message::TaskOutput {
+                task: t,
+                revision: 0
+            }
+            .queue(),
             QueueName::Director
         );
     }
@@ -213,7 +225,10 @@ mod tests {
             Envelope::new(
                 "t".into(),
                 "g".into(),
-                Message::TaskReady { task: "a".into(), revision: rev },
+                Message::TaskReady {
+                    task: "a".into(),
+                    revision: rev,
+                },
             )
         };
         assert_eq!(mk(0).idempotency_key, mk(0).idempotency_key);

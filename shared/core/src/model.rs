@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// Work priority: P0 critical, P1 high, P2 medium (default), P3 low.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Priority {
     P0,
     P1,
@@ -46,7 +48,10 @@ pub enum GoalSource {
     /// Fired by a schedule.
     Schedule { schedule: String, slot: String },
     /// Produced from a matched event.
-    Event { event_type: String, event_id: String },
+    Event {
+        event_type: String,
+        event_id: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -255,7 +260,10 @@ mod tests {
         let err = t.transition(TaskStatus::Approved, 5, "").unwrap_err();
         assert_eq!(t.status, TaskStatus::Pending);
         assert_eq!(t.version, 1);
-        assert_eq!(err.to_string(), "task 01-copywriting cannot move from PENDING to APPROVED");
+        assert_eq!(
+            err.to_string(),
+            "task 01-copywriting cannot move from PENDING to APPROVED"
+        );
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn tasks_for_steps(
 
 /// Pending tasks whose dependencies are all approved, given the statuses of
 /// every task of the goal.
-pub fn releasable<'a>(tasks: &'a [Task]) -> Vec<&'a Task> {
+pub fn releasable(tasks: &[Task]) -> Vec<&Task> {
     tasks
         .iter()
         .filter(|t| t.status == TaskStatus::Pending)
@@ -117,12 +117,24 @@ mod tests {
         let tasks = tasks_for_steps(
             &"t".into(),
             &"g".into(),
-            &steps(&[&["launch-strategy"], &["copywriting", "paid-ads"], &["ab-test-setup"]]),
+            &steps(&[
+                &["launch-strategy"],
+                &["copywriting", "paid-ads"],
+                &["ab-test-setup"],
+            ]),
             Priority::P1,
             0,
         );
         let ids: Vec<&str> = tasks.iter().map(|t| t.id.as_str()).collect();
-        assert_eq!(ids, ["01-launch-strategy", "02-copywriting", "03-paid-ads", "04-ab-test-setup"]);
+        assert_eq!(
+            ids,
+            [
+                "01-launch-strategy",
+                "02-copywriting",
+                "03-paid-ads",
+                "04-ab-test-setup"
+            ]
+        );
         assert!(tasks[0].deps.is_empty());
         assert_eq!(tasks[1].deps, vec![TaskId::new("01-launch-strategy")]);
         assert_eq!(tasks[3].deps.len(), 2);
@@ -150,15 +162,39 @@ mod tests {
     #[test]
     fn categories_match_word_stems_in_rule_order() {
         let rules = vec![
-            CategoryRule { category: "competitive".into(), keywords: vec!["competitor".into(), "vs".into()] },
-            CategoryRule { category: "optimization".into(), keywords: vec!["conver".into(), "signup".into()] },
-            CategoryRule { category: "measurement".into(), keywords: vec!["seo audit".into()] },
+            CategoryRule {
+                category: "competitive".into(),
+                keywords: vec!["competitor".into(), "vs".into()],
+            },
+            CategoryRule {
+                category: "optimization".into(),
+                keywords: vec!["conver".into(), "signup".into()],
+            },
+            CategoryRule {
+                category: "measurement".into(),
+                keywords: vec!["seo audit".into()],
+            },
         ];
-        assert_eq!(infer_category("Increase conversion rate", &rules, "strategic"), "optimization");
-        assert_eq!(infer_category("Answer our competitors", &rules, "strategic"), "competitive");
-        assert_eq!(infer_category("Run an SEO audit", &rules, "strategic"), "measurement");
-        assert_eq!(infer_category("Grow revenue", &rules, "strategic"), "strategic");
+        assert_eq!(
+            infer_category("Increase conversion rate", &rules, "strategic"),
+            "optimization"
+        );
+        assert_eq!(
+            infer_category("Answer our competitors", &rules, "strategic"),
+            "competitive"
+        );
+        assert_eq!(
+            infer_category("Run an SEO audit", &rules, "strategic"),
+            "measurement"
+        );
+        assert_eq!(
+            infer_category("Grow revenue", &rules, "strategic"),
+            "strategic"
+        );
         // "vs" must start a word: "canvas" does not match.
-        assert_eq!(infer_category("Paint a canvas", &rules, "strategic"), "strategic");
+        assert_eq!(
+            infer_category("Paint a canvas", &rules, "strategic"),
+            "strategic"
+        );
     }
 }

@@ -82,7 +82,13 @@ pub fn headings(text: &str) -> Vec<String> {
             let trimmed = line.trim_start();
             let hashes = trimmed.chars().take_while(|c| *c == '#').count();
             if (1..=6).contains(&hashes) && trimmed[hashes..].starts_with(' ') {
-                Some(trimmed[hashes..].trim().trim_end_matches('#').trim().to_string())
+                Some(
+                    trimmed[hashes..]
+                        .trim()
+                        .trim_end_matches('#')
+                        .trim()
+                        .to_string(),
+                )
             } else {
                 None
             }
@@ -106,7 +112,10 @@ pub fn structural(text: &str, rules: &StructuralRules) -> (Decision, Vec<Finding
     let found: Vec<String> = headings(text).iter().map(|h| h.to_lowercase()).collect();
     for section in &rules.required_sections {
         let wanted = section.to_lowercase();
-        if !found.iter().any(|h| h == &wanted || h.starts_with(&format!("{wanted}:"))) {
+        if !found
+            .iter()
+            .any(|h| h == &wanted || h.starts_with(&format!("{wanted}:")))
+        {
             findings.push(Finding {
                 severity: Severity::Major,
                 section: section.clone(),

@@ -63,7 +63,15 @@ impl TaskStatus {
     pub fn next_allowed(self) -> &'static [TaskStatus] {
         use TaskStatus::*;
         match self {
-            Pending => &[Assigned, InProgress, Blocked, Deferred, BudgetBlocked, Cancelled, Failed],
+            Pending => &[
+                Assigned,
+                InProgress,
+                Blocked,
+                Deferred,
+                BudgetBlocked,
+                Cancelled,
+                Failed,
+            ],
             Assigned => &[InProgress, BudgetBlocked, Cancelled, Failed],
             InProgress => &[AwaitingTools, Completed, BudgetBlocked, Failed, Cancelled],
             AwaitingTools => &[InProgress, AwaitingApproval, Failed, Cancelled],
@@ -85,7 +93,10 @@ impl TaskStatus {
 
     /// Terminal statuses never change again.
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskStatus::Approved | TaskStatus::Failed | TaskStatus::Cancelled)
+        matches!(
+            self,
+            TaskStatus::Approved | TaskStatus::Failed | TaskStatus::Cancelled
+        )
     }
 
     pub fn as_str(self) -> &'static str {
@@ -185,7 +196,11 @@ pub struct TransitionError {
 
 impl fmt::Display for TransitionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} cannot move from {} to {}", self.subject, self.from, self.to)
+        write!(
+            f,
+            "{} cannot move from {} to {}",
+            self.subject, self.from, self.to
+        )
     }
 }
 
@@ -301,7 +316,11 @@ mod tests {
         ];
         for from in GoalStatus::ALL {
             for to in GoalStatus::ALL {
-                assert_eq!(from.can_move_to(to), table.contains(&(from, to)), "{from} -> {to}");
+                assert_eq!(
+                    from.can_move_to(to),
+                    table.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
             }
         }
     }

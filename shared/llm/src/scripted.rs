@@ -53,12 +53,19 @@ pub struct ScriptedModel {
 
 impl ScriptedModel {
     pub fn load(path: &Path) -> Result<Self, ScriptError> {
-        let err = |message: String| ScriptError { path: path.to_path_buf(), message };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read script: {e}")))?;
+        let err = |message: String| ScriptError {
+            path: path.to_path_buf(),
+            message,
+        };
+        let text =
+            std::fs::read_to_string(path).map_err(|e| err(format!("cannot read script: {e}")))?;
         let file: ScriptFile = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
         for (i, r) in file.replies.iter().enumerate() {
             if r.text.is_none() == r.file.is_none() {
-                return Err(err(format!("reply {} needs exactly one of text or file", i + 1)));
+                return Err(err(format!(
+                    "reply {} needs exactly one of text or file",
+                    i + 1
+                )));
             }
         }
         Ok(ScriptedModel {
@@ -87,7 +94,11 @@ impl ScriptedModel {
         if let Some(text) = &entry.text {
             return Ok(text.clone());
         }
-        let rel = entry.file.as_deref().unwrap_or_default().replace("{skill}", &meta.skill);
+        let rel = entry
+            .file
+            .as_deref()
+            .unwrap_or_default()
+            .replace("{skill}", &meta.skill);
         let file = self.dir.join(&rel);
         std::fs::read_to_string(&file).map_err(|e| {
             LlmError::Permanent(format!(
@@ -118,7 +129,11 @@ impl ChatModel for ScriptedModel {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let text = self.reply_for(request)?;
         let input: u64 = estimate_tokens(&request.system)
-            + request.messages.iter().map(|m| estimate_tokens(&m.content)).sum::<u64>();
+            + request
+                .messages
+                .iter()
+                .map(|m| estimate_tokens(&m.content))
+                .sum::<u64>();
         Ok(ChatResponse {
             usage: Usage {
                 input_tokens: input,
@@ -144,7 +159,12 @@ mod tests {
             system: "sys".into(),
             messages: vec![],
             max_tokens: 10,
-            meta: CallMeta { role: "agent".into(), skill: skill.into(), revision, ..CallMeta::default() },
+            meta: CallMeta {
+                role: "agent".into(),
+                skill: skill.into(),
+                revision,
+                ..CallMeta::default()
+            },
         }
     }
 
@@ -162,7 +182,10 @@ mod tests {
         let (_d, m) = script(
             "replies:\n  - { skill: copywriting, revision: 0, text: draft }\n  - { skill: '*', file: 'r/{skill}.md' }\n",
         );
-        assert_eq!(m.complete(&request("copywriting", 0)).await.unwrap().text, "draft");
+        assert_eq!(
+            m.complete(&request("copywriting", 0)).await.unwrap().text,
+            "draft"
+        );
         let r = m.complete(&request("seo-audit", 1)).await.unwrap();
         assert_eq!(r.text, "# Audit");
         assert!(r.scripted);
@@ -173,7 +196,10 @@ mod tests {
     async fn a_missing_reply_is_a_permanent_error_naming_the_skill() {
         let (_d, m) = script("replies:\n  - { skill: copywriting, text: x }\n");
         let err = m.complete(&request("seo-audit", 0)).await.unwrap_err();
-        assert!(matches!(err, LlmError::Permanent(ref s) if s.contains("skill seo-audit")), "{err}");
+        assert!(
+            matches!(err, LlmError::Permanent(ref s) if s.contains("skill seo-audit")),
+            "{err}"
+        );
     }
 
     #[test]
@@ -181,6 +207,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("s.yaml"), "replies:\n  - { skill: x }\n").unwrap();
         let err = ScriptedModel::load(&dir.path().join("s.yaml")).unwrap_err();
-        assert!(err.to_string().contains("reply 1 needs exactly one of text or file"));
+        assert!(err
+            .to_string()
+            .contains("reply 1 needs exactly one of text or file"));
     }
 }

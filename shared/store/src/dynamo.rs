@@ -5,7 +5,7 @@ use crate::keys;
 use crate::port::{GoalKey, GoalState, Store, StoreError, Write};
 use crate::record::{decode, goal_state, kind_name, Cond, Record};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use mktg_core::{Goal, Output, TaskId, TenantId, Turn};
@@ -22,7 +22,10 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore {
+            client,
+            table: table.into(),
+        }
     }
 }
 
@@ -49,11 +52,14 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
     let s = |name: &str| -> Result<String, StoreError> {
         match item.get(name) {
             Some(AttributeValue::S(v)) => Ok(v.clone()),
-            _ => Err(StoreError::Permanent(format!("stored item lacks string attribute {name}"))),
+            _ => Err(StoreError::Permanent(format!(
+                "stored item lacks string attribute {name}"
+            ))),
         }
     };
     let kind = s("kind")?;
-    let kind = kind_name(&kind).ok_or_else(|| StoreError::Permanent(format!("unknown item kind \"{kind}\"")))?;
+    let kind = kind_name(&kind)
+        .ok_or_else(|| StoreError::Permanent(format!("unknown item kind \"{kind}\"")))?;
     Ok(Record {
         pk: s("PK")?,
         sk: s("SK")?,
@@ -69,12 +75,18 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
 }
 
 /// Folds any SDK error into the store's three outcomes.
-fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(err: SdkError<E>, what: &str) -> StoreError {
+fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
+    err: SdkError<E>,
+    what: &str,
+) -> StoreError {
     let code = err.code().unwrap_or_default().to_string();
     let message = format!("{what}: {code} {}", err.message().unwrap_or_default());
     match &err {
         SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
-            StoreError::Transient(format!("{what}: cannot reach DynamoDB: {err:?}"))
+            StoreError::Transient(format!(
+                "{what}: cannot reach DynamoDB: {}",
+                DisplayErrorContext(&err)
+            ))
         }
         _ => match code.as_str() {
             "ConditionalCheckFailedException" => StoreError::Conflict(message),
@@ -129,7 +141,9 @@ impl Store for DynamoStore {
         let mut items = Vec::with_capacity(writes.len());
         for (seq, w) in writes.iter().enumerate() {
             let (record, cond) = Record::from_write(key, w, seq)?;
-            let mut put = Put::builder().table_name(&self.table).set_item(Some(to_item(&record)));
+            let mut put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(to_item(&record)));
             put = match cond {
                 Cond::None => put,
                 Cond::NotExists => put.condition_expression("attribute_not_exists(PK)"),
@@ -138,7 +152,9 @@ impl Store for DynamoStore {
                     .expression_attribute_names("#v", "version")
                     .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
             };
-            let put = put.build().map_err(|e| StoreError::Permanent(format!("invalid put: {e}")))?;
+            let put = put
+                .build()
+                .map_err(|e| StoreError::Permanent(format!("invalid put: {e}")))?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
         self.client
@@ -157,25 +173,46 @@ impl Store for DynamoStore {
             .transpose()
     }
 
-    async fn task(&self, key: &GoalKey, task: &TaskId) -> Result<Option<mktg_core::Task>, StoreError> {
+    async fn task(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+    ) -> Result<Option<mktg_core::Task>, StoreError> {
         self.get(keys::goal_pk(&key.tenant, &key.goal), keys::task_sk(task))
             .await?
             .map(|r| decode(&r))
             .transpose()
     }
 
-    async fn turn(&self, key: &GoalKey, task: &TaskId, revision: u32, n: u32) -> Result<Option<Turn>, StoreError> {
-        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::turn_sk(task, revision, n))
-            .await?
-            .map(|r| decode(&r))
-            .transpose()
+    async fn turn(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+        revision: u32,
+        n: u32,
+    ) -> Result<Option<Turn>, StoreError> {
+        self.get(
+            keys::goal_pk(&key.tenant, &key.goal),
+            keys::turn_sk(task, revision, n),
+        )
+        .await?
+        .map(|r| decode(&r))
+        .transpose()
     }
 
-    async fn output(&self, key: &GoalKey, task: &TaskId, revision: u32) -> Result<Option<Output>, StoreError> {
-        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::output_sk(task, revision))
-            .await?
-            .map(|r| decode(&r))
-            .transpose()
+    async fn output(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+        revision: u32,
+    ) -> Result<Option<Output>, StoreError> {
+        self.get(
+            keys::goal_pk(&key.tenant, &key.goal),
+            keys::output_sk(task, revision),
+        )
+        .await?
+        .map(|r| decode(&r))
+        .transpose()
     }
 
     async fn goal_state(&self, key: &GoalKey) -> Result<GoalState, StoreError> {
@@ -215,7 +252,10 @@ impl Store for DynamoStore {
                 .table_name(&self.table)
                 .index_name("GSI1")
                 .key_condition_expression("GSI1PK = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(keys::goals_by_tenant_pk(tenant)))
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(keys::goals_by_tenant_pk(tenant)),
+                )
                 .set_exclusive_start_key(start)
                 .send()
                 .await

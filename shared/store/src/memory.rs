@@ -19,7 +19,10 @@ impl MemoryStore {
     }
 
     fn get(&self, pk: String, sk: String) -> Result<Option<Record>, StoreError> {
-        let items = self.items.lock().map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
+        let items = self
+            .items
+            .lock()
+            .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
         Ok(items.get(&(pk, sk)).cloned())
     }
 
@@ -40,7 +43,10 @@ impl Store for MemoryStore {
         for (seq, w) in writes.iter().enumerate() {
             records.push(Record::from_write(key, w, seq)?);
         }
-        let mut items = self.items.lock().map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
+        let mut items = self
+            .items
+            .lock()
+            .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
         for (record, cond) in &records {
             let existing = items.get(&(record.pk.clone(), record.sk.clone()));
             let ok = match cond {
@@ -49,7 +55,10 @@ impl Store for MemoryStore {
                 Cond::Version(v) => existing.and_then(|e| e.version) == Some(*v),
             };
             if !ok {
-                return Err(StoreError::Conflict(format!("{} / {}", record.pk, record.sk)));
+                return Err(StoreError::Conflict(format!(
+                    "{} / {}",
+                    record.pk, record.sk
+                )));
             }
         }
         for (record, _) in records {
@@ -64,29 +73,57 @@ impl Store for MemoryStore {
             .transpose()
     }
 
-    async fn task(&self, key: &GoalKey, task: &TaskId) -> Result<Option<mktg_core::Task>, StoreError> {
+    async fn task(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+    ) -> Result<Option<mktg_core::Task>, StoreError> {
         self.get(keys::goal_pk(&key.tenant, &key.goal), keys::task_sk(task))?
             .map(|r| decode(&r))
             .transpose()
     }
 
-    async fn turn(&self, key: &GoalKey, task: &TaskId, revision: u32, n: u32) -> Result<Option<Turn>, StoreError> {
-        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::turn_sk(task, revision, n))?
-            .map(|r| decode(&r))
-            .transpose()
+    async fn turn(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+        revision: u32,
+        n: u32,
+    ) -> Result<Option<Turn>, StoreError> {
+        self.get(
+            keys::goal_pk(&key.tenant, &key.goal),
+            keys::turn_sk(task, revision, n),
+        )?
+        .map(|r| decode(&r))
+        .transpose()
     }
 
-    async fn output(&self, key: &GoalKey, task: &TaskId, revision: u32) -> Result<Option<Output>, StoreError> {
-        self.get(keys::goal_pk(&key.tenant, &key.goal), keys::output_sk(task, revision))?
-            .map(|r| decode(&r))
-            .transpose()
+    async fn output(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+        revision: u32,
+    ) -> Result<Option<Output>, StoreError> {
+        self.get(
+            keys::goal_pk(&key.tenant, &key.goal),
+            keys::output_sk(task, revision),
+        )?
+        .map(|r| decode(&r))
+        .transpose()
     }
 
     async fn goal_state(&self, key: &GoalKey) -> Result<GoalState, StoreError> {
         let pk = keys::goal_pk(&key.tenant, &key.goal);
         let records: Vec<Record> = {
-            let items = self.items.lock().map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
-            items.iter().filter(|((p, _), _)| p == &pk).map(|(_, r)| r.clone()).collect()
+            let items = self
+                .items
+                .lock()
+                .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
+            items
+                .iter()
+                .filter(|((p, _), _)| p == &pk)
+                .map(|(_, r)| r.clone())
+                .collect()
         };
         goal_state(&records)
     }
@@ -94,10 +131,22 @@ impl Store for MemoryStore {
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError> {
         let gsi = keys::goals_by_tenant_pk(tenant);
         let mut records: Vec<Record> = {
-            let items = self.items.lock().map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
-            items.values().filter(|r| r.gsi1.as_ref().map(|g| &g.0) == Some(&gsi)).cloned().collect()
+            let items = self
+                .items
+                .lock()
+                .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
+            items
+                .values()
+                .filter(|r| r.gsi1.as_ref().map(|g| &g.0) == Some(&gsi))
+                .cloned()
+                .collect()
         };
-        records.sort_by(|a, b| a.gsi1.as_ref().map(|g| &g.1).cmp(&b.gsi1.as_ref().map(|g| &g.1)));
+        records.sort_by(|a, b| {
+            a.gsi1
+                .as_ref()
+                .map(|g| &g.1)
+                .cmp(&b.gsi1.as_ref().map(|g| &g.1))
+        });
         records.iter().take(limit).map(decode).collect()
     }
 }

@@ -51,9 +51,15 @@ impl GoalKey {
 #[derive(Clone, Debug)]
 pub enum Write {
     NewGoal(Goal),
-    Goal { goal: Goal, expect_version: u64 },
+    Goal {
+        goal: Goal,
+        expect_version: u64,
+    },
     NewTask(Task),
-    Task { task: Task, expect_version: u64 },
+    Task {
+        task: Task,
+        expect_version: u64,
+    },
     /// Written once; a second write of the same key is a conflict.
     NewTurn(Turn),
     NewOutput(Output),

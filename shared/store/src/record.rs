@@ -28,12 +28,16 @@ pub struct Record {
 }
 
 fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
-    serde_json::to_string(value).map_err(|e| StoreError::Permanent(format!("cannot encode item: {e}")))
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Permanent(format!("cannot encode item: {e}")))
 }
 
 pub fn decode<T: DeserializeOwned>(record: &Record) -> Result<T, StoreError> {
     serde_json::from_str(&record.data).map_err(|e| {
-        StoreError::Permanent(format!("stored item {} / {} is not a valid {}: {e}", record.pk, record.sk, record.kind))
+        StoreError::Permanent(format!(
+            "stored item {} / {} is not a valid {}: {e}",
+            record.pk, record.sk, record.kind
+        ))
     })
 }
 
@@ -65,7 +69,12 @@ impl Record {
         })
     }
 
-    fn plain<T: Serialize>(key: &GoalKey, sk: String, kind: &'static str, value: &T) -> Result<Record, StoreError> {
+    fn plain<T: Serialize>(
+        key: &GoalKey,
+        sk: String,
+        kind: &'static str,
+        value: &T,
+    ) -> Result<Record, StoreError> {
         Ok(Record {
             pk: keys::goal_pk(&key.tenant, &key.goal),
             sk,
@@ -78,7 +87,11 @@ impl Record {
     }
 
     /// The record a write produces, and the condition it carries.
-    pub fn from_write(key: &GoalKey, write: &Write, seq: usize) -> Result<(Record, Cond), StoreError> {
+    pub fn from_write(
+        key: &GoalKey,
+        write: &Write,
+        seq: usize,
+    ) -> Result<(Record, Cond), StoreError> {
         let same_goal = |tenant: &mktg_core::TenantId, goal: &mktg_core::GoalId| {
             if tenant != &key.tenant || goal != &key.goal {
                 Err(StoreError::Permanent(format!(
@@ -94,7 +107,10 @@ impl Record {
                 same_goal(&g.tenant, &g.id)?;
                 (Record::goal(g)?, Cond::NotExists)
             }
-            Write::Goal { goal, expect_version } => {
+            Write::Goal {
+                goal,
+                expect_version,
+            } => {
                 same_goal(&goal.tenant, &goal.id)?;
                 (Record::goal(goal)?, Cond::Version(*expect_version))
             }
@@ -102,7 +118,10 @@ impl Record {
                 same_goal(&t.tenant, &t.goal)?;
                 (Record::task(t)?, Cond::NotExists)
             }
-            Write::Task { task, expect_version } => {
+            Write::Task {
+                task,
+                expect_version,
+            } => {
                 same_goal(&task.tenant, &task.goal)?;
                 (Record::task(task)?, Cond::Version(*expect_version))
             }
@@ -115,7 +134,12 @@ impl Record {
                 Cond::NotExists,
             ),
             Write::NewReview(r) => (
-                Record::plain(key, keys::review_sk(&r.task, r.revision, &r.reviewer), "review", r)?,
+                Record::plain(
+                    key,
+                    keys::review_sk(&r.task, r.revision, &r.reviewer),
+                    "review",
+                    r,
+                )?,
                 Cond::NotExists,
             ),
             Write::Trace(t) => (
@@ -137,7 +161,12 @@ pub fn goal_state(records: &[Record]) -> Result<crate::GoalState, StoreError> {
             "review" => state.reviews.push(decode::<Review>(r)?),
             "turn" => state.turns.push(decode::<Turn>(r)?),
             "trace" => state.traces.push(decode::<Trace>(r)?),
-            other => return Err(StoreError::Permanent(format!("unknown item kind \"{other}\" at {} / {}", r.pk, r.sk))),
+            other => {
+                return Err(StoreError::Permanent(format!(
+                    "unknown item kind \"{other}\" at {} / {}",
+                    r.pk, r.sk
+                )))
+            }
         }
     }
     Ok(state)

@@ -20,13 +20,38 @@ pub fn repo_root() -> PathBuf {
 
 /// The project's own configuration.
 pub fn real_config() -> Config {
-    mktg_config::load(&Paths::under(repo_root())).unwrap_or_else(|e| panic!("shipped config is invalid: {e}"))
+    mktg_config::load(&Paths::under(repo_root()))
+        .unwrap_or_else(|e| panic!("shipped config is invalid: {e}"))
+}
+
+/// A temp dir holding copies of `config/` and `skills/`, to break on purpose.
+pub fn config_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir: {e}"));
+    for sub in ["config", "skills"] {
+        copy_dir(&repo_root().join(sub), &dir.path().join(sub));
+    }
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let fail = |e: std::io::Error| -> ! { panic!("copying {} failed: {e}", from.display()) };
+    std::fs::create_dir_all(to).unwrap_or_else(|e| fail(e));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| fail(e)) {
+        let entry = entry.unwrap_or_else(|e| fail(e));
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap_or_else(|e| fail(e));
+        }
+    }
 }
 
 /// Reads `tests/fixtures/<name>`.
 pub fn fixture(name: &str) -> String {
     let path = repo_root().join("tests/fixtures").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
 }
 
 /// A clock that advances one millisecond per reading, so every trace line
@@ -55,19 +80,31 @@ pub struct TestDeps {
 /// Deps over memory adapters, the real config and the demo script.
 pub fn memory_deps() -> TestDeps {
     let config = real_config();
-    let model = ScriptedModel::load(&config.models.scripted_script).unwrap_or_else(|e| panic!("{e}"));
+    let model =
+        ScriptedModel::load(&config.models.scripted_script).unwrap_or_else(|e| panic!("{e}"));
     memory_deps_with(config, Arc::new(model))
 }
 
 pub fn memory_deps_with(config: Config, model: Arc<dyn ChatModel>) -> TestDeps {
     let store = Arc::new(MemoryStore::new());
     let bus = Arc::new(MemoryBus::new());
-    let deps = Deps::new(store.clone(), bus.clone(), model, Arc::new(config), Arc::new(StepClock::new(1_700_000_000_000)));
+    let deps = Deps::new(
+        store.clone(),
+        bus.clone(),
+        model,
+        Arc::new(config),
+        Arc::new(StepClock::new(1_700_000_000_000)),
+    );
     TestDeps { deps, store, bus }
 }
 
 /// The handler of each queue, as `mktg dev` wires them.
-pub type Handler = for<'a> fn(&'a Deps, Envelope) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send + 'a>>;
+pub type Handler = for<'a> fn(
+    &'a Deps,
+    Envelope,
+) -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send + 'a>,
+>;
 
 /// Polls `probe` until it returns `Some` or the deadline passes.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut probe: F) -> T
