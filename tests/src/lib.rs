@@ -33,6 +33,11 @@ pub fn emulator_env() -> HashMap<String, String> {
     iter.map(|kv| kv.unwrap()).collect()
 }
 
+/// Tests that run workers share the stack's queues, so a test's workers
+/// would also handle another test's messages with their own deps (e.g. a
+/// duplicating bus). Such tests hold this lock for their whole run.
+pub static QUEUES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub struct Emulator {
     pub env: HashMap<String, String>,
     pub aws: aws_config::SdkConfig,
@@ -109,17 +114,29 @@ impl Workers {
 
 /// A bus that sends every message twice, as an at-least-once queue may
 /// deliver it.
-pub struct DuplicatingBus(pub Arc<dyn Bus>);
+pub struct DuplicatingBus {
+    inner: Arc<dyn Bus>,
+    /// Deliveries made, counting both copies.
+    pub sent: std::sync::atomic::AtomicUsize,
+}
+
+impl DuplicatingBus {
+    pub fn new(inner: Arc<dyn Bus>) -> Self {
+        DuplicatingBus { inner, sent: Default::default() }
+    }
+}
 
 #[async_trait]
 impl Bus for DuplicatingBus {
     async fn send(&self, envelope: &Envelope) -> Result<(), BusError> {
-        self.0.send(envelope).await?;
-        self.0.send(envelope).await
+        self.inner.send(envelope).await?;
+        self.inner.send(envelope).await?;
+        self.sent.fetch_add(2, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
-        self.0.publish(event).await
+        self.inner.publish(event).await
     }
 }
 
