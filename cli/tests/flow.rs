@@ -265,3 +265,49 @@ async fn a_permanent_model_error_fails_the_task_and_the_goal_with_the_cause() {
     let kinds: Vec<String> = t.bus.events().iter().map(|e| e.kind.clone()).collect();
     assert_eq!(kinds, ["task.failed", "goal.failed"]);
 }
+
+#[tokio::test]
+async fn a_skill_added_only_in_config_is_planned_prompted_and_executed() {
+    let tmp = mktg_testkit::config_copy();
+    let root = tmp.path();
+    let skills = root.join("config/skills.yaml");
+    let mut yaml = std::fs::read_to_string(&skills).unwrap();
+    yaml.push_str("  - name: podcast-outreach\n    squad: activate\n    description: Pitches podcast hosts.\n    tier: sonnet\n    review:\n      required_sections: [Pitch]\n      min_words: 5\n");
+    std::fs::write(&skills, yaml).unwrap();
+    std::fs::create_dir_all(root.join("skills/podcast-outreach")).unwrap();
+    std::fs::write(root.join("skills/podcast-outreach/SKILL.md"), "---\nname: podcast-outreach\ndescription: pitches\n---\n# Podcast outreach\nWrite a pitch.\n").unwrap();
+    let pipelines = root.join("config/pipelines.yaml");
+    let mut yaml = std::fs::read_to_string(&pipelines).unwrap();
+    yaml.push_str("\n  - name: Podcast Tour\n    priority: P2\n    steps:\n      - podcast-outreach\n      - analytics-tracking\n");
+    std::fs::write(&pipelines, yaml).unwrap();
+    std::fs::write(
+        root.join("config/scripted/demo.yaml"),
+        "replies:\n  - { skill: podcast-outreach, text: \"# Pitches\\n## Pitch\\nHi Sam, our founder would love to talk receipts.\" }\n  - { skill: '*', file: 'responses/{skill}.md' }\n",
+    )
+    .unwrap();
+    let config = mktg_config::load(&mktg_config::Paths::under(root)).unwrap();
+    let model = mktg_llm::ScriptedModel::load(&config.models.scripted_script).unwrap();
+    let t = mktg_testkit::memory_deps_with(config, std::sync::Arc::new(model));
+    t.bus
+        .send_now(&submit(
+            &t,
+            "t",
+            "pod",
+            "Book podcast appearances",
+            Some("podcast-tour"),
+        ))
+        .await;
+    drain(&t, false).await;
+    let s = state(&t, "t", "pod").await;
+    assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
+    assert_eq!(s.tasks[0].skill.as_str(), "podcast-outreach");
+    assert!(s.outputs[0].body.contains("## Pitch"));
+    // The agent was prompted with the new skill's own instructions.
+    assert_eq!(
+        s.turns
+            .iter()
+            .filter(|t| t.task.as_str() == "01-podcast-outreach")
+            .count(),
+        1
+    );
+}

@@ -122,7 +122,10 @@ pub struct DuplicatingBus {
 
 impl DuplicatingBus {
     pub fn new(inner: Arc<dyn Bus>) -> Self {
-        DuplicatingBus { inner, sent: Default::default() }
+        DuplicatingBus {
+            inner,
+            sent: Default::default(),
+        }
     }
 }
 

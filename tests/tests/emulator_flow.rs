@@ -153,5 +153,8 @@ async fn every_message_delivered_twice_changes_nothing() {
     // Duplicates were acknowledged, never failed.
     assert_eq!(stats.failed.load(Ordering::Relaxed), 0);
     // Submit + 6 ready + 6 outputs + 6 review requests + 6 decisions, each twice.
-    assert!(dup.sent.load(Ordering::Relaxed) >= 2 * 24, "every message was sent twice");
+    assert!(
+        dup.sent.load(Ordering::Relaxed) >= 2 * 24,
+        "every message was sent twice"
+    );
 }

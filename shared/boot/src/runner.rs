@@ -80,3 +80,54 @@ where
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lambda_events::event::sqs::SqsMessage;
+    use mktg_core::{Envelope, Message};
+
+    fn record(id: &str, task: &str) -> SqsMessage {
+        let env = Envelope::new(
+            "t".into(),
+            "g".into(),
+            Message::TaskReady {
+                task: task.into(),
+                revision: 0,
+            },
+        );
+        let mut m = SqsMessage::default();
+        m.message_id = Some(id.into());
+        m.body = Some(serde_json::to_string(&env).unwrap());
+        m
+    }
+
+    #[tokio::test]
+    async fn only_records_to_retry_are_reported_as_batch_item_failures() {
+        let mut event = SqsEvent::default();
+        event.records = vec![record("ok", "a"), record("retry", "b"), record("fail", "c")];
+        let response = run_sqs_batch(event, |env| async move {
+            match env.message.task().map(|t| t.as_str()) {
+                Some("b") => Err(HandlerError::Retry("throttled".into())),
+                Some("c") => Err(HandlerError::Fail("bad input".into())),
+                _ => Ok(()),
+            }
+        })
+        .await;
+        let ids: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(ids, ["retry"]);
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_body_is_dropped_not_retried() {
+        let outcome = handle_record("m", "{oops", |_env| async { Ok(()) }).await;
+        assert!(
+            matches!(outcome, RecordOutcome::Failed(ref why) if why.contains("not a valid envelope"))
+        );
+        assert!(outcome.deletes_message());
+    }
+}
