@@ -1,8 +1,10 @@
 //! The `ChatModel` port and its providers. This crate builds no prompts:
 //! functions assemble them from `core` and `config` and hand them over.
 
+mod anthropic;
 mod scripted;
 
+pub use anthropic::{AnthropicModel, AnthropicSettings, RetryPolicy};
 pub use scripted::{ScriptError, ScriptedModel};
 
 use async_trait::async_trait;
@@ -21,19 +23,65 @@ pub struct CallMeta {
     pub turn: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// One block of a message's content.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    Text { text: String },
+    ToolUse { id: String, name: String, input: serde_json::Value },
+    ToolResult { tool_use_id: String, content: String, is_error: bool },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ChatMessage {
     /// `user` or `assistant`.
     pub role: String,
-    pub content: String,
+    pub content: Vec<Block>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+impl ChatMessage {
+    pub fn user(text: impl Into<String>) -> Self {
+        ChatMessage { role: "user".into(), content: vec![Block::Text { text: text.into() }] }
+    }
+
+    /// The text blocks joined, for providers and logs that need plain text.
+    pub fn text(&self) -> String {
+        self.content
+            .iter()
+            .filter_map(|b| match b {
+                Block::Text { text } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// A tool the model may call.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+}
+
+/// A tool call the model asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolUse {
+    pub id: String,
+    pub name: String,
+    pub input: serde_json::Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ChatRequest {
     pub model: String,
+    /// The stable prefix: the skill's instructions (and product context).
     pub system: String,
     pub messages: Vec<ChatMessage>,
     pub max_tokens: u32,
+    #[serde(default)]
+    pub tools: Vec<ToolSpec>,
     #[serde(skip)]
     pub meta: CallMeta,
 }
@@ -47,9 +95,11 @@ impl ChatRequest {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ChatResponse {
     pub text: String,
+    /// Tool calls requested in this turn (stop reason `tool_use`).
+    pub tool_uses: Vec<ToolUse>,
     pub stop_reason: String,
     pub usage: Usage,
     pub model: String,
@@ -57,7 +107,7 @@ pub struct ChatResponse {
     pub scripted: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LlmError {
     /// Rate limits, overload, 5xx, timeouts: try again later.
     #[error("model call failed, will retry: {0}")]

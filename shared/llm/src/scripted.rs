@@ -141,6 +141,7 @@ impl ChatModel for ScriptedModel {
                 ..Usage::default()
             },
             text,
+            tool_uses: vec![],
             stop_reason: "end_turn".into(),
             model: "scripted".into(),
             scripted: true,
@@ -159,6 +160,7 @@ mod tests {
             system: "sys".into(),
             messages: vec![],
             max_tokens: 10,
+            tools: vec![],
             meta: CallMeta {
                 role: "agent".into(),
                 skill: skill.into(),
