@@ -75,11 +75,9 @@ pub fn build_request(
     ChatRequest {
         model,
         system: instructions.to_string(),
-        messages: vec![ChatMessage {
-            role: "user".into(),
-            content: user,
-        }],
+        messages: vec![ChatMessage::user(user)],
         max_tokens: config.models.max_output_tokens,
+        tools: vec![],
         meta: CallMeta {
             role: "agent".into(),
             skill: task.skill.to_string(),

@@ -3,7 +3,7 @@
 use crate::settings::Settings;
 use mktg_bus::{Bus, QueueUrls, SqsEventBridgeBus};
 use mktg_config::{Config, Paths};
-use mktg_llm::{ChatModel, ScriptedModel};
+use mktg_llm::{AnthropicModel, AnthropicSettings, ChatModel, RetryPolicy, ScriptedModel};
 use mktg_store::{DynamoStore, Store};
 use std::sync::Arc;
 
@@ -118,14 +118,34 @@ pub fn choose_model(
             ),
         ))
     };
-    match provider.as_str() {
-        "scripted" => scripted("chosen by configuration"),
-        "auto" if !settings.anthropic_key_present => scripted("no ANTHROPIC_API_KEY or Bedrock configuration found"),
-        "auto" | "anthropic" | "bedrock" => Err(BootError::Model(format!(
-            "the {} provider is not part of this build yet; unset ANTHROPIC_API_KEY or set MKTG_PROVIDER=scripted",
-            if provider == "auto" { "anthropic" } else { provider.as_str() }
-        ))),
-        other => Err(BootError::Model(format!(
+    let anthropic = |key: &str| -> Result<(Arc<dyn ChatModel>, String), BootError> {
+        let base_url = settings
+            .anthropic_base_url
+            .clone()
+            .unwrap_or_else(|| "https://api.anthropic.com".into());
+        let model = AnthropicModel::new(AnthropicSettings {
+            api_key: key.to_string(),
+            base_url: base_url.clone(),
+            request_timeout: std::time::Duration::from_secs(config.models.request_timeout_secs),
+            retry: RetryPolicy::default(),
+        })
+        .map_err(|e| BootError::Model(e.to_string()))?;
+        Ok((
+            Arc::new(model),
+            format!("Anthropic Messages API at {base_url} (ANTHROPIC_API_KEY is set)"),
+        ))
+    };
+    match (provider.as_str(), &settings.anthropic_api_key) {
+        ("scripted", _) => scripted("chosen by configuration"),
+        ("auto" | "anthropic", Some(key)) => anthropic(&key.0),
+        ("auto", None) => scripted("no ANTHROPIC_API_KEY or Bedrock configuration found"),
+        ("anthropic", None) => Err(BootError::Model(
+            "provider anthropic needs ANTHROPIC_API_KEY in the environment".into(),
+        )),
+        ("bedrock", _) => Err(BootError::Model(
+            "the bedrock provider is not part of this build yet; use MKTG_PROVIDER=anthropic or scripted".into(),
+        )),
+        (other, _) => Err(BootError::Model(format!(
             "unknown model provider \"{other}\" (from MKTG_PROVIDER or models.yaml); use auto, anthropic, bedrock or scripted"
         ))),
     }

@@ -15,9 +15,22 @@ pub struct Settings {
     pub provider: Option<String>,
     /// `MKTG_SCRIPT`, overriding models.yaml's scripted script.
     pub script: Option<PathBuf>,
-    pub anthropic_key_present: bool,
+    /// `ANTHROPIC_API_KEY`; never printed (its Debug is redacted).
+    pub anthropic_api_key: Option<Secret>,
+    /// `ANTHROPIC_BASE_URL`, for a proxy or a mock server.
+    pub anthropic_base_url: Option<String>,
     /// `MKTG_TENANT`, the default tenant of CLI commands.
     pub tenant: String,
+}
+
+/// A secret value whose Debug output is redacted, so it cannot reach logs.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +82,8 @@ impl Settings {
                 .unwrap_or_else(|| root.join("skills")),
             provider: lookup("MKTG_PROVIDER"),
             script: lookup("MKTG_SCRIPT").map(PathBuf::from),
-            anthropic_key_present: lookup("ANTHROPIC_API_KEY").is_some(),
+            anthropic_api_key: lookup("ANTHROPIC_API_KEY").map(Secret),
+            anthropic_base_url: lookup("ANTHROPIC_BASE_URL"),
             tenant: lookup("MKTG_TENANT").unwrap_or_else(|| "default".into()),
         })
     }
@@ -111,6 +125,27 @@ mod tests {
         let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(s.config_dir, PathBuf::from("/opt/config"));
         assert_eq!(s.queue_urls[&QueueName::Agent], "a");
-        assert!(!s.anthropic_key_present);
+        assert!(s.anthropic_api_key.is_none());
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::*;
+
+    #[test]
+    fn the_api_key_is_redacted_in_debug_output() {
+        let env: HashMap<&str, &str> = [
+            ("TABLE_NAME", "t"),
+            ("EVENT_BUS_NAME", "b"),
+            ("DIRECTOR_QUEUE_URL", "d"),
+            ("AGENT_QUEUE_URL", "a"),
+            ("REVIEW_QUEUE_URL", "r"),
+            ("TOOL_QUEUE_URL", "x"),
+            ("ANTHROPIC_API_KEY", "sk-ant-very-secret"),
+        ]
+        .into();
+        let s = Settings::from_lookup(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert!(!format!("{s:?}").contains("very-secret"));
     }
 }

@@ -83,8 +83,14 @@ struct ApiResponse {
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum ApiBlock {
-    Text { text: String },
-    ToolUse { id: String, name: String, input: Value },
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
     #[serde(other)]
     Other,
 }
@@ -162,7 +168,10 @@ impl AnthropicModel {
     }
 
     async fn attempt(&self, body: &Value) -> Result<ChatResponse, Attempt> {
-        let url = format!("{}/v1/messages", self.settings.base_url.trim_end_matches('/'));
+        let url = format!(
+            "{}/v1/messages",
+            self.settings.base_url.trim_end_matches('/')
+        );
         let sent = self
             .http
             .post(&url)
@@ -174,9 +183,20 @@ impl AnthropicModel {
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Err(Attempt { error: LlmError::Retryable(format!("no answer within {:?}", self.settings.request_timeout)), retry_after: None })
+                return Err(Attempt {
+                    error: LlmError::Retryable(format!(
+                        "no answer within {:?}",
+                        self.settings.request_timeout
+                    )),
+                    retry_after: None,
+                })
             }
-            Err(e) => return Err(Attempt { error: LlmError::Retryable(format!("cannot reach {url}: {e}")), retry_after: None }),
+            Err(e) => {
+                return Err(Attempt {
+                    error: LlmError::Retryable(format!("cannot reach {url}: {e}")),
+                    retry_after: None,
+                })
+            }
         };
         let status = response.status();
         let retry_after = response
@@ -193,7 +213,10 @@ impl AnthropicModel {
         if status.is_success() {
             let parsed: ApiResponse = serde_json::from_str(&text).map_err(|e| Attempt {
                 // A malformed success body is a server fault; retry it.
-                error: LlmError::Retryable(format!("malformed response body ({e}): {}", snippet(&text))),
+                error: LlmError::Retryable(format!(
+                    "malformed response body ({e}): {}",
+                    snippet(&text)
+                )),
                 retry_after: None,
             })?;
             return Ok(to_response(parsed));
@@ -202,9 +225,16 @@ impl AnthropicModel {
             .map(|b| format!("{}: {}", b.error.kind, b.error.message))
             .unwrap_or_else(|_| snippet(&text));
         let message = format!("Anthropic API {}: {detail}", status.as_u16());
-        let retryable = status.as_u16() == 429 || status.as_u16() == 529 || status.is_server_error() || status.as_u16() == 408;
+        let retryable = status.as_u16() == 429
+            || status.as_u16() == 529
+            || status.is_server_error()
+            || status.as_u16() == 408;
         Err(Attempt {
-            error: if retryable { LlmError::Retryable(message) } else { LlmError::Permanent(message) },
+            error: if retryable {
+                LlmError::Retryable(message)
+            } else {
+                LlmError::Permanent(message)
+            },
             retry_after,
         })
     }

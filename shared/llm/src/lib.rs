@@ -27,9 +27,19 @@ pub struct CallMeta {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Block {
-    Text { text: String },
-    ToolUse { id: String, name: String, input: serde_json::Value },
-    ToolResult { tool_use_id: String, content: String, is_error: bool },
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: serde_json::Value,
+    },
+    ToolResult {
+        tool_use_id: String,
+        content: String,
+        is_error: bool,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -41,7 +51,10 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn user(text: impl Into<String>) -> Self {
-        ChatMessage { role: "user".into(), content: vec![Block::Text { text: text.into() }] }
+        ChatMessage {
+            role: "user".into(),
+            content: vec![Block::Text { text: text.into() }],
+        }
     }
 
     /// The text blocks joined, for providers and logs that need plain text.

@@ -132,7 +132,7 @@ impl ChatModel for ScriptedModel {
             + request
                 .messages
                 .iter()
-                .map(|m| estimate_tokens(&m.content))
+                .map(|m| estimate_tokens(&m.text()))
                 .sum::<u64>();
         Ok(ChatResponse {
             usage: Usage {

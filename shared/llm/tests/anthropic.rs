@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use mktg_llm::{AnthropicModel, AnthropicSettings, CallMeta, ChatMessage, ChatModel, ChatRequest, LlmError, RetryPolicy, ToolSpec};
+use mktg_llm::{
+    AnthropicModel, AnthropicSettings, CallMeta, ChatMessage, ChatModel, ChatRequest, LlmError,
+    RetryPolicy, ToolSpec,
+};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use wiremock::matchers::{header, method, path};
@@ -14,7 +17,12 @@ fn model(server: &MockServer) -> AnthropicModel {
         api_key: "sk-test".into(),
         base_url: server.uri(),
         request_timeout: Duration::from_secs(5),
-        retry: RetryPolicy { max_retries: 3, min_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50), max_total: Duration::from_secs(30) },
+        retry: RetryPolicy {
+            max_retries: 3,
+            min_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+            max_total: Duration::from_secs(30),
+        },
     })
     .unwrap()
 }
@@ -27,8 +35,16 @@ fn request(tools: bool) -> ChatRequest {
         max_tokens: 1024,
         tools: if tools {
             vec![
-                ToolSpec { name: "ga4__run_report".into(), description: "Run a GA4 report".into(), input_schema: json!({"type": "object"}) },
-                ToolSpec { name: "wp__get_page".into(), description: "Read a page".into(), input_schema: json!({"type": "object"}) },
+                ToolSpec {
+                    name: "ga4__run_report".into(),
+                    description: "Run a GA4 report".into(),
+                    input_schema: json!({"type": "object"}),
+                },
+                ToolSpec {
+                    name: "wp__get_page".into(),
+                    description: "Read a page".into(),
+                    input_schema: json!({"type": "object"}),
+                },
             ]
         } else {
             vec![]
@@ -58,7 +74,8 @@ async fn the_request_marks_the_stable_prefix_for_caching_and_usage_is_read_back(
         .mount(&server)
         .await;
     let response = model(&server).complete(&request(true)).await.unwrap();
-    let sent: Value = serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
+    let sent: Value =
+        serde_json::from_slice(&server.received_requests().await.unwrap()[0].body).unwrap();
     assert_eq!(
         sent,
         json!({
@@ -90,10 +107,16 @@ async fn a_429_is_waited_out_for_at_least_its_retry_after_then_succeeds() {
         .up_to_n_times(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_json(ok_body())).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ok_body()))
+        .mount(&server)
+        .await;
     let start = Instant::now();
     let response = model(&server).complete(&request(false)).await.unwrap();
-    assert!(start.elapsed() >= Duration::from_secs(1), "retry-after was not honoured");
+    assert!(
+        start.elapsed() >= Duration::from_secs(1),
+        "retry-after was not honoured"
+    );
     assert_eq!(response.usage.output_tokens, 40);
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
@@ -107,7 +130,10 @@ async fn a_400_fails_permanently_with_the_api_message_after_one_call() {
         .await;
     let err = model(&server).complete(&request(false)).await.unwrap_err();
     match err {
-        LlmError::Permanent(m) => assert_eq!(m, "Anthropic API 400: invalid_request_error: max_tokens: must be at most 64000"),
+        LlmError::Permanent(m) => assert_eq!(
+            m,
+            "Anthropic API 400: invalid_request_error: max_tokens: must be at most 64000"
+        ),
         other => panic!("expected a permanent error, got {other:?}"),
     }
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
@@ -121,15 +147,29 @@ async fn an_overload_storm_gives_up_after_the_retry_cap_as_retryable() {
         .mount(&server)
         .await;
     let err = model(&server).complete(&request(false)).await.unwrap_err();
-    assert!(matches!(err, LlmError::Retryable(ref m) if m.contains("529") && m.contains("Overloaded")), "{err:?}");
-    assert_eq!(server.received_requests().await.unwrap().len(), 4, "one try plus three retries");
+    assert!(
+        matches!(err, LlmError::Retryable(ref m) if m.contains("529") && m.contains("Overloaded")),
+        "{err:?}"
+    );
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        4,
+        "one try plus three retries"
+    );
 }
 
 #[tokio::test]
 async fn a_malformed_body_is_retried_and_the_next_answer_is_used() {
     let server = MockServer::start().await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_string("{\"content\": [")).up_to_n_times(1).mount(&server).await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_json(ok_body())).mount(&server).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("{\"content\": ["))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(ok_body()))
+        .mount(&server)
+        .await;
     let response = model(&server).complete(&request(false)).await.unwrap();
     assert_eq!(response.stop_reason, "end_turn");
 }
@@ -149,11 +189,19 @@ async fn tool_use_blocks_come_back_as_tool_calls() {
     assert_eq!(r.stop_reason, "tool_use");
     assert_eq!(r.tool_uses.len(), 1);
     assert_eq!(r.tool_uses[0].input, json!({"days": 28}));
-    assert_eq!(r.model, "claude-sonnet-4-5-20250929", "falls back to the requested model id");
+    assert_eq!(
+        r.model, "claude-sonnet-4-5-20250929",
+        "falls back to the requested model id"
+    );
 }
 
 #[test]
 fn the_api_key_never_appears_in_debug_output() {
-    let s = AnthropicSettings { api_key: "sk-secret".into(), base_url: "http://x".into(), request_timeout: Duration::from_secs(1), retry: RetryPolicy::default() };
+    let s = AnthropicSettings {
+        api_key: "sk-secret".into(),
+        base_url: "http://x".into(),
+        request_timeout: Duration::from_secs(1),
+        retry: RetryPolicy::default(),
+    };
     assert!(!format!("{s:?}").contains("sk-secret"));
 }
