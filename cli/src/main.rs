@@ -77,12 +77,41 @@ enum Command {
         #[arg(long)]
         revision: Option<u32>,
     },
+    /// Spend by month: total, per goal, per skill and per model.
+    Cost {
+        /// Only this goal's cost.
+        #[arg(long)]
+        goal: Option<String>,
+        /// Month as yyyy-mm (default: this month, UTC).
+        #[arg(long)]
+        month: Option<String>,
+    },
+    /// Show the budget in force, this month's spend and level, and parked
+    /// tasks; `budget set` changes it and resumes parked tasks.
+    Budget {
+        #[command(subcommand)]
+        action: Option<BudgetAction>,
+    },
     /// Run every function's handler in this process, polling the emulator's
     /// queues like Lambda's SQS event source mapping. Stops on Ctrl-C.
     Dev {
         /// Records per receive (Lambda's batch size), 1-10.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum BudgetAction {
+    /// Set the tenant's budget (overrides budget.yaml) and resume every task
+    /// the budget gate parked.
+    Set {
+        /// Monthly budget in US dollars.
+        #[arg(long)]
+        monthly: f64,
+        /// Budget per goal in US dollars (default: budget.yaml's).
+        #[arg(long)]
+        per_goal: Option<f64>,
     },
 }
 
@@ -216,12 +245,31 @@ async fn run(cli: Cli) -> Result<()> {
                 println!("{}\n", show::header(g));
             }
             println!("{}", show::plan(&state));
+            println!("{}", show::cost_line(&state));
             if full {
                 println!("\nReviews\n{}", show::reviews(&state));
                 println!("Outputs\n{}", show::outputs(&state, usize::MAX));
             }
             Ok(())
         }
+        Command::Cost {
+            goal: Some(goal), ..
+        } => {
+            let state = load(&deps, &tenant, &goal).await?;
+            println!("{}", show::plan(&state));
+            println!("{}", show::cost_line(&state));
+            Ok(())
+        }
+        Command::Cost { goal: None, month } => {
+            let month = month.unwrap_or_else(|| mktg_boot::month_of(deps.clock.now_ms()));
+            let rows = deps.store.costs(&tenant, &month).await?;
+            print!("{}", show::costs(&month, &rows));
+            Ok(())
+        }
+        Command::Budget { action: None } => budget_show(&deps, &tenant).await,
+        Command::Budget {
+            action: Some(BudgetAction::Set { monthly, per_goal }),
+        } => budget_set(&deps, &tenant, monthly, per_goal).await,
         Command::Trace { goal } => {
             let state = load(&deps, &tenant, &goal).await?;
             print!("{}", show::trace(&state));
@@ -453,4 +501,87 @@ async fn watch(deps: &Deps, tenant: &TenantId, goal: &GoalId, run: &RunArgs) -> 
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+}
+
+async fn budget_show(deps: &Deps, tenant: &TenantId) -> Result<()> {
+    let limits = mktg_boot::budget::limits(deps, tenant).await?;
+    let own = deps.store.budget(tenant).await?;
+    let month = mktg_boot::month_of(deps.clock.now_ms());
+    let spent = mktg_boot::budget::month_spent(deps, tenant, &month).await?;
+    let level = mktg_core::cost::level_for(spent, limits.month_micros, &deps.config.budget.levels);
+    println!(
+        "budget for tenant {tenant} ({}): {} a month, {} per goal",
+        if own.is_some() {
+            "set with mktg budget set"
+        } else {
+            "from config/budget.yaml"
+        },
+        show::dollars(limits.month_micros),
+        show::dollars(limits.goal_micros)
+    );
+    println!(
+        "{month}: spent {} ({:.1}%), level {}",
+        show::usd(spent),
+        mktg_core::cost::percent_used(spent, limits.month_micros),
+        level.map_or("normal", |l| l.name.as_str())
+    );
+    let parked = deps.store.parked(tenant).await?;
+    if parked.is_empty() {
+        println!("no tasks are parked by the budget");
+    } else {
+        println!("{} parked task(s):", parked.len());
+        for p in parked {
+            println!(
+                "  {} {} (revision {}): {}",
+                p.goal, p.task, p.revision, p.reason
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn budget_set(
+    deps: &Deps,
+    tenant: &TenantId,
+    monthly: f64,
+    per_goal: Option<f64>,
+) -> Result<()> {
+    let per_goal = per_goal.unwrap_or(deps.config.budget.per_goal_usd);
+    for (name, v) in [("--monthly", monthly), ("--per-goal", per_goal)] {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{name} must be a non-negative number of dollars, got {v}");
+        }
+    }
+    let budget = mktg_store::TenantBudget {
+        monthly_usd: monthly,
+        per_goal_usd: per_goal,
+        updated_ms: deps.clock.now_ms(),
+    };
+    deps.store
+        .commit(
+            &GoalKey::tenant_only(tenant.clone()),
+            vec![mktg_store::Write::Budget {
+                tenant: tenant.clone(),
+                budget,
+            }],
+        )
+        .await?;
+    println!("budget for tenant {tenant}: ${monthly:.2} a month, ${per_goal:.2} per goal");
+    let parked = deps.store.parked(tenant).await?;
+    for p in &parked {
+        let env = Envelope::new(
+            tenant.clone(),
+            p.goal.clone(),
+            Message::ResumeTask {
+                task: p.task.clone(),
+                revision: p.revision,
+            },
+        );
+        deps.bus.send(&env).await?;
+        println!("  resuming {} {} (was: {})", p.goal, p.task, p.reason);
+    }
+    if parked.is_empty() {
+        println!("no parked tasks to resume");
+    }
+    Ok(())
 }

@@ -58,6 +58,33 @@ pub fn header(goal: &Goal) -> String {
     s
 }
 
+/// Micro-dollars as dollars, precise enough for single calls.
+pub fn usd(micros: u64) -> String {
+    format!("${:.4}", mktg_core::cost::micros_to_usd(micros))
+}
+
+/// Micro-dollars as whole cents, for budgets.
+pub fn dollars(micros: u64) -> String {
+    format!("${:.2}", mktg_core::cost::micros_to_usd(micros))
+}
+
+/// Total cost line of a goal; scripted runs are priced as if the skill's
+/// model tier had answered, and say so.
+pub fn cost_line(state: &GoalState) -> String {
+    let c = &state.cost;
+    let scripted = state.turns.iter().any(|t| t.scripted);
+    format!(
+        "cost: {} over {} model calls ({} input, {} output, {} cache-write, {} cache-read tokens){}",
+        usd(c.micros),
+        c.calls,
+        c.input_tokens,
+        c.output_tokens,
+        c.cache_write_tokens,
+        c.cache_read_tokens,
+        if scripted { "; scripted replies, priced at each skill's model tier" } else { "" }
+    )
+}
+
 /// The plan as a table: one row per task, in plan order.
 pub fn plan(state: &GoalState) -> String {
     let mut t = Table::new();
@@ -205,4 +232,47 @@ pub fn progress(state: &GoalState) -> String {
         count(TaskStatus::InReview) + count(TaskStatus::Completed),
         count(TaskStatus::Revision)
     )
+}
+
+/// The month's ledger: total, then goals, skills and models by spend.
+pub fn costs(month: &str, rows: &[(String, mktg_store::CostTotals)]) -> String {
+    let mut s = String::new();
+    let total = rows
+        .iter()
+        .find(|(k, _)| k == "TOTAL")
+        .map(|(_, c)| *c)
+        .unwrap_or_default();
+    let _ = writeln!(
+        s,
+        "{month}: {} over {} model calls ({} input / {} output tokens, {} cache-read)",
+        usd(total.micros),
+        total.calls,
+        total.input_tokens,
+        total.output_tokens,
+        total.cache_read_tokens
+    );
+    for (prefix, title) in [("GOAL#", "goal"), ("SKILL#", "skill"), ("MODEL#", "model")] {
+        let mut group: Vec<(&str, &mktg_store::CostTotals)> = rows
+            .iter()
+            .filter_map(|(k, c)| k.strip_prefix(prefix).map(|name| (name, c)))
+            .collect();
+        if group.is_empty() {
+            continue;
+        }
+        group.sort_by_key(|g| std::cmp::Reverse(g.1.micros));
+        let mut t = Table::new();
+        t.load_style(UTF8_BORDERS_ONLY);
+        t.set_header([title, "cost", "calls", "input tokens", "output tokens"]);
+        for (name, c) in group {
+            t.add_row([
+                name.to_string(),
+                usd(c.micros),
+                c.calls.to_string(),
+                c.input_tokens.to_string(),
+                c.output_tokens.to_string(),
+            ]);
+        }
+        let _ = writeln!(s, "{t}");
+    }
+    s
 }

@@ -12,7 +12,9 @@ use mktg_core::{
     DomainEvent, Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId,
 };
 use mktg_llm::{ChatModel, ChatRequest, ChatResponse, LlmError, ScriptedModel};
-use mktg_store::{GoalKey, GoalState, MemoryStore, Store, StoreError, Write};
+use mktg_store::{
+    CostTotals, GoalKey, GoalState, MemoryStore, Parked, Store, StoreError, TenantBudget, Write,
+};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -92,6 +94,22 @@ impl Store for CrashingStore {
         limit: usize,
     ) -> Result<Vec<mktg_core::Goal>, StoreError> {
         self.inner.goals(tenant, limit).await
+    }
+    async fn costs(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, CostTotals)>, StoreError> {
+        self.inner.costs(tenant, month).await
+    }
+    async fn cost_row(&self, pk: &str, sk: &str) -> Result<CostTotals, StoreError> {
+        self.inner.cost_row(pk, sk).await
+    }
+    async fn budget(&self, tenant: &TenantId) -> Result<Option<TenantBudget>, StoreError> {
+        self.inner.budget(tenant).await
+    }
+    async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {
+        self.inner.parked(tenant).await
     }
 }
 
@@ -220,6 +238,10 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
             "crash at send {crash_at}: outboxes flushed"
         );
         assert_eq!(retries, 1, "crash at send {crash_at}");
+        assert_eq!(
+            s.cost.calls, 6,
+            "crash at send {crash_at}: each call's cost recorded once"
+        );
     }
 }
 
@@ -246,4 +268,10 @@ async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
         "the redelivery reused the stored turn"
     );
     assert_eq!(s.turns.len(), 6);
+    assert_eq!(s.cost.calls, 6, "each call's cost recorded exactly once");
+    assert_eq!(
+        s.cost.micros,
+        s.turns.iter().map(|t| t.cost_micros).sum::<u64>()
+    );
+    assert!(s.cost.micros > 0);
 }

@@ -311,3 +311,176 @@ async fn a_skill_added_only_in_config_is_planned_prompted_and_executed() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
+    use mktg_store::{GoalKey, TenantBudget, Write};
+    let t = memory_deps();
+    let tenant = TenantId::new("t");
+    // Enough for the first task of the Content Production plan only.
+    let tiny = TenantBudget {
+        monthly_usd: 1000.0,
+        per_goal_usd: 0.01,
+        updated_ms: 0,
+    };
+    t.deps
+        .store
+        .commit(
+            &GoalKey::tenant_only(tenant.clone()),
+            vec![Write::Budget {
+                tenant: tenant.clone(),
+                budget: tiny,
+            }],
+        )
+        .await
+        .unwrap();
+    t.bus
+        .send_now(&submit(&t, "t", "g", "Write a blog post", None))
+        .await;
+    drain(&t, false).await;
+    let s = state(&t, "t", "g").await;
+    assert_eq!(
+        s.goal.as_ref().unwrap().status,
+        GoalStatus::Running,
+        "parked, not failed"
+    );
+    assert_eq!(s.tasks[0].status, TaskStatus::Approved);
+    let parked_task = &s.tasks[1];
+    assert_eq!(parked_task.status, TaskStatus::BudgetBlocked);
+    assert!(
+        parked_task
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("the goal used its budget"),
+        "{:?}",
+        parked_task.reason
+    );
+    let parked = t.deps.store.parked(&tenant).await.unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].level, "goal_exhausted");
+    assert_eq!(s.cost.calls, 1, "no call was made while parked");
+    assert!(t
+        .bus
+        .events()
+        .iter()
+        .any(|e| e.kind == "task.budget_blocked"));
+
+    // `mktg budget set`: raise the budget, resume every parked task.
+    let raised = TenantBudget {
+        monthly_usd: 1000.0,
+        per_goal_usd: 50.0,
+        updated_ms: 1,
+    };
+    t.deps
+        .store
+        .commit(
+            &GoalKey::tenant_only(tenant.clone()),
+            vec![Write::Budget {
+                tenant: tenant.clone(),
+                budget: raised,
+            }],
+        )
+        .await
+        .unwrap();
+    for p in parked {
+        t.bus
+            .send_now(&Envelope::new(
+                tenant.clone(),
+                p.goal,
+                Message::ResumeTask {
+                    task: p.task,
+                    revision: p.revision,
+                },
+            ))
+            .await;
+    }
+    drain(&t, false).await;
+    let s = state(&t, "t", "g").await;
+    assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
+    assert!(t.deps.store.parked(&tenant).await.unwrap().is_empty());
+    assert_eq!(s.cost.calls, 6);
+}
+
+#[tokio::test]
+async fn at_the_critical_level_calls_are_downgraded_and_each_level_is_announced_once() {
+    use mktg_store::{CostEntry, GoalKey, TenantBudget, Write};
+    let t = memory_deps();
+    let tenant = TenantId::new("t");
+    let budget = TenantBudget {
+        monthly_usd: 1.0,
+        per_goal_usd: 50.0,
+        updated_ms: 0,
+    };
+    t.deps
+        .store
+        .commit(
+            &GoalKey::tenant_only(tenant.clone()),
+            vec![Write::Budget {
+                tenant: tenant.clone(),
+                budget,
+            }],
+        )
+        .await
+        .unwrap();
+    // Earlier work this month spent 96 % of the budget.
+    let month = mktg_boot::month_of(t.deps.clock.now_ms());
+    let earlier = CostEntry {
+        tenant: tenant.clone(),
+        goal: GoalId::new("earlier"),
+        month,
+        skill: "seo-audit".into(),
+        model: "m".into(),
+        usage: Default::default(),
+        micros: 960_000,
+    };
+    t.deps
+        .store
+        .commit(
+            &GoalKey::new(tenant.clone(), GoalId::new("earlier")),
+            vec![Write::AddCost(earlier)],
+        )
+        .await
+        .unwrap();
+    let mut env = submit(&t, "t", "g", "Write a blog post", None);
+    if let Message::GoalSubmitted { priority, .. } = &mut env.message {
+        *priority = mktg_core::Priority::P0;
+    }
+    t.bus.send_now(&env).await;
+    drain(&t, false).await;
+    let s = state(&t, "t", "g").await;
+    assert_eq!(
+        s.turns[0].tier, "haiku",
+        "critical forces the cheapest tier for P0 work"
+    );
+    assert_eq!(
+        s.turns[0].cost_micros,
+        mktg_core::cost::cost_micros(
+            &s.turns[0].usage,
+            &t.deps.config.models.prices("haiku").unwrap()
+        )
+    );
+    assert!(s.turns.iter().all(|t| t.tier == "haiku"));
+    // Calls continue at critical until the month passes 100 %; then the
+    // next task parks instead of calling.
+    let levels: Vec<String> = t
+        .bus
+        .events()
+        .iter()
+        .filter(|e| e.kind == "budget.level")
+        .map(|e| e.status.clone())
+        .collect();
+    assert_eq!(
+        levels,
+        ["warning", "throttle", "critical", "exhausted"],
+        "each level once, in order"
+    );
+    assert_eq!(
+        s.tasks
+            .iter()
+            .filter(|t| t.status == TaskStatus::BudgetBlocked)
+            .count(),
+        1
+    );
+    assert_eq!(s.goal.unwrap().status, GoalStatus::Running);
+}

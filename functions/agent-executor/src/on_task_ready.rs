@@ -7,9 +7,10 @@
 //! repaired by the redelivered message without paying for the model twice.
 
 use crate::prompt::build_request;
-use mktg_boot::{outbox, Deps, HandlerError};
-use mktg_core::{Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn};
-use mktg_store::{GoalKey, StoreError, Write};
+use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
+use mktg_core::cost::{cost_micros, gate, Gate};
+use mktg_core::{DomainEvent, Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn};
+use mktg_store::{CostEntry, GoalKey, Parked, StoreError, Write};
 
 /// The skeleton runs one model turn per task; tool turns come later.
 const TURN: u32 = 0;
@@ -95,16 +96,6 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
     } else {
         None
     };
-    let request = build_request(
-        &deps.config,
-        &goal,
-        task,
-        &upstream,
-        previous.as_ref(),
-        TURN,
-    );
-    let hash = request.hash();
-
     // (2) Checkpoint, or reuse the one a crashed attempt left.
     let turn = match deps.store.turn(key, &task.id, task.revision, TURN).await? {
         Some(turn) => {
@@ -112,25 +103,71 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
             turn
         }
         None => {
+            // The budget gate runs before every call that would cost money.
+            let month = month_of(deps.clock.now_ms());
+            let limits = budget::limits(deps, &key.tenant).await?;
+            let spent = budget::month_spent(deps, &key.tenant, &month).await?;
+            let skill_tier = deps
+                .config
+                .skill(&task.skill)
+                .map(|s| s.tier.clone())
+                .unwrap_or_else(|| "sonnet".into());
+            let levels = &deps.config.budget.levels;
+            let tier = match gate(task.priority, spent, state.cost.micros, limits, levels) {
+                Gate::Park { level, reason } => return park(deps, key, task, level, reason).await,
+                Gate::Proceed { level, force_tier } => {
+                    if let Some(level) = level {
+                        tracing::warn!(%level, "calling the model under a budget level");
+                    }
+                    force_tier.unwrap_or(skill_tier)
+                }
+            };
+            let request = build_request(
+                &deps.config,
+                &goal,
+                task,
+                &upstream,
+                previous.as_ref(),
+                TURN,
+                &tier,
+            );
             let response = deps.model.complete(&request).await?;
+            let prices = deps.config.models.prices(&tier).unwrap_or_default();
+            let micros = cost_micros(&response.usage, &prices);
             let turn = Turn {
                 task: task.id.clone(),
                 revision: task.revision,
                 n: TURN,
-                request_hash: hash,
+                request_hash: request.hash(),
                 model: response.model.clone(),
                 scripted: response.scripted,
                 text: response.text,
                 stop_reason: response.stop_reason,
                 usage: response.usage,
+                tier,
+                cost_micros: micros,
                 at_ms: deps.clock.now_ms(),
             };
+            // The turn is written once, so the cost recorded with it in the
+            // same transaction is recorded exactly once.
+            let cost = Write::AddCost(CostEntry {
+                tenant: key.tenant.clone(),
+                goal: key.goal.clone(),
+                month: month.clone(),
+                skill: task.skill.to_string(),
+                model: turn.model.clone(),
+                usage: turn.usage,
+                micros,
+            });
             match deps
                 .store
-                .commit(key, vec![Write::NewTurn(turn.clone())])
+                .commit(key, vec![Write::NewTurn(turn.clone()), cost])
                 .await
             {
-                Ok(()) => turn,
+                Ok(()) => {
+                    budget::announce_levels(deps, key, &month).await?;
+                    turn
+                }
                 // Another delivery checkpointed first: use its answer.
                 Err(StoreError::Conflict(_)) => deps
                     .store
@@ -152,6 +189,7 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
         model: turn.model.clone(),
         scripted: turn.scripted,
         usage: turn.usage,
+        cost_micros: turn.cost_micros,
         at_ms: now,
     };
     let mut next = task.clone();
@@ -187,6 +225,57 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
         Err(StoreError::Conflict(_)) => Err(HandlerError::Retry(
             "task changed while storing its output".into(),
         )),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Parks the task: no model call until the budget is raised and
+/// `mktg budget set` resumes it.
+async fn park(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    level: String,
+    reason: String,
+) -> Result<(), HandlerError> {
+    let now = deps.clock.now_ms();
+    let mut next = task.clone();
+    let expect = next.version;
+    let trace = next.transition(TaskStatus::BudgetBlocked, now, reason.clone())?;
+    next.reason = Some(reason.clone());
+    next.outbox.push(Outgoing::Event(DomainEvent::new(
+        "task.budget_blocked",
+        key.tenant.clone(),
+        key.goal.clone(),
+        Some(task.id.clone()),
+        &level,
+        Some(reason.clone()),
+        now,
+    )));
+    let parked = Parked {
+        goal: key.goal.clone(),
+        task: task.id.clone(),
+        revision: task.revision,
+        level,
+        reason,
+        at_ms: now,
+    };
+    let writes = vec![
+        Write::Task {
+            task: next.clone(),
+            expect_version: expect,
+        },
+        Write::Park {
+            tenant: key.tenant.clone(),
+            parked,
+        },
+        Write::Trace(trace),
+    ];
+    match deps.store.commit(key, writes).await {
+        Ok(()) => outbox::flush_task(deps, &next).await,
+        Err(StoreError::Conflict(_)) => {
+            Err(HandlerError::Retry("task changed while parking it".into()))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -14,10 +14,10 @@ pub fn build_request(
     upstream: &[Output],
     previous: Option<&Output>,
     turn: u32,
+    tier: &str,
 ) -> ChatRequest {
     let skill = config.skill(&task.skill);
     let instructions = skill.map(|s| s.instructions.as_str()).unwrap_or_default();
-    let tier = skill.map(|s| s.tier.as_str()).unwrap_or("sonnet");
     let model = config
         .models
         .tiers

@@ -5,6 +5,7 @@
 //! serialized by optimistic concurrency.
 
 mod on_goal_submitted;
+mod on_resume_task;
 mod on_review_decided;
 mod on_task_failed;
 mod on_task_output;
@@ -34,6 +35,9 @@ pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> 
             revision,
             decision,
         } => on_review_decided::run(deps, &env, task, *revision, *decision).await,
+        Message::ResumeTask { task, revision } => {
+            on_resume_task::run(deps, &env, task, *revision).await
+        }
         Message::TaskFailed { task, reason } => on_task_failed::run(deps, &env, task, reason).await,
         other => Err(HandlerError::Fail(format!(
             "director does not handle {} messages",

@@ -2,6 +2,7 @@
 //! tracing, the dependencies built once per cold start, the SQS batch runner
 //! and the outbox flush. Only this crate (and tests) names concrete adapters.
 
+pub mod budget;
 mod deps;
 mod error;
 pub mod outbox;
@@ -34,4 +35,14 @@ pub fn init_tracing() {
     } else {
         let _ = builder.compact().try_init();
     }
+}
+
+/// The `yyyy-mm` (UTC) of a time, the cost ledger's month.
+pub fn month_of(ms: u64) -> String {
+    use chrono::{TimeZone, Utc};
+    i64::try_from(ms)
+        .ok()
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+        .map(|t| t.format("%Y-%m").to_string())
+        .unwrap_or_else(|| "1970-01".into())
 }

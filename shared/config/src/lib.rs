@@ -65,18 +65,10 @@ pub struct Category {
 }
 
 #[derive(Clone, Debug)]
-pub struct BudgetLevel {
-    pub name: String,
-    pub at_percent: f64,
-    pub allowed_priorities: Vec<Priority>,
-    pub force_tier: Option<String>,
-}
-
-#[derive(Clone, Debug)]
 pub struct Budget {
     pub monthly_usd: f64,
     pub per_goal_usd: f64,
-    pub levels: Vec<BudgetLevel>,
+    pub levels: Vec<mktg_core::cost::Level>,
 }
 
 #[derive(Clone, Debug)]
@@ -103,6 +95,18 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     pub budget: Budget,
     pub models: Models,
+}
+
+impl Models {
+    /// Prices of a tier, as the cost rule wants them.
+    pub fn prices(&self, tier: &str) -> Option<mktg_core::cost::Prices> {
+        self.tiers.get(tier).map(|t| mktg_core::cost::Prices {
+            input: t.input_per_mtok,
+            output: t.output_per_mtok,
+            cache_write: t.cache_write_per_mtok,
+            cache_read: t.cache_read_per_mtok,
+        })
+    }
 }
 
 impl Config {

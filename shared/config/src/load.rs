@@ -2,7 +2,7 @@
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::files::{BudgetFile, ModelsFile, PipelinesFile, RoutingFile, SkillsFile, StepEntry, S};
-use crate::{closest, Budget, BudgetLevel, Category, Config, Models, Paths, Pipeline, Skill};
+use crate::{closest, Budget, Category, Config, Models, Paths, Pipeline, Skill};
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
 use mktg_core::plan::Step;
@@ -427,7 +427,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                 );
             }
         }
-        levels.push(BudgetLevel {
+        levels.push(mktg_core::cost::Level {
             name: l.name.clone(),
             at_percent: l.at_percent,
             allowed_priorities: allowed,

@@ -4,6 +4,7 @@
 //! This crate performs no IO, reads no clock and no environment, and knows
 //! nothing about AWS or HTTP. Callers pass `now` and ids in.
 
+pub mod cost;
 pub mod ids;
 pub mod keys;
 pub mod message;

@@ -37,6 +37,8 @@ pub enum Message {
     TaskOutput { task: TaskId, revision: u32 },
     /// The director asks for a review of the revision's output.
     ReviewRequested { task: TaskId, revision: u32 },
+    /// Try a task the budget gate parked again (the budget was raised).
+    ResumeTask { task: TaskId, revision: u32 },
     /// A task failed permanently outside review (model or input error).
     TaskFailed { task: TaskId, reason: String },
     /// The reviewer decided.
@@ -81,6 +83,7 @@ impl Message {
             Message::GoalSubmitted { .. }
             | Message::TaskOutput { .. }
             | Message::TaskFailed { .. }
+            | Message::ResumeTask { .. }
             | Message::ReviewDecided { .. } => QueueName::Director,
             Message::TaskReady { .. } => QueueName::Agent,
             Message::ReviewRequested { .. } => QueueName::Review,
@@ -94,6 +97,7 @@ impl Message {
             Message::TaskOutput { .. } => "TaskOutput",
             Message::ReviewRequested { .. } => "ReviewRequested",
             Message::TaskFailed { .. } => "TaskFailed",
+            Message::ResumeTask { .. } => "ResumeTask",
             Message::ReviewDecided { .. } => "ReviewDecided",
         }
     }
@@ -105,6 +109,7 @@ impl Message {
             | Message::TaskOutput { task, .. }
             | Message::ReviewRequested { task, .. }
             | Message::TaskFailed { task, .. }
+            | Message::ResumeTask { task, .. }
             | Message::ReviewDecided { task, .. } => Some(task),
         }
     }
@@ -125,6 +130,9 @@ impl Envelope {
                 keys::task_step(&tenant, &goal, task, "review", *revision)
             }
             Message::TaskFailed { task, .. } => keys::task_step(&tenant, &goal, task, "failed", 0),
+            Message::ResumeTask { task, revision } => {
+                keys::task_step(&tenant, &goal, task, "resume", *revision)
+            }
             Message::ReviewDecided { task, revision, .. } => {
                 keys::task_step(&tenant, &goal, task, "decided", *revision)
             }

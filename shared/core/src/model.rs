@@ -194,6 +194,13 @@ pub struct Turn {
     pub text: String,
     pub stop_reason: String,
     pub usage: Usage,
+    /// The model tier the call was priced at (the skill's, or a tier the
+    /// budget forced).
+    #[serde(default)]
+    pub tier: String,
+    /// What the call cost, in micro-dollars (recorded once, with the turn).
+    #[serde(default)]
+    pub cost_micros: u64,
     pub at_ms: u64,
 }
 
@@ -207,6 +214,8 @@ pub struct Output {
     pub model: String,
     pub scripted: bool,
     pub usage: Usage,
+    #[serde(default)]
+    pub cost_micros: u64,
     pub at_ms: u64,
 }
 

@@ -2,11 +2,11 @@
 //! SDK types never leave this module.
 
 use crate::keys;
-use crate::port::{GoalKey, GoalState, Store, StoreError, Write};
-use crate::record::{decode, goal_state, kind_name, Cond, Record};
+use crate::port::{CostTotals, GoalKey, GoalState, Parked, Store, StoreError, TenantBudget, Write};
+use crate::record::{decode, goal_state, kind_name, ops, totals, Cond, Op, Record, COST_COUNTERS};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use mktg_core::{Goal, Output, TaskId, TenantId, Turn};
 use std::collections::HashMap;
@@ -110,7 +110,109 @@ fn classify<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>
     }
 }
 
+fn transact_item(table: &str, op: Op, cond: Cond) -> Result<TransactWriteItem, StoreError> {
+    let invalid = |e: aws_sdk_dynamodb::error::BuildError| {
+        StoreError::Permanent(format!("invalid write: {e}"))
+    };
+    Ok(match op {
+        Op::Put(record) => {
+            let mut put = Put::builder()
+                .table_name(table)
+                .set_item(Some(to_item(&record)));
+            put = match cond {
+                Cond::None => put,
+                Cond::NotExists => put.condition_expression("attribute_not_exists(PK)"),
+                Cond::Version(v) => put
+                    .condition_expression("#v = :v")
+                    .expression_attribute_names("#v", "version")
+                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+            };
+            TransactWriteItem::builder()
+                .put(put.build().map_err(invalid)?)
+                .build()
+        }
+        Op::Add {
+            pk,
+            sk,
+            kind,
+            counters,
+        } => {
+            let mut update = Update::builder()
+                .table_name(table)
+                .key("PK", AttributeValue::S(pk))
+                .key("SK", AttributeValue::S(sk))
+                .expression_attribute_names("#kind", "kind")
+                .expression_attribute_values(":kind", AttributeValue::S(kind.to_string()));
+            let mut adds = Vec::new();
+            for (i, (name, n)) in counters.into_iter().enumerate() {
+                adds.push(format!("#c{i} :c{i}"));
+                update = update
+                    .expression_attribute_names(format!("#c{i}"), name)
+                    .expression_attribute_values(
+                        format!(":c{i}"),
+                        AttributeValue::N(n.to_string()),
+                    );
+            }
+            update = update.update_expression(format!("SET #kind = :kind ADD {}", adds.join(", ")));
+            TransactWriteItem::builder()
+                .update(update.build().map_err(invalid)?)
+                .build()
+        }
+        Op::Delete { pk, sk } => {
+            let delete = Delete::builder()
+                .table_name(table)
+                .key("PK", AttributeValue::S(pk))
+                .key("SK", AttributeValue::S(sk))
+                .build()
+                .map_err(invalid)?;
+            TransactWriteItem::builder().delete(delete).build()
+        }
+    })
+}
+
+fn is_counter(item: &HashMap<String, AttributeValue>) -> bool {
+    matches!(item.get("kind"), Some(AttributeValue::S(k)) if k == "cost")
+}
+
+fn counters_from_item(item: &HashMap<String, AttributeValue>) -> CostTotals {
+    let mut map = std::collections::BTreeMap::new();
+    for name in COST_COUNTERS {
+        if let Some(AttributeValue::N(n)) = item.get(name) {
+            map.insert(name.to_string(), n.parse().unwrap_or(0));
+        }
+    }
+    totals(&map)
+}
+
 impl DynamoStore {
+    /// Every item of one partition, following pagination.
+    async fn partition(
+        &self,
+        pk: &str,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut all = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", AttributeValue::S(pk.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(e, "Query"))?;
+            all.extend(out.items().iter().cloned());
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(all)
+    }
+
     async fn get(&self, pk: String, sk: String) -> Result<Option<Record>, StoreError> {
         let out = self
             .client
@@ -132,30 +234,19 @@ impl Store for DynamoStore {
         if writes.is_empty() {
             return Ok(());
         }
-        if writes.len() > MAX_TRANSACTION_ITEMS {
+        let mut all = Vec::new();
+        for (seq, w) in writes.iter().enumerate() {
+            all.extend(ops(key, w, seq)?);
+        }
+        if all.len() > MAX_TRANSACTION_ITEMS {
             return Err(StoreError::Permanent(format!(
-                "a commit of {} writes exceeds DynamoDB's {MAX_TRANSACTION_ITEMS}-item transaction limit",
-                writes.len()
+                "a commit touching {} items exceeds DynamoDB's {MAX_TRANSACTION_ITEMS}-item transaction limit",
+                all.len()
             )));
         }
-        let mut items = Vec::with_capacity(writes.len());
-        for (seq, w) in writes.iter().enumerate() {
-            let (record, cond) = Record::from_write(key, w, seq)?;
-            let mut put = Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(to_item(&record)));
-            put = match cond {
-                Cond::None => put,
-                Cond::NotExists => put.condition_expression("attribute_not_exists(PK)"),
-                Cond::Version(v) => put
-                    .condition_expression("#v = :v")
-                    .expression_attribute_names("#v", "version")
-                    .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
-            };
-            let put = put
-                .build()
-                .map_err(|e| StoreError::Permanent(format!("invalid put: {e}")))?;
-            items.push(TransactWriteItem::builder().put(put).build());
+        let mut items = Vec::with_capacity(all.len());
+        for (op, cond) in all {
+            items.push(transact_item(&self.table, op, cond)?);
         }
         self.client
             .transact_write_items()
@@ -216,30 +307,21 @@ impl Store for DynamoStore {
     }
 
     async fn goal_state(&self, key: &GoalKey) -> Result<GoalState, StoreError> {
-        let pk = keys::goal_pk(&key.tenant, &key.goal);
+        let items = self
+            .partition(&keys::goal_pk(&key.tenant, &key.goal))
+            .await?;
         let mut records = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(":pk", AttributeValue::S(pk.clone()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(e, "Query"))?;
-            for item in out.items() {
+        let mut cost = CostTotals::default();
+        for item in &items {
+            if is_counter(item) {
+                cost = counters_from_item(item);
+            } else {
                 records.push(from_item(item)?);
             }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
         }
-        goal_state(&records)
+        let mut state = goal_state(&records)?;
+        state.cost = cost;
+        Ok(state)
     }
 
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError> {
@@ -272,5 +354,46 @@ impl Store for DynamoStore {
             }
         }
         Ok(goals)
+    }
+
+    async fn costs(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, CostTotals)>, StoreError> {
+        let items = self.partition(&keys::cost_pk(tenant, month)).await?;
+        Ok(items
+            .iter()
+            .filter_map(|i| match i.get("SK") {
+                Some(AttributeValue::S(sk)) => Some((sk.clone(), counters_from_item(i))),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn cost_row(&self, pk: &str, sk: &str) -> Result<CostTotals, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", AttributeValue::S(pk.to_string()))
+            .key("SK", AttributeValue::S(sk.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(e, "GetItem"))?;
+        Ok(out.item().map(counters_from_item).unwrap_or_default())
+    }
+
+    async fn budget(&self, tenant: &TenantId) -> Result<Option<TenantBudget>, StoreError> {
+        self.get(keys::budget_pk(tenant), keys::BUDGET_SK.into())
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {
+        let items = self.partition(&keys::parked_pk(tenant)).await?;
+        items.iter().map(|i| decode(&from_item(i)?)).collect()
     }
 }

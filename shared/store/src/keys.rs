@@ -40,6 +40,35 @@ pub fn goals_by_tenant_sk(created_ms: u64, goal: &GoalId) -> String {
     format!("{created_ms:013}#{goal}")
 }
 
+/// The tenant's cost ledger of one month (`yyyy-mm`).
+pub fn cost_pk(tenant: &TenantId, month: &str) -> String {
+    format!("T#{tenant}#COST#{month}")
+}
+
+pub const COST_TOTAL_SK: &str = "TOTAL";
+/// The running cost of one goal, kept in the goal's own partition.
+pub const GOAL_COST_SK: &str = "COST";
+
+pub fn parked_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#PARKED")
+}
+
+pub fn parked_sk(goal: &GoalId, task: &TaskId) -> String {
+    format!("{goal}#{task}")
+}
+
+pub fn claim_pk(tenant: &TenantId, kind: &str, key: &str) -> String {
+    format!("T#{tenant}#CLAIM#{kind}#{key}")
+}
+
+pub const CLAIM_SK: &str = "CLAIM";
+
+pub fn budget_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#BUDGET")
+}
+
+pub const BUDGET_SK: &str = "BUDGET";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,5 +13,8 @@ mod record;
 
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
-pub use port::{Disposition, GoalKey, GoalState, Store, StoreError, Write};
-pub use record::Record;
+pub use port::{
+    CostEntry, CostTotals, Disposition, GoalKey, GoalState, Parked, Store, StoreError,
+    TenantBudget, Write,
+};
+pub use record::{Op, Record};

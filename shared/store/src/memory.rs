@@ -1,16 +1,24 @@
 //! An in-memory `Store` with the same conditional semantics as DynamoDB.
 
 use crate::keys;
-use crate::port::{GoalKey, GoalState, Store, StoreError, Write};
-use crate::record::{decode, goal_state, Cond, Record};
+use crate::port::{CostTotals, GoalKey, GoalState, Parked, Store, StoreError, TenantBudget, Write};
+use crate::record::{decode, goal_state, ops, totals, Cond, Op, Record};
 use async_trait::async_trait;
 use mktg_core::{Goal, Output, TaskId, TenantId, Turn};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
+
+type Key = (String, String);
+
+#[derive(Default)]
+struct Items {
+    records: BTreeMap<Key, Record>,
+    counters: BTreeMap<Key, BTreeMap<String, u64>>,
+}
 
 #[derive(Default)]
 pub struct MemoryStore {
-    items: Mutex<BTreeMap<(String, String), Record>>,
+    items: Mutex<Items>,
 }
 
 impl MemoryStore {
@@ -18,17 +26,22 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn get(&self, pk: String, sk: String) -> Result<Option<Record>, StoreError> {
-        let items = self
-            .items
+    fn lock(&self) -> Result<MutexGuard<'_, Items>, StoreError> {
+        self.items
             .lock()
-            .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
-        Ok(items.get(&(pk, sk)).cloned())
+            .map_err(|_| StoreError::Permanent("memory store poisoned".into()))
+    }
+
+    fn get(&self, pk: String, sk: String) -> Result<Option<Record>, StoreError> {
+        Ok(self.lock()?.records.get(&(pk, sk)).cloned())
     }
 
     /// Number of stored items, for tests that check nothing was added.
     pub fn len(&self) -> usize {
-        self.items.lock().map(|i| i.len()).unwrap_or(0)
+        self.items
+            .lock()
+            .map(|i| i.records.len() + i.counters.len())
+            .unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -39,30 +52,40 @@ impl MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn commit(&self, key: &GoalKey, writes: Vec<Write>) -> Result<(), StoreError> {
-        let mut records = Vec::with_capacity(writes.len());
+        let mut all = Vec::new();
         for (seq, w) in writes.iter().enumerate() {
-            records.push(Record::from_write(key, w, seq)?);
+            all.extend(ops(key, w, seq)?);
         }
-        let mut items = self
-            .items
-            .lock()
-            .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
-        for (record, cond) in &records {
-            let existing = items.get(&(record.pk.clone(), record.sk.clone()));
+        let mut items = self.lock()?;
+        for (op, cond) in &all {
+            let (pk, sk) = op.key();
+            let existing = items.records.get(&(pk.to_string(), sk.to_string()));
             let ok = match cond {
                 Cond::None => true,
                 Cond::NotExists => existing.is_none(),
                 Cond::Version(v) => existing.and_then(|e| e.version) == Some(*v),
             };
             if !ok {
-                return Err(StoreError::Conflict(format!(
-                    "{} / {}",
-                    record.pk, record.sk
-                )));
+                return Err(StoreError::Conflict(format!("{pk} / {sk}")));
             }
         }
-        for (record, _) in records {
-            items.insert((record.pk.clone(), record.sk.clone()), record);
+        for (op, _) in all {
+            match op {
+                Op::Put(r) => {
+                    items.records.insert((r.pk.clone(), r.sk.clone()), r);
+                }
+                Op::Add {
+                    pk, sk, counters, ..
+                } => {
+                    let row = items.counters.entry((pk, sk)).or_default();
+                    for (name, n) in counters {
+                        *row.entry(name.to_string()).or_default() += n;
+                    }
+                }
+                Op::Delete { pk, sk } => {
+                    items.records.remove(&(pk, sk));
+                }
+            }
         }
         Ok(())
     }
@@ -115,27 +138,25 @@ impl Store for MemoryStore {
     async fn goal_state(&self, key: &GoalKey) -> Result<GoalState, StoreError> {
         let pk = keys::goal_pk(&key.tenant, &key.goal);
         let records: Vec<Record> = {
-            let items = self
-                .items
-                .lock()
-                .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
+            let items = self.lock()?;
             items
+                .records
                 .iter()
                 .filter(|((p, _), _)| p == &pk)
                 .map(|(_, r)| r.clone())
                 .collect()
         };
-        goal_state(&records)
+        let mut state = goal_state(&records)?;
+        state.cost = self.cost_row(&pk, keys::GOAL_COST_SK).await?;
+        Ok(state)
     }
 
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError> {
         let gsi = keys::goals_by_tenant_pk(tenant);
         let mut records: Vec<Record> = {
-            let items = self
-                .items
-                .lock()
-                .map_err(|_| StoreError::Permanent("memory store poisoned".into()))?;
+            let items = self.lock()?;
             items
+                .records
                 .values()
                 .filter(|r| r.gsi1.as_ref().map(|g| &g.0) == Some(&gsi))
                 .cloned()
@@ -148,5 +169,46 @@ impl Store for MemoryStore {
                 .cmp(&b.gsi1.as_ref().map(|g| &g.1))
         });
         records.iter().take(limit).map(decode).collect()
+    }
+
+    async fn costs(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, CostTotals)>, StoreError> {
+        let pk = keys::cost_pk(tenant, month);
+        let items = self.lock()?;
+        Ok(items
+            .counters
+            .iter()
+            .filter(|((p, _), _)| p == &pk)
+            .map(|((_, sk), c)| (sk.clone(), totals(c)))
+            .collect())
+    }
+
+    async fn cost_row(&self, pk: &str, sk: &str) -> Result<CostTotals, StoreError> {
+        let items = self.lock()?;
+        Ok(items
+            .counters
+            .get(&(pk.to_string(), sk.to_string()))
+            .map(totals)
+            .unwrap_or_default())
+    }
+
+    async fn budget(&self, tenant: &TenantId) -> Result<Option<TenantBudget>, StoreError> {
+        self.get(keys::budget_pk(tenant), keys::BUDGET_SK.into())?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
+    async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {
+        let pk = keys::parked_pk(tenant);
+        let items = self.lock()?;
+        items
+            .records
+            .iter()
+            .filter(|((p, _), _)| p == &pk)
+            .map(|(_, r)| decode(r))
+            .collect()
     }
 }

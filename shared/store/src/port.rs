@@ -1,5 +1,6 @@
 use async_trait::async_trait;
-use mktg_core::{Goal, GoalId, Output, Review, Task, TaskId, TenantId, Trace, Turn};
+use mktg_core::{Goal, GoalId, Output, Review, Task, TaskId, TenantId, Trace, Turn, Usage};
+use serde::{Deserialize, Serialize};
 
 /// What to do with the message whose handling hit this error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +45,15 @@ impl GoalKey {
     pub fn new(tenant: TenantId, goal: GoalId) -> Self {
         GoalKey { tenant, goal }
     }
+
+    /// A key for commits of tenant-level items only (budget, parked tasks,
+    /// claims), which check the tenant and ignore the goal.
+    pub fn tenant_only(tenant: TenantId) -> Self {
+        GoalKey {
+            tenant,
+            goal: GoalId::new("-"),
+        }
+    }
 }
 
 /// One write of an atomic commit. `expect_version` is the version the item
@@ -65,6 +75,74 @@ pub enum Write {
     NewOutput(Output),
     NewReview(Review),
     Trace(Trace),
+    /// Atomic ADD to the month's ledger (total, goal, skill, model) and to
+    /// the goal's own running cost.
+    AddCost(CostEntry),
+    /// Records a task parked by the budget gate, for `mktg budget set`.
+    Park {
+        tenant: TenantId,
+        parked: Parked,
+    },
+    Unpark {
+        tenant: TenantId,
+        goal: GoalId,
+        task: TaskId,
+    },
+    /// Claims `key` of `kind` once; a second claim is a conflict. Commit a
+    /// claim on its own so a lost claim rolls nothing else back.
+    Claim {
+        tenant: TenantId,
+        kind: String,
+        key: String,
+        expires_at: u64,
+    },
+    Budget {
+        tenant: TenantId,
+        budget: TenantBudget,
+    },
+}
+
+/// One model call's cost.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CostEntry {
+    pub tenant: TenantId,
+    pub goal: GoalId,
+    /// `yyyy-mm` of the call.
+    pub month: String,
+    pub skill: String,
+    pub model: String,
+    pub usage: Usage,
+    pub micros: u64,
+}
+
+/// Sums kept by the ledger.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CostTotals {
+    pub micros: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub calls: u64,
+}
+
+/// A tenant's budget, overriding budget.yaml once set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TenantBudget {
+    pub monthly_usd: f64,
+    pub per_goal_usd: f64,
+    pub updated_ms: u64,
+}
+
+/// A task the budget gate parked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Parked {
+    pub goal: GoalId,
+    pub task: TaskId,
+    pub revision: u32,
+    pub level: String,
+    pub reason: String,
+    pub at_ms: u64,
 }
 
 /// Everything stored under one goal.
@@ -76,6 +154,8 @@ pub struct GoalState {
     pub reviews: Vec<Review>,
     pub turns: Vec<Turn>,
     pub traces: Vec<Trace>,
+    /// What the goal's model calls cost so far.
+    pub cost: CostTotals,
 }
 
 #[async_trait]
@@ -108,4 +188,18 @@ pub trait Store: Send + Sync {
 
     /// The tenant's goals, oldest first, at most `limit`.
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError>;
+
+    /// The month's ledger rows: `TOTAL`, `GOAL#…`, `SKILL#…`, `MODEL#…`.
+    async fn costs(
+        &self,
+        tenant: &TenantId,
+        month: &str,
+    ) -> Result<Vec<(String, CostTotals)>, StoreError>;
+
+    /// One ledger row (zero when absent): `keys::cost_pk` / sk.
+    async fn cost_row(&self, pk: &str, sk: &str) -> Result<CostTotals, StoreError>;
+
+    async fn budget(&self, tenant: &TenantId) -> Result<Option<TenantBudget>, StoreError>;
+
+    async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError>;
 }

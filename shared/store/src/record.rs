@@ -3,7 +3,7 @@
 //! object as JSON in `data`.
 
 use crate::keys;
-use crate::port::{GoalKey, StoreError, Write};
+use crate::port::{CostTotals, GoalKey, StoreError, Write};
 use mktg_core::{Goal, Output, Review, Task, Trace, Turn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -69,14 +69,14 @@ impl Record {
         })
     }
 
-    fn plain<T: Serialize>(
-        key: &GoalKey,
+    fn keyed<T: Serialize>(
+        pk: String,
         sk: String,
         kind: &'static str,
         value: &T,
     ) -> Result<Record, StoreError> {
         Ok(Record {
-            pk: keys::goal_pk(&key.tenant, &key.goal),
+            pk,
             sk,
             kind,
             version: None,
@@ -85,68 +85,210 @@ impl Record {
             data: json(value)?,
         })
     }
+}
 
-    /// The record a write produces, and the condition it carries.
-    pub fn from_write(
-        key: &GoalKey,
-        write: &Write,
-        seq: usize,
-    ) -> Result<(Record, Cond), StoreError> {
-        let same_goal = |tenant: &mktg_core::TenantId, goal: &mktg_core::GoalId| {
-            if tenant != &key.tenant || goal != &key.goal {
-                Err(StoreError::Permanent(format!(
-                    "write for {tenant}/{goal} inside a commit for {}/{}",
-                    key.tenant, key.goal
-                )))
-            } else {
-                Ok(())
-            }
-        };
-        Ok(match write {
-            Write::NewGoal(g) => {
-                same_goal(&g.tenant, &g.id)?;
-                (Record::goal(g)?, Cond::NotExists)
-            }
-            Write::Goal {
-                goal,
-                expect_version,
-            } => {
-                same_goal(&goal.tenant, &goal.id)?;
-                (Record::goal(goal)?, Cond::Version(*expect_version))
-            }
-            Write::NewTask(t) => {
-                same_goal(&t.tenant, &t.goal)?;
-                (Record::task(t)?, Cond::NotExists)
-            }
-            Write::Task {
-                task,
-                expect_version,
-            } => {
-                same_goal(&task.tenant, &task.goal)?;
-                (Record::task(task)?, Cond::Version(*expect_version))
-            }
-            Write::NewTurn(t) => (
-                Record::plain(key, keys::turn_sk(&t.task, t.revision, t.n), "turn", t)?,
-                Cond::NotExists,
-            ),
-            Write::NewOutput(o) => (
-                Record::plain(key, keys::output_sk(&o.task, o.revision), "output", o)?,
-                Cond::NotExists,
-            ),
-            Write::NewReview(r) => (
-                Record::plain(
-                    key,
-                    keys::review_sk(&r.task, r.revision, &r.reviewer),
-                    "review",
-                    r,
+/// Counter names of the cost ledger, in `CostTotals` order.
+pub const COST_COUNTERS: [&str; 6] = [
+    "micros",
+    "input_tokens",
+    "output_tokens",
+    "cache_write_tokens",
+    "cache_read_tokens",
+    "calls",
+];
+
+/// What one write does to one item.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Put(Record),
+    /// Atomic ADD of counters (creating the item if needed).
+    Add {
+        pk: String,
+        sk: String,
+        kind: &'static str,
+        counters: Vec<(&'static str, u64)>,
+    },
+    Delete {
+        pk: String,
+        sk: String,
+    },
+}
+
+impl Op {
+    pub fn key(&self) -> (&str, &str) {
+        match self {
+            Op::Put(r) => (&r.pk, &r.sk),
+            Op::Add { pk, sk, .. } | Op::Delete { pk, sk } => (pk, sk),
+        }
+    }
+}
+
+fn tenant_matches(key: &GoalKey, tenant: &mktg_core::TenantId) -> Result<(), StoreError> {
+    if tenant != &key.tenant {
+        return Err(StoreError::Permanent(format!(
+            "write for tenant {tenant} inside a commit for tenant {}",
+            key.tenant
+        )));
+    }
+    Ok(())
+}
+
+/// The operations a write produces, each with its condition.
+pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, StoreError> {
+    let same_goal = |tenant: &mktg_core::TenantId, goal: &mktg_core::GoalId| {
+        if tenant != &key.tenant || goal != &key.goal {
+            Err(StoreError::Permanent(format!(
+                "write for {tenant}/{goal} inside a commit for {}/{}",
+                key.tenant, key.goal
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    let put = |r: Record, c: Cond| Ok(vec![(Op::Put(r), c)]);
+    let goal_pk = keys::goal_pk(&key.tenant, &key.goal);
+    match write {
+        Write::NewGoal(g) => {
+            same_goal(&g.tenant, &g.id)?;
+            put(Record::goal(g)?, Cond::NotExists)
+        }
+        Write::Goal {
+            goal,
+            expect_version,
+        } => {
+            same_goal(&goal.tenant, &goal.id)?;
+            put(Record::goal(goal)?, Cond::Version(*expect_version))
+        }
+        Write::NewTask(t) => {
+            same_goal(&t.tenant, &t.goal)?;
+            put(Record::task(t)?, Cond::NotExists)
+        }
+        Write::Task {
+            task,
+            expect_version,
+        } => {
+            same_goal(&task.tenant, &task.goal)?;
+            put(Record::task(task)?, Cond::Version(*expect_version))
+        }
+        Write::NewTurn(t) => put(
+            Record::keyed(goal_pk, keys::turn_sk(&t.task, t.revision, t.n), "turn", t)?,
+            Cond::NotExists,
+        ),
+        Write::NewOutput(o) => put(
+            Record::keyed(goal_pk, keys::output_sk(&o.task, o.revision), "output", o)?,
+            Cond::NotExists,
+        ),
+        Write::NewReview(r) => put(
+            Record::keyed(
+                goal_pk,
+                keys::review_sk(&r.task, r.revision, &r.reviewer),
+                "review",
+                r,
+            )?,
+            Cond::NotExists,
+        ),
+        Write::Trace(t) => put(
+            Record::keyed(
+                goal_pk,
+                keys::trace_sk(t.at_ms, seq, &t.subject),
+                "trace",
+                t,
+            )?,
+            Cond::None,
+        ),
+        Write::AddCost(c) => {
+            same_goal(&c.tenant, &c.goal)?;
+            let u = &c.usage;
+            let counters = vec![
+                ("micros", c.micros),
+                ("input_tokens", u.input_tokens),
+                ("output_tokens", u.output_tokens),
+                ("cache_write_tokens", u.cache_write_tokens),
+                ("cache_read_tokens", u.cache_read_tokens),
+                ("calls", 1),
+            ];
+            let month = keys::cost_pk(&c.tenant, &c.month);
+            let add = |pk: String, sk: String| {
+                (
+                    Op::Add {
+                        pk,
+                        sk,
+                        kind: "cost",
+                        counters: counters.clone(),
+                    },
+                    Cond::None,
+                )
+            };
+            Ok(vec![
+                add(month.clone(), keys::COST_TOTAL_SK.to_string()),
+                add(month.clone(), format!("GOAL#{}", c.goal)),
+                add(month.clone(), format!("SKILL#{}", c.skill)),
+                add(month, format!("MODEL#{}", c.model)),
+                add(goal_pk, keys::GOAL_COST_SK.to_string()),
+            ])
+        }
+        Write::Park { tenant, parked } => {
+            tenant_matches(key, tenant)?;
+            put(
+                Record::keyed(
+                    keys::parked_pk(tenant),
+                    keys::parked_sk(&parked.goal, &parked.task),
+                    "parked",
+                    parked,
                 )?,
-                Cond::NotExists,
-            ),
-            Write::Trace(t) => (
-                Record::plain(key, keys::trace_sk(t.at_ms, seq, &t.subject), "trace", t)?,
                 Cond::None,
-            ),
-        })
+            )
+        }
+        Write::Unpark { tenant, goal, task } => {
+            tenant_matches(key, tenant)?;
+            Ok(vec![(
+                Op::Delete {
+                    pk: keys::parked_pk(tenant),
+                    sk: keys::parked_sk(goal, task),
+                },
+                Cond::None,
+            )])
+        }
+        Write::Claim {
+            tenant,
+            kind,
+            key: k,
+            expires_at,
+        } => {
+            tenant_matches(key, tenant)?;
+            let mut r = Record::keyed(
+                keys::claim_pk(tenant, kind, k),
+                keys::CLAIM_SK.into(),
+                "claim",
+                expires_at,
+            )?;
+            r.version = None;
+            put(r, Cond::NotExists)
+        }
+        Write::Budget { tenant, budget } => {
+            tenant_matches(key, tenant)?;
+            put(
+                Record::keyed(
+                    keys::budget_pk(tenant),
+                    keys::BUDGET_SK.into(),
+                    "budget",
+                    budget,
+                )?,
+                Cond::None,
+            )
+        }
+    }
+}
+
+pub fn totals(counters: &std::collections::BTreeMap<String, u64>) -> CostTotals {
+    let get = |k: &str| counters.get(k).copied().unwrap_or(0);
+    CostTotals {
+        micros: get("micros"),
+        input_tokens: get("input_tokens"),
+        output_tokens: get("output_tokens"),
+        cache_write_tokens: get("cache_write_tokens"),
+        cache_read_tokens: get("cache_read_tokens"),
+        calls: get("calls"),
     }
 }
 
@@ -161,6 +303,9 @@ pub fn goal_state(records: &[Record]) -> Result<crate::GoalState, StoreError> {
             "review" => state.reviews.push(decode::<Review>(r)?),
             "turn" => state.turns.push(decode::<Turn>(r)?),
             "trace" => state.traces.push(decode::<Trace>(r)?),
+            // Counter items are read through `cost_row`; `goal_state`
+            // callers fill `cost` from it.
+            "cost" => {}
             other => {
                 return Err(StoreError::Permanent(format!(
                     "unknown item kind \"{other}\" at {} / {}",
@@ -174,7 +319,9 @@ pub fn goal_state(records: &[Record]) -> Result<crate::GoalState, StoreError> {
 
 /// Maps a stored kind name back to the static name used in records.
 pub fn kind_name(kind: &str) -> Option<&'static str> {
-    ["goal", "task", "turn", "output", "review", "trace"]
-        .into_iter()
-        .find(|k| *k == kind)
+    [
+        "goal", "task", "turn", "output", "review", "trace", "cost", "parked", "claim", "budget",
+    ]
+    .into_iter()
+    .find(|k| *k == kind)
 }
