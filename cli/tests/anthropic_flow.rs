@@ -1,0 +1,183 @@
+//! Goals run against a mock Anthropic API (a real HTTP server): what the
+//! API says is what the user sees, and a crash never pays for a call twice.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mktg_boot::{Deps, HandlerError};
+use mktg_bus::MemoryBus;
+use mktg_cli::dispatch;
+use mktg_core::{Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId};
+use mktg_llm::{AnthropicModel, AnthropicSettings, RetryPolicy};
+use mktg_store::{GoalKey, MemoryStore, Store};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn claude(server: &MockServer) -> Arc<AnthropicModel> {
+    Arc::new(
+        AnthropicModel::new(AnthropicSettings {
+            api_key: "sk-test".into(),
+            base_url: server.uri(),
+            request_timeout: Duration::from_secs(5),
+            retry: RetryPolicy {
+                max_retries: 2,
+                min_delay: Duration::from_millis(5),
+                max_delay: Duration::from_millis(20),
+                max_total: Duration::from_secs(10),
+            },
+        })
+        .unwrap(),
+    )
+}
+
+/// A foundation-skill answer that passes its structural review.
+fn context_answer() -> serde_json::Value {
+    let body = format!(
+        "# Tallybook marketing context\n## Product\n{}\n## Audience\n{}\n## Positioning\n{}",
+        "Tallybook invoices, captures receipts and estimates quarterly taxes. ".repeat(10),
+        "Freelancers and small agencies in the US who hate month-end. ".repeat(10),
+        "The bookkeeping app that tells you what you owe before the IRS does. ".repeat(10)
+    );
+    json!({"content": [{"type": "text", "text": body}], "model": "claude-opus-4-6", "stop_reason": "end_turn",
+           "usage": {"input_tokens": 2000, "output_tokens": 600, "cache_creation_input_tokens": 1500, "cache_read_input_tokens": 0}})
+}
+
+/// Submits the Foundation pipeline and delivers until the queues are empty;
+/// retried messages go back to their queue. Returns the number of retries.
+async fn run_foundation(deps: &Deps, bus: &MemoryBus) -> usize {
+    bus.send_now(&Envelope::new(
+        TenantId::new("t"),
+        GoalId::new("g"),
+        Message::GoalSubmitted {
+            text: "Write our marketing context".into(),
+            pipeline: Some("Foundation".into()),
+            priority: Default::default(),
+            source: None,
+            submitted_ms: 1,
+        },
+    ))
+    .await;
+    let mut retries = 0;
+    for _ in 0..100 {
+        let mut any = false;
+        for q in QueueName::ALL {
+            while let Some(env) = bus.pop(q) {
+                any = true;
+                match dispatch(deps, q, env.clone()).await {
+                    Ok(()) => {}
+                    Err(HandlerError::Retry(_)) => {
+                        retries += 1;
+                        bus.send_now(&env).await;
+                    }
+                    Err(HandlerError::Fail(_)) => {}
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    retries
+}
+
+#[tokio::test]
+async fn a_redelivered_turn_makes_one_call_at_the_api_and_records_its_cost_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(context_answer()))
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let bus = Arc::new(MemoryBus::new());
+    let deps = Deps::new(
+        store.clone(),
+        bus.clone(),
+        claude(&server),
+        Arc::new(mktg_testkit::real_config()),
+        Arc::new(mktg_testkit::StepClock::new(1)),
+    );
+    // Deliver every TaskReady twice: the second delivery finds the stored turn.
+    bus.send_now(&Envelope::new(
+        TenantId::new("t"),
+        GoalId::new("g"),
+        Message::GoalSubmitted {
+            text: "Write our marketing context".into(),
+            pipeline: Some("Foundation".into()),
+            priority: Default::default(),
+            source: None,
+            submitted_ms: 1,
+        },
+    ))
+    .await;
+    for _ in 0..100 {
+        let mut any = false;
+        for q in QueueName::ALL {
+            while let Some(env) = bus.pop(q) {
+                any = true;
+                let times = if matches!(env.message, Message::TaskReady { .. }) {
+                    2
+                } else {
+                    1
+                };
+                for _ in 0..times {
+                    dispatch(&deps, q, env.clone()).await.unwrap();
+                }
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    let s = store
+        .goal_state(&GoalKey::new("t".into(), "g".into()))
+        .await
+        .unwrap();
+    assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        1,
+        "one call at the API"
+    );
+    assert_eq!(s.cost.calls, 1);
+    // opus: 2000 x 15 + 600 x 75 + 1500 x 18.75 micro-dollars.
+    assert_eq!(s.cost.micros, 30_000 + 45_000 + 28_125);
+    assert!(!s.outputs[0].scripted);
+    assert_eq!(s.outputs[0].model, "claude-opus-4-6");
+}
+
+#[tokio::test]
+async fn a_permanent_api_error_fails_the_task_with_the_apis_message() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"}})))
+        .mount(&server)
+        .await;
+    let store = Arc::new(MemoryStore::new());
+    let bus = Arc::new(MemoryBus::new());
+    let deps = Deps::new(
+        store.clone(),
+        bus.clone(),
+        claude(&server),
+        Arc::new(mktg_testkit::real_config()),
+        Arc::new(mktg_testkit::StepClock::new(1)),
+    );
+    let retries = run_foundation(&deps, &bus).await;
+    assert_eq!(retries, 0, "a 400 is never retried");
+    let s = store
+        .goal_state(&GoalKey::new("t".into(), "g".into()))
+        .await
+        .unwrap();
+    let goal = s.goal.unwrap();
+    assert_eq!(goal.status, GoalStatus::Failed);
+    let reason = goal.reason.unwrap();
+    assert!(
+        reason.contains("Anthropic API 400: invalid_request_error: prompt is too long"),
+        "{reason}"
+    );
+    assert_eq!(s.tasks[0].status, TaskStatus::Failed);
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    assert_eq!(s.cost.calls, 0, "a failed call costs nothing");
+}
