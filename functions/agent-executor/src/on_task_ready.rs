@@ -6,7 +6,7 @@
 //! queue TaskOutput in one commit; (4) send. A crash after any step is
 //! repaired by the redelivered message without paying for the model twice.
 
-use crate::prompt::build_request;
+use crate::prompt::{build_request, model_id};
 use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
 use mktg_core::cost::{cost_micros, gate, Gate};
 use mktg_core::{DomainEvent, Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn};
@@ -129,7 +129,7 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
                 &upstream,
                 previous.as_ref(),
                 TURN,
-                &tier,
+                &model_id(&deps.config, deps.model.provider(), &tier),
             );
             let response = deps.model.complete(&request).await?;
             let prices = deps.config.models.prices(&tier).unwrap_or_default();

@@ -14,16 +14,10 @@ pub fn build_request(
     upstream: &[Output],
     previous: Option<&Output>,
     turn: u32,
-    tier: &str,
+    model: &str,
 ) -> ChatRequest {
     let skill = config.skill(&task.skill);
     let instructions = skill.map(|s| s.instructions.as_str()).unwrap_or_default();
-    let model = config
-        .models
-        .tiers
-        .get(tier)
-        .map(|t| t.anthropic.clone())
-        .unwrap_or_else(|| tier.to_string());
 
     let mut user = String::new();
     let _ = writeln!(user, "<goal>\n{}\n</goal>\n", goal.text.trim());
@@ -73,7 +67,7 @@ pub fn build_request(
         );
     }
     ChatRequest {
-        model,
+        model: model.to_string(),
         system: instructions.to_string(),
         messages: vec![ChatMessage::user(user)],
         max_tokens: config.models.max_output_tokens,
@@ -86,4 +80,20 @@ pub fn build_request(
             turn,
         },
     }
+}
+
+/// The model id of a tier for the provider in use (models.yaml).
+pub fn model_id(config: &Config, provider: &str, tier: &str) -> String {
+    config
+        .models
+        .tiers
+        .get(tier)
+        .map(|t| {
+            if provider == "bedrock" {
+                t.bedrock.clone()
+            } else {
+                t.anthropic.clone()
+            }
+        })
+        .unwrap_or_else(|| tier.to_string())
 }

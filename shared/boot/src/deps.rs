@@ -3,7 +3,9 @@
 use crate::settings::Settings;
 use mktg_bus::{Bus, QueueUrls, SqsEventBridgeBus};
 use mktg_config::{Config, Paths};
-use mktg_llm::{AnthropicModel, AnthropicSettings, ChatModel, RetryPolicy, ScriptedModel};
+use mktg_llm::{
+    AnthropicModel, AnthropicSettings, BedrockModel, ChatModel, RetryPolicy, ScriptedModel,
+};
 use mktg_store::{DynamoStore, Store};
 use std::sync::Arc;
 
@@ -75,7 +77,7 @@ impl Deps {
             config_dir: settings.config_dir.clone(),
             skills_dir: settings.skills_dir.clone(),
         })?);
-        let (model, note) = choose_model(&config, settings)?;
+        let (model, note) = choose_model(&config, settings, aws)?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name);
         let bus = SqsEventBridgeBus::new(
             aws_sdk_sqs::Client::new(aws),
@@ -99,6 +101,7 @@ impl Deps {
 pub fn choose_model(
     config: &Config,
     settings: &Settings,
+    aws: &aws_config::SdkConfig,
 ) -> Result<(Arc<dyn ChatModel>, String), BootError> {
     let provider = settings
         .provider
@@ -142,8 +145,9 @@ pub fn choose_model(
         ("anthropic", None) => Err(BootError::Model(
             "provider anthropic needs ANTHROPIC_API_KEY in the environment".into(),
         )),
-        ("bedrock", _) => Err(BootError::Model(
-            "the bedrock provider is not part of this build yet; use MKTG_PROVIDER=anthropic or scripted".into(),
+        ("bedrock", _) => Ok((
+            Arc::new(BedrockModel::new(aws_sdk_bedrockruntime::Client::new(aws))),
+            "Amazon Bedrock Converse API in this AWS account (MKTG_PROVIDER=bedrock)".into(),
         )),
         (other, _) => Err(BootError::Model(format!(
             "unknown model provider \"{other}\" (from MKTG_PROVIDER or models.yaml); use auto, anthropic, bedrock or scripted"

@@ -2,9 +2,11 @@
 //! functions assemble them from `core` and `config` and hand them over.
 
 mod anthropic;
+mod bedrock;
 mod scripted;
 
 pub use anthropic::{AnthropicModel, AnthropicSettings, RetryPolicy};
+pub use bedrock::BedrockModel;
 pub use scripted::{ScriptError, ScriptedModel};
 
 use async_trait::async_trait;
