@@ -125,6 +125,9 @@ struct RunArgs {
     /// would), so no separate worker is needed.
     #[arg(long, requires = "wait")]
     workers: bool,
+    /// Show the plan and a cost forecast without running anything.
+    #[arg(long, conflicts_with = "wait")]
+    dry_run: bool,
     /// P0 (critical) to P3 (low); default: the template's.
     #[arg(long, value_parser = parse_priority)]
     priority: Option<Priority>,
@@ -393,6 +396,16 @@ async fn submit(
     if text.trim().is_empty() {
         bail!("the goal text is empty; say what you want, e.g. mktg goal \"Launch the new pricing page\"");
     }
+    if run.dry_run {
+        return dry_run(
+            deps,
+            tenant,
+            &text,
+            pipeline.as_deref(),
+            run.priority.unwrap_or_default(),
+        )
+        .await;
+    }
     let goal = new_goal_id();
     let now = deps.clock.now_ms();
     let source = if pipeline.is_some() {
@@ -583,5 +596,97 @@ async fn budget_set(
     if parked.is_empty() {
         println!("no parked tasks to resume");
     }
+    Ok(())
+}
+
+/// Tokens assumed per call for a skill with no measured history yet.
+const DEFAULT_INPUT_TOKENS: u64 = 3_000;
+const DEFAULT_OUTPUT_TOKENS: u64 = 1_500;
+
+async fn dry_run(
+    deps: &Deps,
+    tenant: &TenantId,
+    text: &str,
+    pipeline: Option<&str>,
+    priority: Priority,
+) -> Result<()> {
+    let key = GoalKey::new(tenant.clone(), GoalId::new("dry-run"));
+    let choice = match director::choose_plan(deps, &key, text, pipeline, priority, false).await? {
+        Ok(c) => c,
+        Err(reason) => bail!("{reason}"),
+    };
+    let month = mktg_boot::month_of(deps.clock.now_ms());
+    let history = deps.store.costs(tenant, &month).await?;
+    println!("dry run: nothing is stored or sent\n{}\n", choice.note);
+    let mut table = comfy_table::Table::new();
+    table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
+    table.set_header([
+        "task",
+        "skill",
+        "after",
+        "tier",
+        "est. tokens in/out",
+        "est. cost",
+        "basis",
+    ]);
+    let mut total = 0u64;
+    for task in &choice.tasks {
+        let tier = deps
+            .config
+            .skill(&task.skill)
+            .map(|s| s.tier.clone())
+            .unwrap_or_else(|| "sonnet".into());
+        let measured = history
+            .iter()
+            .find(|(k, _)| k == &format!("SKILL#{}", task.skill))
+            .map(|(_, c)| *c)
+            .filter(|c| c.calls > 0);
+        let (input, output, basis) = match measured {
+            Some(c) => (
+                c.input_tokens / c.calls,
+                c.output_tokens / c.calls,
+                format!("average of {} call(s) this month", c.calls),
+            ),
+            None => (
+                DEFAULT_INPUT_TOKENS,
+                DEFAULT_OUTPUT_TOKENS,
+                "default (no history yet)".to_string(),
+            ),
+        };
+        let usage = mktg_core::Usage {
+            input_tokens: input,
+            output_tokens: output,
+            ..Default::default()
+        };
+        let micros = mktg_core::cost::cost_micros(
+            &usage,
+            &deps.config.models.prices(&tier).unwrap_or_default(),
+        );
+        total += micros;
+        let after = if task.deps.is_empty() {
+            "-".to_string()
+        } else {
+            task.deps
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        table.add_row([
+            task.id.to_string(),
+            task.skill.to_string(),
+            after,
+            tier,
+            format!("{input}/{output}"),
+            show::usd(micros),
+            basis,
+        ]);
+    }
+    println!("{table}");
+    println!(
+        "forecast: {} for {} task(s) at one call each, before revisions (prices from config/models.yaml)",
+        show::usd(total),
+        choice.tasks.len()
+    );
     Ok(())
 }

@@ -9,11 +9,14 @@ mod on_resume_task;
 mod on_review_decided;
 mod on_task_failed;
 mod on_task_output;
+pub mod planner;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use mktg_boot::{run_sqs_batch, Deps, HandlerError};
 use mktg_core::{Envelope, Message};
+
+pub use on_goal_submitted::{choose_plan, PlanChoice};
 
 /// Lambda entry point: one SQS batch from the director queue.
 pub async fn handle(

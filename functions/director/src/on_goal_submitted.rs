@@ -2,9 +2,12 @@
 //! routes), create the goal and all its tasks in one commit, release the
 //! tasks with no dependencies.
 
+use crate::planner;
 use mktg_boot::{outbox, Deps, HandlerError};
-use mktg_core::plan::{infer_category, releasable, tasks_for_steps, Step};
-use mktg_core::{Envelope, Goal, GoalSource, GoalStatus, Message, Outgoing, TaskStatus, Trace};
+use mktg_core::plan::{infer_category, releasable, tasks_for_dag, tasks_for_steps, Step};
+use mktg_core::{
+    Envelope, Goal, GoalSource, GoalStatus, Message, Outgoing, Priority, Task, TaskStatus, Trace,
+};
 use mktg_store::{GoalKey, StoreError, Write};
 
 pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
@@ -24,63 +27,24 @@ pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
         return outbox::flush_goal(deps, &existing).await;
     }
     let now = deps.clock.now_ms();
-    let cfg = &deps.config;
-
-    let (category, pipeline_name, steps, mut priority) = match pipeline {
-        Some(name) => match cfg.pipeline(name) {
-            Some(p) => (
-                "pipeline".to_string(),
-                Some(p.name.clone()),
-                p.steps.clone(),
-                p.priority,
-            ),
-            None => {
-                let known: Vec<&str> = cfg.pipelines.iter().map(|p| p.name.as_str()).collect();
-                let reason = format!(
-                    "unknown pipeline template \"{name}\"; known templates: {}",
-                    known.join(", ")
-                );
-                return record_unplannable(deps, env, &key, text, reason, now).await;
-            }
-        },
-        None => {
-            let category = infer_category(text, &cfg.category_rules(), &cfg.fallback_category);
-            match cfg.steps_for_category(&category) {
-                Some((p, steps)) => {
-                    let prio = p.map(|p| p.priority).unwrap_or_default();
-                    (category, p.map(|p| p.name.clone()), steps, prio)
-                }
-                None => {
-                    let reason = format!("category \"{category}\" has no plan in routing.yaml");
-                    return record_unplannable(deps, env, &key, text, reason, now).await;
-                }
-            }
-        }
-    };
-    // An explicit priority on the message wins over the template's default.
-    if *asked_priority != mktg_core::Priority::default() {
-        priority = *asked_priority;
-    }
-    if let Some(unknown) = unknown_skill(deps, &steps) {
-        let reason = format!("plan names skill \"{unknown}\" which is not in skills.yaml");
-        return record_unplannable(deps, env, &key, text, reason, now).await;
-    }
-
-    let mut tasks = tasks_for_steps(&env.tenant, &env.goal, &steps, priority, now);
+    let choice =
+        match choose_plan(deps, &key, text, pipeline.as_deref(), *asked_priority, true).await? {
+            Ok(choice) => choice,
+            Err(reason) => return record_unplannable(deps, env, &key, text, reason, now).await,
+        };
+    let PlanChoice {
+        category,
+        pipeline: pipeline_name,
+        mut tasks,
+        priority,
+        note,
+    } = choice;
     let mut traces = vec![Trace {
         at_ms: now,
         subject: "goal".into(),
         from: "-".into(),
         to: GoalStatus::Running.to_string(),
-        note: format!(
-            "planned {} tasks in {} steps from {}",
-            tasks.len(),
-            steps.len(),
-            pipeline_name.as_deref().map_or_else(
-                || format!("the {category} routes"),
-                |p| format!("template \"{p}\"")
-            )
-        ),
+        note,
     }];
     let ready: Vec<_> = releasable(&tasks)
         .into_iter()
@@ -132,6 +96,124 @@ pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The plan chosen for a goal, before anything is stored.
+pub struct PlanChoice {
+    pub category: String,
+    pub pipeline: Option<String>,
+    pub tasks: Vec<Task>,
+    pub priority: Priority,
+    /// How the plan was made, for the trace.
+    pub note: String,
+}
+
+/// Chooses a goal's plan: the named template; else the model's plan (when
+/// planning with the model is on) validated against the registry; else the
+/// category's template or routes. The inner `Err` is why no plan exists.
+/// `record` is false for dry runs, which store nothing.
+pub async fn choose_plan(
+    deps: &Deps,
+    key: &GoalKey,
+    text: &str,
+    pipeline: Option<&str>,
+    asked_priority: Priority,
+    record: bool,
+) -> Result<Result<PlanChoice, String>, HandlerError> {
+    let cfg = &deps.config;
+    let now = deps.clock.now_ms();
+    let explicit = |p: Priority| {
+        if asked_priority != Priority::default() {
+            asked_priority
+        } else {
+            p
+        }
+    };
+    if let Some(name) = pipeline {
+        let Some(p) = cfg.pipeline(name) else {
+            let known: Vec<&str> = cfg.pipelines.iter().map(|p| p.name.as_str()).collect();
+            return Ok(Err(format!(
+                "unknown pipeline template \"{name}\"; known templates: {}",
+                known.join(", ")
+            )));
+        };
+        if let Some(unknown) = unknown_skill(deps, &p.steps) {
+            return Ok(Err(format!(
+                "plan names skill \"{unknown}\" which is not in skills.yaml"
+            )));
+        }
+        let priority = explicit(p.priority);
+        return Ok(Ok(PlanChoice {
+            category: "pipeline".into(),
+            pipeline: Some(p.name.clone()),
+            tasks: tasks_for_steps(&key.tenant, &key.goal, &p.steps, priority, now),
+            priority,
+            note: format!(
+                "planned {} steps from template \"{}\"",
+                p.steps.len(),
+                p.name
+            ),
+        }));
+    }
+    let category = infer_category(text, &cfg.category_rules(), &cfg.fallback_category);
+    let mut fallback_note = None;
+    if planner::enabled(deps) {
+        match planner::plan(deps, key, text, &category, record).await? {
+            planner::Planned::Plan {
+                tasks,
+                rationale,
+                repaired,
+            } => {
+                let priority = explicit(Priority::default());
+                return Ok(Ok(PlanChoice {
+                    category,
+                    pipeline: None,
+                    tasks: tasks_for_dag(&key.tenant, &key.goal, &tasks, priority, now),
+                    priority,
+                    note: format!(
+                        "planned {} tasks with the model{}: {}",
+                        tasks.len(),
+                        if repaired {
+                            " (after one repair round)"
+                        } else {
+                            ""
+                        },
+                        rationale.trim()
+                    ),
+                }));
+            }
+            planner::Planned::Fallback { reason } => fallback_note = Some(reason),
+        }
+    }
+    let Some((p, steps)) = cfg.steps_for_category(&category) else {
+        return Ok(Err(format!(
+            "category \"{category}\" has no plan in routing.yaml"
+        )));
+    };
+    if let Some(unknown) = unknown_skill(deps, &steps) {
+        return Ok(Err(format!(
+            "plan names skill \"{unknown}\" which is not in skills.yaml"
+        )));
+    }
+    let priority = explicit(p.map(|p| p.priority).unwrap_or_default());
+    let source = p.map_or_else(
+        || format!("the {category} routes"),
+        |p| format!("template \"{}\"", p.name),
+    );
+    let why = match fallback_note {
+        Some(reason) => format!("; model planning fell back: {reason}"),
+        None if !planner::enabled(deps) => {
+            " (routing rules; model planning is off for this provider)".into()
+        }
+        None => String::new(),
+    };
+    Ok(Ok(PlanChoice {
+        category,
+        pipeline: p.map(|p| p.name.clone()),
+        tasks: tasks_for_steps(&key.tenant, &key.goal, &steps, priority, now),
+        priority,
+        note: format!("planned {} steps from {source}{why}", steps.len()),
+    }))
 }
 
 fn unknown_skill(deps: &Deps, steps: &[Step]) -> Option<String> {

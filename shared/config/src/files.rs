@@ -119,6 +119,8 @@ pub struct ModelsFile {
     pub request_timeout_secs: u64,
     pub tiers: BTreeMap<String, TierEntry>,
     pub scripted_script: String,
+    #[serde(default)]
+    pub plan_with_model: Option<S<String>>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

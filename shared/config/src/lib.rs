@@ -79,6 +79,8 @@ pub struct Models {
     pub tiers: BTreeMap<String, TierEntry>,
     /// Absolute path of the scripted provider's script.
     pub scripted_script: PathBuf,
+    /// `auto` (real providers only), `always` or `never`.
+    pub plan_with_model: String,
 }
 
 /// The whole validated configuration: the skill registry, routing,
@@ -120,6 +122,19 @@ impl Config {
         let norm = |s: &str| s.to_lowercase().replace(['-', '_'], " ");
         let wanted = norm(name);
         self.pipelines.iter().find(|p| norm(&p.name) == wanted)
+    }
+
+    /// Whether a task of `consumer` may build on a task of `dep`: when the
+    /// registry lists `dep` among its inputs, when `dep` is strategy or the
+    /// foundation (their output frames everything), or when `consumer`
+    /// measures (measurement reads any output).
+    pub fn dependency_allowed(&self, dep: &SkillName, consumer: &SkillName) -> bool {
+        let (Some(d), Some(c)) = (self.skill(dep), self.skill(consumer)) else {
+            return false;
+        };
+        c.inputs_from.contains(dep)
+            || matches!(d.squad.as_str(), "foundation" | "strategy")
+            || c.squad == "measure"
     }
 
     pub fn category(&self, name: &str) -> Option<&Category> {

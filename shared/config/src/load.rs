@@ -449,6 +449,21 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         );
     }
     let script: PathBuf = dir.join(&mf.scripted_script);
+    let plan_with_model = match &mf.plan_with_model {
+        None => "auto".to_string(),
+        Some(v) if ["auto", "always", "never"].contains(&v.value.as_str()) => v.value.clone(),
+        Some(v) => {
+            errors.at(
+                &models_path,
+                v,
+                format!(
+                    "plan_with_model \"{}\" is not one of auto, always, never",
+                    v.value
+                ),
+            );
+            "auto".to_string()
+        }
+    };
 
     if !errors.0.is_empty() {
         return Err(ConfigErrors(errors.0));
@@ -473,6 +488,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             request_timeout_secs: mf.request_timeout_secs,
             tiers: mf.tiers,
             scripted_script: script,
+            plan_with_model,
         },
     })
 }

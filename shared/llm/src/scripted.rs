@@ -25,6 +25,9 @@ struct ReplyEntry {
     role: String,
     #[serde(default)]
     revision: Option<u32>,
+    /// Turn within the task (0 first; the director's repair round is 1).
+    #[serde(default)]
+    turn: Option<u32>,
     /// Inline reply text.
     #[serde(default)]
     text: Option<String>,
@@ -81,6 +84,7 @@ impl ScriptedModel {
             (r.skill == "*" || r.skill == meta.skill)
                 && (r.role == "*" || r.role == meta.role)
                 && r.revision.is_none_or(|rev| rev == meta.revision)
+                && r.turn.is_none_or(|n| n == meta.turn)
         });
         let Some(entry) = entry else {
             return Err(LlmError::Permanent(format!(
