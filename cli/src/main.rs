@@ -77,6 +77,14 @@ enum Command {
         #[arg(long)]
         revision: Option<u32>,
     },
+    /// List schedules with their next fire times (UTC).
+    Schedules {
+        /// How many upcoming fire times to show per schedule.
+        #[arg(long, default_value_t = 3)]
+        next: usize,
+    },
+    /// Run one scheduler tick now (what the every-minute rule does).
+    Tick,
     /// Spend by month: total, per goal, per skill and per model.
     Cost {
         /// Only this goal's cost.
@@ -178,6 +186,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Validate = cli.command {
         return validate(&cli.root);
     }
+    if let Command::Schedules { next } = cli.command {
+        return schedules(&cli.root, next);
+    }
     if std::env::var("MKTG_LOG").is_ok() || matches!(cli.command, Command::Dev { .. }) {
         std::env::set_var(
             "RUST_LOG",
@@ -206,7 +217,12 @@ async fn run(cli: Cli) -> Result<()> {
     ensure_reachable(&deps, &tenant).await?;
 
     match cli.command {
-        Command::Validate => Ok(()),
+        Command::Validate | Command::Schedules { .. } => Ok(()),
+        Command::Tick => {
+            let report = scheduler_tick::tick(&deps, &tenant, deps.clock.now_ms()).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Goal { text, run } => {
             submit(&deps, &settings, &tenant, &provider_note, text, None, run).await
         }
@@ -687,6 +703,56 @@ async fn dry_run(
         "forecast: {} for {} task(s) at one call each, before revisions (prices from config/models.yaml)",
         show::usd(total),
         choice.tasks.len()
+    );
+    Ok(())
+}
+
+fn schedules(root: &std::path::Path, next: usize) -> Result<()> {
+    let cfg = match mktg_config::load(&mktg_config::Paths::under(root)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprint!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let mut t = comfy_table::Table::new();
+    t.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
+    t.set_header([
+        "schedule",
+        "cron",
+        "timezone",
+        "prio",
+        "starts",
+        "next (UTC)",
+    ]);
+    let now = chrono::Utc::now();
+    for s in &cfg.schedules.list {
+        let starts = match &s.target {
+            mktg_config::ScheduleTarget::Goal(g) => format!("goal: {g}"),
+            mktg_config::ScheduleTarget::Pipeline(p) => format!("pipeline: {p}"),
+        };
+        let fires: Vec<String> = scheduler_tick::next_fires(s, now, next)
+            .iter()
+            .map(|t| t.format("%a %Y-%m-%d %H:%M").to_string())
+            .collect();
+        let name = if s.enabled {
+            s.id.clone()
+        } else {
+            format!("{} (disabled)", s.id)
+        };
+        t.add_row([
+            name,
+            s.cron.pattern.to_string(),
+            s.timezone.to_string(),
+            s.priority.to_string(),
+            starts,
+            fires.join("\n"),
+        ]);
+    }
+    println!("{t}");
+    println!(
+        "slots missed while nothing ran are caught up within {} minutes",
+        cfg.schedules.catch_up_minutes
     );
     Ok(())
 }

@@ -111,6 +111,9 @@ impl Store for CrashingStore {
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {
         self.inner.parked(tenant).await
     }
+    async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
+        self.inner.claimed(tenant, kind, key).await
+    }
 }
 
 /// Counts model calls.

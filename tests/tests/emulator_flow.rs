@@ -158,3 +158,29 @@ async fn every_message_delivered_twice_changes_nothing() {
         "every message was sent twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_ticks_at_once_through_dynamodb_start_one_goal() {
+    let _queues = mktg_it::QUEUES.lock().await;
+    let emu = emulator().await;
+    let deps = emu.deps();
+    let tenant = TenantId::new(fresh_tenant("it-tick"));
+    let workers = emu.workers(deps.clone());
+    // 2026-11-25 06:00:20 UTC: daily-social is due.
+    let now = 1_795_586_420_000;
+    let (a, b) = tokio::join!(
+        scheduler_tick::tick(&deps, &tenant, now),
+        scheduler_tick::tick(&deps, &tenant, now)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(
+        a.fired.len() + b.fired.len() + a.already.len() + b.already.len(),
+        2,
+        "{a:?} {b:?}"
+    );
+    let key = GoalKey::new(tenant.clone(), GoalId::new("s-daily-social-202611250600"));
+    let state = settled(&deps, &key).await;
+    workers.stop().await;
+    assert_eq!(state.goal.unwrap().status, GoalStatus::Completed);
+    assert_eq!(deps.store.goals(&tenant, 10).await.unwrap().len(), 1);
+}

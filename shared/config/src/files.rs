@@ -133,3 +133,38 @@ pub struct TierEntry {
     pub cache_write_per_mtok: f64,
     pub cache_read_per_mtok: f64,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulesFile {
+    pub catch_up_minutes: u32,
+    #[serde(default)]
+    pub schedules: Vec<S<ScheduleEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleEntry {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub cron: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub goal: Option<String>,
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn yes() -> bool {
+    true
+}

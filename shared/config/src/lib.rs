@@ -83,6 +83,32 @@ pub struct Models {
     pub plan_with_model: String,
 }
 
+/// What a schedule starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScheduleTarget {
+    /// A goal; `{date}` is replaced by the slot's date.
+    Goal(String),
+    /// A pipeline template by name.
+    Pipeline(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub id: String,
+    pub name: String,
+    pub cron: croner::Cron,
+    pub timezone: chrono_tz::Tz,
+    pub priority: Priority,
+    pub target: ScheduleTarget,
+    pub enabled: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Schedules {
+    pub catch_up_minutes: u32,
+    pub list: Vec<Schedule>,
+}
+
 /// The whole validated configuration: the skill registry, routing,
 /// pipelines, budget and models.
 #[derive(Clone, Debug)]
@@ -97,6 +123,7 @@ pub struct Config {
     pub pipelines: Vec<Pipeline>,
     pub budget: Budget,
     pub models: Models,
+    pub schedules: Schedules,
 }
 
 impl Models {

@@ -1,8 +1,13 @@
 //! Reading the files and checking them against each other.
 
 use crate::error::{ConfigError, ConfigErrors};
-use crate::files::{BudgetFile, ModelsFile, PipelinesFile, RoutingFile, SkillsFile, StepEntry, S};
-use crate::{closest, Budget, Category, Config, Models, Paths, Pipeline, Skill};
+use crate::files::{
+    BudgetFile, ModelsFile, PipelinesFile, RoutingFile, SchedulesFile, SkillsFile, StepEntry, S,
+};
+use crate::{
+    closest, Budget, Category, Config, Models, Paths, Pipeline, Schedule, ScheduleTarget,
+    Schedules, Skill,
+};
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
 use mktg_core::plan::Step;
@@ -87,13 +92,16 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     let pipelines_file: Option<PipelinesFile> = read_yaml(&pipelines_path, &mut errors);
     let budget_file: Option<BudgetFile> = read_yaml(&budget_path, &mut errors);
     let models_file: Option<ModelsFile> = read_yaml(&models_path, &mut errors);
+    let schedules_path = dir.join("schedules.yaml");
+    let schedules_file: Option<SchedulesFile> = read_yaml(&schedules_path, &mut errors);
 
-    let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf)) = (
+    let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf), Some(schf)) = (
         skills_file,
         routing_file,
         pipelines_file,
         budget_file,
         models_file,
+        schedules_file,
     ) else {
         return Err(ConfigErrors(errors.0));
     };
@@ -465,6 +473,104 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         }
     };
 
+    // schedules.yaml
+    let mut schedules = Vec::new();
+    let mut schedule_ids = BTreeSet::new();
+    for entry in &schf.schedules {
+        let e = &entry.value;
+        if !schedule_ids.insert(e.id.clone()) {
+            errors.at(
+                &schedules_path,
+                entry,
+                format!("schedule \"{}\" is defined twice", e.id),
+            );
+        }
+        if !is_valid_id(&e.id) {
+            errors.at(
+                &schedules_path,
+                entry,
+                format!(
+                    "schedule id \"{}\" may use only letters, digits, '-', '_' and '.'",
+                    e.id
+                ),
+            );
+        }
+        let cron = match e.cron.parse::<croner::Cron>() {
+            Ok(c) => Some(c),
+            Err(err) => {
+                errors.at(
+                    &schedules_path,
+                    entry,
+                    format!(
+                        "schedule \"{}\": cron \"{}\" is invalid: {err}",
+                        e.id, e.cron
+                    ),
+                );
+                None
+            }
+        };
+        let tz = match e.timezone.parse::<chrono_tz::Tz>() {
+            Ok(tz) => Some(tz),
+            Err(_) => {
+                errors.at(&schedules_path, entry, format!("schedule \"{}\": unknown timezone \"{}\" (use an IANA name such as Europe/Berlin)", e.id, e.timezone));
+                None
+            }
+        };
+        let priority = match &e.priority {
+            None => Priority::default(),
+            Some(p) => Priority::parse(p).unwrap_or_else(|| {
+                errors.at(
+                    &schedules_path,
+                    entry,
+                    format!(
+                        "schedule \"{}\": priority \"{p}\" is not one of P0, P1, P2, P3",
+                        e.id
+                    ),
+                );
+                Priority::default()
+            }),
+        };
+        let target = match (&e.goal, &e.pipeline) {
+            (Some(g), None) => Some(ScheduleTarget::Goal(g.clone())),
+            (None, Some(p)) => {
+                if !pipeline_names.contains(p) {
+                    errors.at(
+                        &schedules_path,
+                        entry,
+                        format!(
+                            "schedule \"{}\" names unknown pipeline \"{p}\"{}",
+                            e.id,
+                            hint(p, &pipeline_names)
+                        ),
+                    );
+                }
+                Some(ScheduleTarget::Pipeline(p.to_string()))
+            }
+            _ => {
+                errors.at(
+                    &schedules_path,
+                    entry,
+                    format!(
+                        "schedule \"{}\" needs exactly one of goal or pipeline",
+                        e.id
+                    ),
+                );
+                None
+            }
+        };
+        if let (Some(cron), Some(timezone), Some(target)) = (cron, tz, target) {
+            schedules.push(Schedule {
+                id: e.id.clone(),
+                name: e.name.clone().unwrap_or_else(|| e.id.clone()),
+                cron,
+                timezone,
+                priority,
+                target,
+                enabled: e.enabled,
+            });
+        }
+    }
+
     if !errors.0.is_empty() {
         return Err(ConfigErrors(errors.0));
     }
@@ -489,6 +595,10 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             tiers: mf.tiers,
             scripted_script: script,
             plan_with_model,
+        },
+        schedules: Schedules {
+            catch_up_minutes: schf.catch_up_minutes,
+            list: schedules,
         },
     })
 }

@@ -41,6 +41,9 @@ fn to_item(r: &Record) -> HashMap<String, AttributeValue> {
     if let Some(s) = &r.status {
         item.insert("status".into(), AttributeValue::S(s.clone()));
     }
+    if let Some(ttl) = r.ttl {
+        item.insert("ttl".into(), AttributeValue::N(ttl.to_string()));
+    }
     if let Some((pk, sk)) = &r.gsi1 {
         item.insert("GSI1PK".into(), AttributeValue::S(pk.clone()));
         item.insert("GSI1SK".into(), AttributeValue::S(sk.clone()));
@@ -71,6 +74,7 @@ fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Record, StoreErro
         status: s("status").ok(),
         gsi1: None,
         data: s("data")?,
+        ttl: None,
     })
 }
 
@@ -395,5 +399,12 @@ impl Store for DynamoStore {
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {
         let items = self.partition(&keys::parked_pk(tenant)).await?;
         items.iter().map(|i| decode(&from_item(i)?)).collect()
+    }
+
+    async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())
+            .await?
+            .is_some())
     }
 }

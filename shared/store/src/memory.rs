@@ -211,4 +211,10 @@ impl Store for MemoryStore {
             .map(|(_, r)| decode(r))
             .collect()
     }
+
+    async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())?
+            .is_some())
+    }
 }

@@ -202,4 +202,7 @@ pub trait Store: Send + Sync {
     async fn budget(&self, tenant: &TenantId) -> Result<Option<TenantBudget>, StoreError>;
 
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError>;
+
+    /// Whether a claim exists (see `Write::Claim`).
+    async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError>;
 }

@@ -25,6 +25,8 @@ pub struct Record {
     pub status: Option<String>,
     pub gsi1: Option<(String, String)>,
     pub data: String,
+    /// Epoch seconds after which DynamoDB's TTL may delete the item.
+    pub ttl: Option<u64>,
 }
 
 fn json<T: Serialize>(value: &T) -> Result<String, StoreError> {
@@ -54,6 +56,7 @@ impl Record {
                 keys::goals_by_tenant_sk(goal.created_ms, &goal.id),
             )),
             data: json(goal)?,
+            ttl: None,
         })
     }
 
@@ -66,6 +69,7 @@ impl Record {
             status: Some(task.status.to_string()),
             gsi1: None,
             data: json(task)?,
+            ttl: None,
         })
     }
 
@@ -83,6 +87,7 @@ impl Record {
             status: None,
             gsi1: None,
             data: json(value)?,
+            ttl: None,
         })
     }
 }
@@ -262,7 +267,7 @@ pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, 
                 "claim",
                 expires_at,
             )?;
-            r.version = None;
+            r.ttl = (*expires_at > 0).then_some(*expires_at);
             put(r, Cond::NotExists)
         }
         Write::Budget { tenant, budget } => {
