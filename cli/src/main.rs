@@ -83,6 +83,19 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         next: usize,
     },
+    /// Print the headers (and a curl command) of a correctly signed test
+    /// webhook in our generic format.
+    WebhookSign {
+        /// Source name, e.g. ga4; its secret is WEBHOOK_SECRET_<SOURCE>.
+        #[arg(long)]
+        source: String,
+        /// The JSON body to send (needs "type" and "id").
+        #[arg(long)]
+        body: String,
+        /// Where the webhook function listens.
+        #[arg(long, default_value = "http://127.0.0.1:9000")]
+        url: String,
+    },
     /// Run one scheduler tick now (what the every-minute rule does).
     Tick,
     /// Spend by month: total, per goal, per skill and per model.
@@ -189,6 +202,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Schedules { next } = cli.command {
         return schedules(&cli.root, next);
     }
+    if let Command::WebhookSign { source, body, url } = &cli.command {
+        return webhook_sign(source, body, url);
+    }
     if std::env::var("MKTG_LOG").is_ok() || matches!(cli.command, Command::Dev { .. }) {
         std::env::set_var(
             "RUST_LOG",
@@ -217,7 +233,7 @@ async fn run(cli: Cli) -> Result<()> {
     ensure_reachable(&deps, &tenant).await?;
 
     match cli.command {
-        Command::Validate | Command::Schedules { .. } => Ok(()),
+        Command::Validate | Command::Schedules { .. } | Command::WebhookSign { .. } => Ok(()),
         Command::Tick => {
             let report = scheduler_tick::tick(&deps, &tenant, deps.clock.now_ms()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -754,5 +770,23 @@ fn schedules(root: &std::path::Path, next: usize) -> Result<()> {
         "slots missed while nothing ran are caught up within {} minutes",
         cfg.schedules.catch_up_minutes
     );
+    Ok(())
+}
+
+fn webhook_sign(source: &str, body: &str, url: &str) -> Result<()> {
+    let var = format!("WEBHOOK_SECRET_{}", source.to_uppercase().replace('-', "_"));
+    let secret = std::env::var(&var)
+        .with_context(|| format!("set {var} to the secret of source \"{source}\""))?;
+    serde_json::from_str::<serde_json::Value>(body).with_context(|| "--body must be JSON")?;
+    let ts = chrono::Utc::now().timestamp();
+    let sig =
+        webhook_intake::sign(&secret, Some(ts), body.as_bytes()).map_err(anyhow::Error::msg)?;
+    println!("x-mktg-timestamp: {ts}\nx-mktg-signature: v1={sig}\n");
+    println!(
+        "curl -sS -X POST '{}/{source}' -H 'content-type: application/json' -H 'x-mktg-timestamp: {ts}' -H 'x-mktg-signature: v1={sig}' --data-binary '{}'",
+        url.trim_end_matches('/'),
+        body.replace('\'', "'\\''")
+    );
+    println!("(valid for 5 minutes)");
     Ok(())
 }

@@ -37,6 +37,14 @@ impl Bus for CrashingBus {
     async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
         self.inner.publish(event).await
     }
+    async fn put_external(
+        &self,
+        source: &str,
+        detail_type: &str,
+        detail: &str,
+    ) -> Result<(), BusError> {
+        self.inner.put_external(source, detail_type, detail).await
+    }
 }
 
 /// Fails the first commit that stores an output: a crash after the model

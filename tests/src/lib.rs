@@ -141,6 +141,15 @@ impl Bus for DuplicatingBus {
     async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
         self.inner.publish(event).await
     }
+
+    async fn put_external(
+        &self,
+        source: &str,
+        detail_type: &str,
+        detail: &str,
+    ) -> Result<(), BusError> {
+        self.inner.put_external(source, detail_type, detail).await
+    }
 }
 
 /// A tenant id of its own for each test, so tests run in parallel.

@@ -184,3 +184,39 @@ async fn two_ticks_at_once_through_dynamodb_start_one_goal() {
     assert_eq!(state.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(deps.store.goals(&tenant, 10).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_is_put_on_the_real_bus_once() {
+    let emu = emulator().await;
+    let deps = emu.deps();
+    let tenant = TenantId::new(fresh_tenant("it-hook"));
+    let secrets = webhook_intake::WebhookSecrets::from_vars([(
+        "WEBHOOK_SECRET_GA4".to_string(),
+        "s".to_string(),
+    )]);
+    let body = br#"{"id":"evt-42","type":"conversion_drop","percentageDrop":14}"#;
+    let ts = (deps.clock.now_ms() / 1000) as i64;
+    let sig = webhook_intake::sign("s", Some(ts), body).unwrap();
+    let headers = [
+        ("x-mktg-timestamp", ts.to_string()),
+        ("x-mktg-signature", format!("v1={sig}")),
+    ];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let first = webhook_intake::intake(&deps, &secrets, &tenant, "ga4", header, body).await;
+    assert_eq!(first.status, 202, "{}", first.body);
+    let second = webhook_intake::intake(&deps, &secrets, &tenant, "ga4", header, body).await;
+    assert_eq!(
+        (second.status, second.body["status"].as_str()),
+        (200, Some("duplicate"))
+    );
+    assert!(deps
+        .store
+        .claimed(&tenant, "webhook", "ga4:evt-42")
+        .await
+        .unwrap());
+}

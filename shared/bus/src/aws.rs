@@ -103,6 +103,39 @@ impl Bus for SqsEventBridgeBus {
         }
         Ok(())
     }
+
+    async fn put_external(
+        &self,
+        source: &str,
+        detail_type: &str,
+        detail: &str,
+    ) -> Result<(), BusError> {
+        let entry = PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus_name)
+            .source(source)
+            .detail_type(detail_type)
+            .detail(detail)
+            .build();
+        let out = self
+            .events
+            .put_events()
+            .entries(entry)
+            .send()
+            .await
+            .map_err(|e| sdk_error("PutEvents", e))?;
+        if out.failed_entry_count() > 0 {
+            let why = out
+                .entries()
+                .iter()
+                .filter_map(|e| e.error_message())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(BusError::Transient(format!(
+                "PutEvents rejected the event: {why}"
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// One received SQS message.

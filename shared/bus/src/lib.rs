@@ -34,4 +34,21 @@ pub trait Bus: Send + Sync {
 
     /// Publishes a domain event on the event bus.
     async fn publish(&self, event: &DomainEvent) -> Result<(), BusError>;
+
+    /// Puts an event from outside (a webhook) on the bus, as `source` /
+    /// `detail_type` with a JSON `detail`.
+    async fn put_external(
+        &self,
+        source: &str,
+        detail_type: &str,
+        detail: &str,
+    ) -> Result<(), BusError>;
+}
+
+/// One external event put on the bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExternalEvent {
+    pub source: String,
+    pub detail_type: String,
+    pub detail: String,
 }

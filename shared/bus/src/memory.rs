@@ -1,6 +1,6 @@
 //! An in-memory bus: per-queue FIFO lists and a list of published events.
 
-use crate::{Bus, BusError};
+use crate::{Bus, BusError, ExternalEvent};
 use async_trait::async_trait;
 use mktg_core::{DomainEvent, Envelope, QueueName};
 use std::collections::{HashMap, VecDeque};
@@ -10,6 +10,7 @@ use std::sync::Mutex;
 pub struct MemoryBus {
     queues: Mutex<HashMap<QueueName, VecDeque<Envelope>>>,
     events: Mutex<Vec<DomainEvent>>,
+    external: Mutex<Vec<ExternalEvent>>,
     sent: Mutex<usize>,
 }
 
@@ -33,6 +34,10 @@ impl MemoryBus {
                     .unwrap_or_default()
             })
             .unwrap_or_default()
+    }
+
+    pub fn external_events(&self) -> Vec<ExternalEvent> {
+        self.external.lock().map(|e| e.clone()).unwrap_or_default()
     }
 
     pub fn events(&self) -> Vec<DomainEvent> {
@@ -67,6 +72,23 @@ impl Bus for MemoryBus {
             .lock()
             .map_err(|_| BusError::Permanent("memory bus poisoned".into()))?
             .push(event.clone());
+        Ok(())
+    }
+
+    async fn put_external(
+        &self,
+        source: &str,
+        detail_type: &str,
+        detail: &str,
+    ) -> Result<(), BusError> {
+        self.external
+            .lock()
+            .map_err(|_| BusError::Permanent("memory bus poisoned".into()))?
+            .push(ExternalEvent {
+                source: source.into(),
+                detail_type: detail_type.into(),
+                detail: detail.into(),
+            });
         Ok(())
     }
 }
