@@ -50,6 +50,14 @@ fn generic(secret: &str, ts: i64, body: &[u8]) -> Vec<(&'static str, String)> {
     ]
 }
 
+type Case = (
+    &'static str,
+    Vec<(&'static str, String)>,
+    Vec<u8>,
+    u16,
+    &'static str,
+);
+
 const DROP: &[u8] = br#"{"id":"evt-1","type":"traffic_drop","percentageDrop":32}"#;
 
 #[tokio::test]
@@ -85,7 +93,8 @@ async fn a_duplicate_delivery_is_acknowledged_once() {
 #[tokio::test]
 async fn every_bad_delivery_gets_its_4xx_and_puts_nothing() {
     let t = memory_deps();
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16, &str)> = vec![
+    // (source, headers, body, expected status, expected error code)
+    let cases: Vec<Case> = vec![
         (
             "ga4",
             generic("wrong", NOW, DROP),
