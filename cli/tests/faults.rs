@@ -122,6 +122,14 @@ impl Store for CrashingStore {
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         self.inner.claimed(tenant, kind, key).await
     }
+    async fn lease_holder(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.lease_holder(tenant, kind, key).await
+    }
 }
 
 /// Counts model calls.

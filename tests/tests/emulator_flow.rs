@@ -220,3 +220,49 @@ async fn a_signed_webhook_is_put_on_the_real_bus_once() {
         .await
         .unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_becomes_a_goal_through_the_bus_and_its_rule() {
+    let _queues = mktg_it::QUEUES.lock().await;
+    let emu = emulator().await;
+    let deps = emu.deps();
+    let tenant = TenantId::new(fresh_tenant("it-event"));
+    let workers = emu.workers(deps.clone());
+    let secrets = webhook_intake::WebhookSecrets::from_vars([(
+        "WEBHOOK_SECRET_GA4".to_string(),
+        "s".to_string(),
+    )]);
+    let body = br#"{"id":"evt-77","type":"conversion_drop","percentageDrop":18}"#;
+    let ts = (deps.clock.now_ms() / 1000) as i64;
+    let sig = webhook_intake::sign("s", Some(ts), body).unwrap();
+    let headers = [
+        ("x-mktg-timestamp", ts.to_string()),
+        ("x-mktg-signature", format!("v1={sig}")),
+    ];
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let answer = webhook_intake::intake(&deps, &secrets, &tenant, "ga4", header, body).await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    // The rule delivers the event to the director queue; a duplicate
+    // delivery of the same webhook is refused at the door.
+    assert_eq!(
+        webhook_intake::intake(&deps, &secrets, &tenant, "ga4", header, body)
+            .await
+            .status,
+        200
+    );
+    let key = GoalKey::new(
+        tenant.clone(),
+        mktg_core::message::goal_for_event("ga4:evt-77"),
+    );
+    let state = settled(&deps, &key).await;
+    workers.stop().await;
+    let goal = state.goal.unwrap();
+    assert_eq!(goal.status, GoalStatus::Completed, "{:?}", goal.reason);
+    assert_eq!(goal.pipeline.as_deref(), Some("Conversion Sprint"));
+    assert_eq!(goal.priority, mktg_core::Priority::P0);
+}

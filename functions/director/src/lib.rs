@@ -4,6 +4,7 @@
 //! it makes bumps the goal's version, so decisions on one goal are
 //! serialized by optimistic concurrency.
 
+mod on_event_received;
 mod on_goal_submitted;
 mod on_resume_task;
 mod on_review_decided;
@@ -38,6 +39,14 @@ pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> 
             revision,
             decision,
         } => on_review_decided::run(deps, &env, task, *revision, *decision).await,
+        Message::EventReceived {
+            event_id,
+            event_type,
+            data_json,
+            received_ms,
+        } => {
+            on_event_received::run(deps, &env, event_id, event_type, data_json, *received_ms).await
+        }
         Message::ResumeTask { task, revision } => {
             on_resume_task::run(deps, &env, task, *revision).await
         }

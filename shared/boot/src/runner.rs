@@ -22,6 +22,51 @@ impl RecordOutcome {
     }
 }
 
+/// A message body is either our envelope, or an event that an EventBridge
+/// rule delivered to the queue (a webhook or measurement event, whose
+/// `detail` carries `id`, `tenant`, `type` and `data`).
+pub fn decode(body: &str) -> Result<Envelope, String> {
+    let envelope_error = match serde_json::from_str::<Envelope>(body) {
+        Ok(e) => return Ok(e),
+        Err(e) => e.to_string(),
+    };
+    let value: serde_json::Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let Some(detail) = value
+        .get("detail")
+        .filter(|_| value.get("detail-type").is_some())
+    else {
+        return Err(envelope_error);
+    };
+    let text = |k: &str| detail.get(k).and_then(|v| v.as_str()).map(String::from);
+    let (Some(event_id), Some(tenant), Some(event_type)) =
+        (text("id"), text("tenant"), text("type"))
+    else {
+        return Err("an EventBridge event without detail.id, detail.tenant and detail.type".into());
+    };
+    if !mktg_core::ids::is_valid_id(&tenant) {
+        return Err(format!("event tenant \"{tenant}\" is not a valid id"));
+    }
+    let data_json = detail
+        .get("data")
+        .map(|d| d.to_string())
+        .unwrap_or_else(|| "{}".into());
+    let received_ms = detail
+        .get("received_ms")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0);
+    let goal = mktg_core::message::goal_for_event(&event_id);
+    Ok(Envelope::new(
+        mktg_core::TenantId::new(tenant),
+        goal,
+        mktg_core::Message::EventReceived {
+            event_id,
+            event_type,
+            data_json,
+            received_ms,
+        },
+    ))
+}
+
 /// Decodes one message body and runs the handler on it inside a span
 /// carrying the message's identity. Errors are logged here, once.
 pub async fn handle_record<F, Fut>(message_id: &str, body: &str, handler: F) -> RecordOutcome
@@ -29,7 +74,7 @@ where
     F: FnOnce(Envelope) -> Fut,
     Fut: Future<Output = Result<(), HandlerError>>,
 {
-    let envelope: Envelope = match serde_json::from_str(body) {
+    let envelope: Envelope = match decode(body) {
         Ok(e) => e,
         Err(e) => {
             // An undecodable message can never succeed; keeping it would
@@ -120,6 +165,30 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(ids, ["retry"]);
+    }
+
+    #[test]
+    fn an_eventbridge_delivery_becomes_an_event_received_envelope() {
+        let body = r#"{"version":"0","id":"x","detail-type":"traffic_drop","source":"mktg.webhook","time":"2026-11-25T06:00:00Z","detail":{"id":"ga4:evt-1","tenant":"acme","type":"traffic_drop","received_ms":5,"data":{"percentageDrop":32}}}"#;
+        let env = decode(body).unwrap();
+        assert_eq!(env.tenant.as_str(), "acme");
+        assert_eq!(env.goal.as_str(), "e-ga4-evt-1");
+        match env.message {
+            Message::EventReceived {
+                event_id,
+                event_type,
+                data_json,
+                ..
+            } => {
+                assert_eq!(
+                    (event_id.as_str(), event_type.as_str()),
+                    ("ga4:evt-1", "traffic_drop")
+                );
+                assert_eq!(data_json, r#"{"percentageDrop":32}"#);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(decode(r#"{"detail-type":"x","detail":{"id":"a"}}"#).is_err());
     }
 
     #[tokio::test]

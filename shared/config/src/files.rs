@@ -168,3 +168,35 @@ fn utc() -> String {
 fn yes() -> bool {
     true
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsFile {
+    #[serde(default)]
+    pub mappings: Vec<S<MappingEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum CondValue {
+    Num(f64),
+    Bool(bool),
+    Str(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingEntry {
+    pub id: String,
+    pub event: String,
+    #[serde(default)]
+    pub when: BTreeMap<String, CondValue>,
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    #[serde(default)]
+    pub goal: Option<String>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    #[serde(default)]
+    pub cooldown_minutes: u32,
+}

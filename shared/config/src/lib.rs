@@ -103,6 +103,17 @@ pub struct Schedule {
     pub enabled: bool,
 }
 
+/// An event mapping from events.yaml.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub id: String,
+    pub event: String,
+    pub conditions: Vec<mktg_core::events::Condition>,
+    pub target: ScheduleTarget,
+    pub priority: Priority,
+    pub cooldown_minutes: u32,
+}
+
 #[derive(Clone, Debug)]
 pub struct Schedules {
     pub catch_up_minutes: u32,
@@ -124,6 +135,7 @@ pub struct Config {
     pub budget: Budget,
     pub models: Models,
     pub schedules: Schedules,
+    pub mappings: Vec<Mapping>,
 }
 
 impl Models {

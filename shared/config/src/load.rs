@@ -2,10 +2,11 @@
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::files::{
-    BudgetFile, ModelsFile, PipelinesFile, RoutingFile, SchedulesFile, SkillsFile, StepEntry, S,
+    BudgetFile, CondValue, EventsFile, ModelsFile, PipelinesFile, RoutingFile, SchedulesFile,
+    SkillsFile, StepEntry, S,
 };
 use crate::{
-    closest, Budget, Category, Config, Models, Paths, Pipeline, Schedule, ScheduleTarget,
+    closest, Budget, Category, Config, Mapping, Models, Paths, Pipeline, Schedule, ScheduleTarget,
     Schedules, Skill,
 };
 use mktg_core::ids::is_valid_id;
@@ -94,14 +95,17 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     let models_file: Option<ModelsFile> = read_yaml(&models_path, &mut errors);
     let schedules_path = dir.join("schedules.yaml");
     let schedules_file: Option<SchedulesFile> = read_yaml(&schedules_path, &mut errors);
+    let events_path = dir.join("events.yaml");
+    let events_file: Option<EventsFile> = read_yaml(&events_path, &mut errors);
 
-    let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf), Some(schf)) = (
+    let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf), Some(schf), Some(evf)) = (
         skills_file,
         routing_file,
         pipelines_file,
         budget_file,
         models_file,
         schedules_file,
+        events_file,
     ) else {
         return Err(ConfigErrors(errors.0));
     };
@@ -571,6 +575,100 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         }
     }
 
+    // events.yaml
+    let mut mappings = Vec::new();
+    let mut mapping_ids = BTreeSet::new();
+    for entry in &evf.mappings {
+        let m = &entry.value;
+        if !mapping_ids.insert(m.id.clone()) {
+            errors.at(
+                &events_path,
+                entry,
+                format!("mapping \"{}\" is defined twice", m.id),
+            );
+        }
+        if !is_valid_id(&m.id) {
+            errors.at(
+                &events_path,
+                entry,
+                format!(
+                    "mapping id \"{}\" may use only letters, digits, '-', '_' and '.'",
+                    m.id
+                ),
+            );
+        }
+        let mut conditions = Vec::new();
+        for (field, value) in &m.when {
+            let test = match value {
+                CondValue::Num(n) => {
+                    Ok(mktg_core::events::Test::Cmp(mktg_core::events::Op::Eq, *n))
+                }
+                CondValue::Bool(b) => Ok(mktg_core::events::Test::Equals(b.to_string())),
+                CondValue::Str(s) => mktg_core::events::parse_test(s),
+            };
+            match test {
+                Ok(test) => conditions.push(mktg_core::events::Condition {
+                    field: field.clone(),
+                    test,
+                }),
+                Err(why) => errors.at(
+                    &events_path,
+                    entry,
+                    format!("mapping \"{}\": condition on {field}: {why}", m.id),
+                ),
+            }
+        }
+        let priority = match &m.priority {
+            None => Priority::default(),
+            Some(p) => Priority::parse(p).unwrap_or_else(|| {
+                errors.at(
+                    &events_path,
+                    entry,
+                    format!(
+                        "mapping \"{}\": priority \"{p}\" is not one of P0, P1, P2, P3",
+                        m.id
+                    ),
+                );
+                Priority::default()
+            }),
+        };
+        let target = match (&m.goal, &m.pipeline) {
+            (Some(g), None) => Some(ScheduleTarget::Goal(g.clone())),
+            (None, Some(p)) => {
+                if !pipeline_names.contains(p) {
+                    errors.at(
+                        &events_path,
+                        entry,
+                        format!(
+                            "mapping \"{}\" names unknown pipeline \"{p}\"{}",
+                            m.id,
+                            hint(p, &pipeline_names)
+                        ),
+                    );
+                }
+                Some(ScheduleTarget::Pipeline(p.to_string()))
+            }
+            _ => {
+                errors.at(
+                    &events_path,
+                    entry,
+                    format!("mapping \"{}\" needs exactly one of goal or pipeline", m.id),
+                );
+                None
+            }
+        };
+        if let Some(target) = target {
+            mappings.push(Mapping {
+                id: m.id.clone(),
+                event: m.event.clone(),
+                conditions,
+                target,
+                priority,
+                cooldown_minutes: m.cooldown_minutes,
+            });
+        }
+    }
+
     if !errors.0.is_empty() {
         return Err(ConfigErrors(errors.0));
     }
@@ -600,6 +698,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             catch_up_minutes: schf.catch_up_minutes,
             list: schedules,
         },
+        mappings,
     })
 }
 

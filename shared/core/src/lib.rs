@@ -5,6 +5,7 @@
 //! nothing about AWS or HTTP. Callers pass `now` and ids in.
 
 pub mod cost;
+pub mod events;
 pub mod ids;
 pub mod keys;
 pub mod message;

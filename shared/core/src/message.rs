@@ -37,6 +37,14 @@ pub enum Message {
     TaskOutput { task: TaskId, revision: u32 },
     /// The director asks for a review of the revision's output.
     ReviewRequested { task: TaskId, revision: u32 },
+    /// An event from outside (webhook) or from measurement, to be matched
+    /// against events.yaml. `data_json` is the event's data object as JSON.
+    EventReceived {
+        event_id: String,
+        event_type: String,
+        data_json: String,
+        received_ms: u64,
+    },
     /// Try a task the budget gate parked again (the budget was raised).
     ResumeTask { task: TaskId, revision: u32 },
     /// A task failed permanently outside review (model or input error).
@@ -84,6 +92,7 @@ impl Message {
             | Message::TaskOutput { .. }
             | Message::TaskFailed { .. }
             | Message::ResumeTask { .. }
+            | Message::EventReceived { .. }
             | Message::ReviewDecided { .. } => QueueName::Director,
             Message::TaskReady { .. } => QueueName::Agent,
             Message::ReviewRequested { .. } => QueueName::Review,
@@ -98,13 +107,14 @@ impl Message {
             Message::ReviewRequested { .. } => "ReviewRequested",
             Message::TaskFailed { .. } => "TaskFailed",
             Message::ResumeTask { .. } => "ResumeTask",
+            Message::EventReceived { .. } => "EventReceived",
             Message::ReviewDecided { .. } => "ReviewDecided",
         }
     }
 
     pub fn task(&self) -> Option<&TaskId> {
         match self {
-            Message::GoalSubmitted { .. } => None,
+            Message::GoalSubmitted { .. } | Message::EventReceived { .. } => None,
             Message::TaskReady { task, .. }
             | Message::TaskOutput { task, .. }
             | Message::ReviewRequested { task, .. }
@@ -120,6 +130,7 @@ impl Envelope {
     pub fn new(tenant: TenantId, goal: GoalId, message: Message) -> Self {
         let idempotency_key = match &message {
             Message::GoalSubmitted { .. } => keys::goal_submitted(&tenant, &goal),
+            Message::EventReceived { event_id, .. } => format!("{tenant}:event:{event_id}"),
             Message::TaskReady { task, revision } => {
                 keys::task_step(&tenant, &goal, task, "ready", *revision)
             }
@@ -242,4 +253,21 @@ mod tests {
         assert_eq!(mk(0).idempotency_key, mk(0).idempotency_key);
         assert_ne!(mk(0).idempotency_key, mk(1).idempotency_key);
     }
+}
+
+/// The goal an event may start: its id is derived from the event id, so
+/// the same event can never start two goals.
+pub fn goal_for_event(event_id: &str) -> GoalId {
+    let clean: String = event_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    GoalId::new(format!("e-{clean}"))
 }

@@ -126,6 +126,10 @@ fn transact_item(table: &str, op: Op, cond: Cond) -> Result<TransactWriteItem, S
             put = match cond {
                 Cond::None => put,
                 Cond::NotExists => put.condition_expression("attribute_not_exists(PK)"),
+                Cond::NotExistsOrExpired(now) => put
+                    .condition_expression("attribute_not_exists(PK) OR #ttl < :now")
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":now", AttributeValue::N(now.to_string())),
                 Cond::Version(v) => put
                     .condition_expression("#v = :v")
                     .expression_attribute_names("#v", "version")
@@ -406,5 +410,17 @@ impl Store for DynamoStore {
             .get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())
             .await?
             .is_some())
+    }
+
+    async fn lease_holder(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
     }
 }

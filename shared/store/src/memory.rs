@@ -64,6 +64,9 @@ impl Store for MemoryStore {
                 Cond::None => true,
                 Cond::NotExists => existing.is_none(),
                 Cond::Version(v) => existing.and_then(|e| e.version) == Some(*v),
+                Cond::NotExistsOrExpired(now) => {
+                    existing.is_none_or(|e| e.ttl.is_some_and(|t| t < *now))
+                }
             };
             if !ok {
                 return Err(StoreError::Conflict(format!("{pk} / {sk}")));
@@ -216,5 +219,16 @@ impl Store for MemoryStore {
         Ok(self
             .get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())?
             .is_some())
+    }
+
+    async fn lease_holder(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())?
+            .map(|r| decode(&r))
+            .transpose()
     }
 }

@@ -96,6 +96,17 @@ pub enum Write {
         key: String,
         expires_at: u64,
     },
+    /// Takes `key` of `kind` for `holder` until `expires_at` (epoch
+    /// seconds): a conflict while another holder's lease is unexpired at
+    /// `now`. Commit it on its own, like a claim.
+    Lease {
+        tenant: TenantId,
+        kind: String,
+        key: String,
+        holder: String,
+        expires_at: u64,
+        now: u64,
+    },
     Budget {
         tenant: TenantId,
         budget: TenantBudget,
@@ -202,6 +213,14 @@ pub trait Store: Send + Sync {
     async fn budget(&self, tenant: &TenantId) -> Result<Option<TenantBudget>, StoreError>;
 
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError>;
+
+    /// The holder of a lease, if it exists (expired or not).
+    async fn lease_holder(
+        &self,
+        tenant: &TenantId,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError>;
 
     /// Whether a claim exists (see `Write::Claim`).
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError>;

@@ -14,6 +14,8 @@ pub enum Cond {
     None,
     NotExists,
     Version(u64),
+    /// Absent, or its `ttl` is before this time (epoch seconds).
+    NotExistsOrExpired(u64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -269,6 +271,24 @@ pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, 
             )?;
             r.ttl = (*expires_at > 0).then_some(*expires_at);
             put(r, Cond::NotExists)
+        }
+        Write::Lease {
+            tenant,
+            kind,
+            key: k,
+            holder,
+            expires_at,
+            now,
+        } => {
+            tenant_matches(key, tenant)?;
+            let mut r = Record::keyed(
+                keys::claim_pk(tenant, kind, k),
+                keys::CLAIM_SK.into(),
+                "claim",
+                holder,
+            )?;
+            r.ttl = Some(*expires_at);
+            put(r, Cond::NotExistsOrExpired(*now))
         }
         Write::Budget { tenant, budget } => {
             tenant_matches(key, tenant)?;
