@@ -205,6 +205,23 @@ impl DomainEvent {
     }
 }
 
+/// The goal an event may start: its id is derived from the event id, so
+/// the same event can never start two goals.
+pub fn goal_for_event(event_id: &str) -> GoalId {
+    let clean: String = event_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(100)
+        .collect();
+    GoalId::new(format!("e-{clean}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,21 +270,4 @@ mod tests {
         assert_eq!(mk(0).idempotency_key, mk(0).idempotency_key);
         assert_ne!(mk(0).idempotency_key, mk(1).idempotency_key);
     }
-}
-
-/// The goal an event may start: its id is derived from the event id, so
-/// the same event can never start two goals.
-pub fn goal_for_event(event_id: &str) -> GoalId {
-    let clean: String = event_id
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(100)
-        .collect();
-    GoalId::new(format!("e-{clean}"))
 }
