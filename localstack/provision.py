@@ -6,8 +6,11 @@ There is no second list of resources: what the template says is what exists.
 Safe to re-run: an existing stack is updated (or left alone when unchanged).
 """
 import argparse
+import io
+import re
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -51,6 +54,46 @@ def with_code_locations(body: str, bucket: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def function_binaries(template: str) -> list:
+    return re.findall(r"^\s*Binary:\s*(\S+)\s*$", template, flags=re.M)
+
+
+def package(binary: Path, root: Path) -> bytes:
+    """A Lambda zip: the binary as `bootstrap` (executable), plus config/ and
+    skills/, which every function loads at cold start."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        info = zipfile.ZipInfo("bootstrap")
+        info.external_attr = 0o755 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        z.writestr(info, binary.read_bytes())
+        for sub in ("config", "skills"):
+            for f in sorted((root / sub).rglob("*")):
+                if f.is_file():
+                    z.write(f, f.relative_to(root).as_posix())
+    return buf.getvalue()
+
+
+def upload_functions(args, template: str) -> int:
+    s3 = boto3.client("s3", endpoint_url=args.endpoint, region_name=args.region,
+                      aws_access_key_id="test", aws_secret_access_key="test")
+    try:
+        s3.create_bucket(Bucket=args.code_bucket)
+    except ClientError as e:
+        if "BucketAlready" not in str(e):
+            raise
+    root = Path(args.template).resolve().parent.parent
+    for name in function_binaries(template):
+        binary = Path(args.bin_dir) / name
+        if not binary.is_file():
+            print(f"error: {binary} is missing; build it first (cargo build -p {name})", file=sys.stderr)
+            return 1
+        data = package(binary, root)
+        s3.put_object(Bucket=args.code_bucket, Key=f"{name}.zip", Body=data)
+        print(f"uploaded {name}.zip ({len(data) / 1e6:.1f} MB)")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--endpoint", required=True)
@@ -61,6 +104,8 @@ def main() -> int:
     ap.add_argument("--with-functions", action="store_true",
                     help="also deploy the Lambda functions (needs built code)")
     ap.add_argument("--code-bucket", default="mktg-artifacts")
+    ap.add_argument("--bin-dir", default="target/debug",
+                    help="where the function binaries are (with --with-functions)")
     ap.add_argument("--timeout", type=int, default=120)
     args = ap.parse_args()
 
@@ -69,7 +114,12 @@ def main() -> int:
         aws_access_key_id="test", aws_secret_access_key="test",
         config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=60),
     )
-    body = with_code_locations(Path(args.template).read_text(), args.code_bucket)
+    raw = Path(args.template).read_text()
+    body = with_code_locations(raw, args.code_bucket)
+    if args.with_functions:
+        rc = upload_functions(args, raw)
+        if rc:
+            return rc
     params = [{"ParameterKey": "DeployFunctions",
                "ParameterValue": "true" if args.with_functions else "false"}]
     caps = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]

@@ -21,15 +21,11 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The variables `localstack/up` wrote.
-pub fn emulator_env() -> HashMap<String, String> {
-    let path = repo_root().join(".mktg/emulator.env");
-    let iter = dotenvy::from_path_iter(&path).unwrap_or_else(|e| {
-        panic!(
-            "cannot read {} ({e}). Start and provision the emulator first: localstack/up",
-            path.display()
-        )
-    });
+/// The variables `localstack/up` (or `localstack/deploy`) wrote.
+pub fn emulator_env(file: &str, how: &str) -> HashMap<String, String> {
+    let path = repo_root().join(".mktg").join(file);
+    let iter = dotenvy::from_path_iter(&path)
+        .unwrap_or_else(|e| panic!("cannot read {} ({e}). Run {how} first", path.display()));
     iter.map(|kv| kv.unwrap()).collect()
 }
 
@@ -44,8 +40,17 @@ pub struct Emulator {
     pub settings: Settings,
 }
 
+/// The stack `localstack/up` provisioned for in-process handlers.
 pub async fn emulator() -> Emulator {
-    let mut env = emulator_env();
+    connect(emulator_env("emulator.env", "localstack/up")).await
+}
+
+/// The stack `localstack/deploy` deployed with the real Lambda functions.
+pub async fn deployed() -> Emulator {
+    connect(emulator_env("deployed.env", "localstack/deploy")).await
+}
+
+async fn connect(mut env: HashMap<String, String>) -> Emulator {
     env.insert("MKTG_ROOT".into(), repo_root().display().to_string());
     env.remove("ANTHROPIC_API_KEY");
     let endpoint = env["AWS_ENDPOINT_URL"].clone();
@@ -65,7 +70,10 @@ pub async fn emulator() -> Emulator {
         .send()
         .await;
     if let Err(e) = probe {
-        panic!("the emulator at {endpoint} does not answer or lacks table {} ({e:?}). Run localstack/up first.", settings.table_name);
+        panic!(
+            "the emulator at {endpoint} does not answer or lacks table {} ({e:?}). Run localstack/up (and localstack/deploy) first.",
+            settings.table_name
+        );
     }
     Emulator { env, aws, settings }
 }

@@ -1,0 +1,71 @@
+//! The real Lambda binaries, deployed from infra/template.yaml into the
+//! emulator by `localstack/deploy`: the emulator runs them as processes
+//! wired by SQS event source mappings. Nothing runs in this test process but
+//! the client.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use aws_sdk_lambda::primitives::Blob;
+use mktg_core::{Envelope, GoalId, GoalStatus, Message, TaskStatus, TenantId};
+use mktg_it::{deployed, fresh_tenant};
+use mktg_store::GoalKey;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goal_completes_through_the_emulator_hosted_functions() {
+    let emu = deployed().await;
+    let deps = emu.deps();
+    let tenant = TenantId::new(fresh_tenant("it-lambda"));
+    let goal = GoalId::new("g-lambda");
+    deps.bus
+        .send(&Envelope::new(
+            tenant.clone(),
+            goal.clone(),
+            Message::GoalSubmitted { text: "Lift trial signups".into(), pipeline: Some("Conversion Sprint".into()), priority: Default::default(), source: None, submitted_ms: 1 },
+        ))
+        .await
+        .unwrap();
+    let key = GoalKey::new(tenant, goal);
+    let start = Instant::now();
+    let state = loop {
+        let s = deps.store.goal_state(&key).await.unwrap();
+        if s.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
+            break s;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "not settled: {:?}", s.traces);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(state.goal.unwrap().status, GoalStatus::Completed);
+    assert!(state.tasks.iter().all(|t| t.status == TaskStatus::Approved));
+    assert_eq!(state.outputs.len(), 5, "four tasks, copywriting twice");
+    assert_eq!(state.cost.calls, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_function_answers_a_function_url_request() {
+    let emu = deployed().await;
+    let lambda = aws_sdk_lambda::Client::new(&emu.aws);
+    let functions = lambda.list_functions().send().await.unwrap();
+    let stack = emu.env["MKTG_STACK"].clone();
+    let name = functions
+        .functions()
+        .iter()
+        .filter_map(|f| f.function_name())
+        .find(|n| n.starts_with(&format!("{stack}-WebhookIntakeFunction")))
+        .expect("webhook function deployed")
+        .to_string();
+    // A function URL request for a source with no secret configured.
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/hubspot", "rawQueryString": "",
+        "headers": {"content-type": "application/json"},
+        "requestContext": {"http": {"method": "POST", "path": "/hubspot", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+                           "accountId": "anonymous", "apiId": "x", "domainName": "x", "domainPrefix": "x", "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:06:00:00 +0000", "timeEpoch": 1_795_586_400_000_i64},
+        "body": "{\"id\":\"1\",\"type\":\"x\"}", "isBase64Encoded": false
+    });
+    let out = lambda.invoke().function_name(&name).payload(Blob::new(event.to_string())).send().await.unwrap();
+    assert!(out.function_error().is_none(), "{:?}", out.payload());
+    let response: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+    assert_eq!(response["statusCode"], 404, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["error"], "unknown_source");
+}
