@@ -21,7 +21,13 @@ async fn a_goal_completes_through_the_emulator_hosted_functions() {
         .send(&Envelope::new(
             tenant.clone(),
             goal.clone(),
-            Message::GoalSubmitted { text: "Lift trial signups".into(), pipeline: Some("Conversion Sprint".into()), priority: Default::default(), source: None, submitted_ms: 1 },
+            Message::GoalSubmitted {
+                text: "Lift trial signups".into(),
+                pipeline: Some("Conversion Sprint".into()),
+                priority: Default::default(),
+                source: None,
+                submitted_ms: 1,
+            },
         ))
         .await
         .unwrap();
@@ -32,7 +38,11 @@ async fn a_goal_completes_through_the_emulator_hosted_functions() {
         if s.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
             break s;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "not settled: {:?}", s.traces);
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not settled: {:?}",
+            s.traces
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
     assert_eq!(state.goal.unwrap().status, GoalStatus::Completed);
@@ -62,7 +72,13 @@ async fn the_webhook_function_answers_a_function_url_request() {
                            "accountId": "anonymous", "apiId": "x", "domainName": "x", "domainPrefix": "x", "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:06:00:00 +0000", "timeEpoch": 1_795_586_400_000_i64},
         "body": "{\"id\":\"1\",\"type\":\"x\"}", "isBase64Encoded": false
     });
-    let out = lambda.invoke().function_name(&name).payload(Blob::new(event.to_string())).send().await.unwrap();
+    let out = lambda
+        .invoke()
+        .function_name(&name)
+        .payload(Blob::new(event.to_string()))
+        .send()
+        .await
+        .unwrap();
     assert!(out.function_error().is_none(), "{:?}", out.payload());
     let response: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
     assert_eq!(response["statusCode"], 404, "{response}");
