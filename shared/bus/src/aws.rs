@@ -77,31 +77,7 @@ impl Bus for SqsEventBridgeBus {
     async fn publish(&self, event: &DomainEvent) -> Result<(), BusError> {
         let detail = serde_json::to_string(event)
             .map_err(|e| BusError::Permanent(format!("cannot encode event: {e}")))?;
-        let entry = PutEventsRequestEntry::builder()
-            .event_bus_name(&self.bus_name)
-            .source(EVENT_SOURCE)
-            .detail_type(&event.kind)
-            .detail(detail)
-            .build();
-        let out = self
-            .events
-            .put_events()
-            .entries(entry)
-            .send()
-            .await
-            .map_err(|e| sdk_error("PutEvents", e))?;
-        if out.failed_entry_count() > 0 {
-            let why = out
-                .entries()
-                .iter()
-                .filter_map(|e| e.error_message())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(BusError::Transient(format!(
-                "PutEvents rejected the event: {why}"
-            )));
-        }
-        Ok(())
+        self.put_external(EVENT_SOURCE, &event.kind, &detail).await
     }
 
     async fn put_external(
