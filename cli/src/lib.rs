@@ -2,6 +2,7 @@
 //! function's handler, and `mktg dev`'s queue pollers.
 
 pub mod dev;
+pub mod dlq;
 pub mod show;
 
 use mktg_boot::{Deps, HandlerError};

@@ -98,6 +98,12 @@ enum Command {
     },
     /// Run one scheduler tick now (what the every-minute rule does).
     Tick,
+    /// Dead-letter queues: `dlq list` shows each dead message with its task;
+    /// `dlq redrive` sends them all back to their queues.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Spend by month: total, per goal, per skill and per model.
     Cost {
         /// Only this goal's cost.
@@ -120,6 +126,17 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
     },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Show dead messages (not consumed).
+    List {
+        #[arg(long, default_value_t = 50)]
+        max: usize,
+    },
+    /// Send every dead message back to its queue; safe, handlers dedupe.
+    Redrive,
 }
 
 #[derive(Subcommand)]
@@ -299,6 +316,45 @@ async fn run(cli: Cli) -> Result<()> {
             let month = month.unwrap_or_else(|| mktg_boot::month_of(deps.clock.now_ms()));
             let rows = deps.store.costs(&tenant, &month).await?;
             print!("{}", show::costs(&month, &rows));
+            Ok(())
+        }
+        Command::Dlq { action } => {
+            if settings.dlq_urls.is_empty() {
+                bail!("no dead-letter queue URLs (DIRECTOR_DLQ_URL, ...) in the environment; localstack/up writes them to .mktg/emulator.env");
+            }
+            let consumer = SqsConsumer::new(sqs_client().await);
+            match action {
+                DlqAction::List { max } => {
+                    let dead = mktg_cli::dlq::list(
+                        &consumer,
+                        deps.store.as_ref(),
+                        &settings.dlq_urls,
+                        max,
+                    )
+                    .await?;
+                    if dead.is_empty() {
+                        println!("every dead-letter queue is empty");
+                    }
+                    for d in dead {
+                        println!(
+                            "{:<8} {}  received {}x  {}{}",
+                            d.queue.as_str(),
+                            d.message_id,
+                            d.receive_count,
+                            d.what,
+                            d.task_state
+                                .map(|s| format!("  [task now {s}]"))
+                                .unwrap_or_default()
+                        );
+                    }
+                }
+                DlqAction::Redrive => {
+                    let moved =
+                        mktg_cli::dlq::redrive(&consumer, &settings.queue_urls, &settings.dlq_urls)
+                            .await?;
+                    println!("redrove {moved} message(s) to their queues");
+                }
+            }
             Ok(())
         }
         Command::Budget { action: None } => budget_show(&deps, &tenant).await,

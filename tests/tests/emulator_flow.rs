@@ -266,3 +266,71 @@ async fn a_signed_webhook_becomes_a_goal_through_the_bus_and_its_rule() {
     assert_eq!(goal.pipeline.as_deref(), Some("Conversion Sprint"));
     assert_eq!(goal.priority, mktg_core::Priority::P0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_with_their_task_and_redriven_to_their_queue() {
+    let _queues = mktg_it::QUEUES.lock().await;
+    let emu = emulator().await;
+    let deps = emu.deps();
+    let consumer = mktg_bus::SqsConsumer::new(aws_sdk_sqs::Client::new(&emu.aws));
+    let tenant = TenantId::new(fresh_tenant("it-dlq"));
+    let env = Envelope::new(
+        tenant.clone(),
+        GoalId::new("g-dead"),
+        Message::TaskOutput {
+            task: "01-seo-audit".into(),
+            revision: 0,
+        },
+    );
+    let dlq = emu.settings.dlq_urls[&mktg_core::QueueName::Director].clone();
+    consumer
+        .send_raw(&dlq, &serde_json::to_string(&env).unwrap())
+        .await
+        .unwrap();
+    consumer.send_raw(&dlq, "{not json").await.unwrap();
+
+    let dead = mktg_cli::dlq::list(&consumer, deps.store.as_ref(), &emu.settings.dlq_urls, 50)
+        .await
+        .unwrap();
+    let ours = dead
+        .iter()
+        .find(|d| d.what.contains(tenant.as_str()))
+        .expect("listed");
+    assert_eq!(
+        ours.what,
+        format!("TaskOutput tenant {tenant} goal g-dead task 01-seo-audit")
+    );
+    assert!(dead.iter().any(|d| d.what.starts_with("unreadable body")));
+    // Listing consumed nothing.
+    assert_eq!(
+        mktg_cli::dlq::list(&consumer, deps.store.as_ref(), &emu.settings.dlq_urls, 50)
+            .await
+            .unwrap()
+            .len(),
+        dead.len()
+    );
+
+    let moved = mktg_cli::dlq::redrive(&consumer, &emu.settings.queue_urls, &emu.settings.dlq_urls)
+        .await
+        .unwrap();
+    assert_eq!(moved, dead.len());
+    assert!(
+        mktg_cli::dlq::list(&consumer, deps.store.as_ref(), &emu.settings.dlq_urls, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Both are back on the director queue; take them off again.
+    let director = emu.settings.queue_urls[&mktg_core::QueueName::Director].clone();
+    let mut back = 0;
+    for _ in 0..10 {
+        for m in consumer.receive(&director, 10, 1).await.unwrap() {
+            consumer.delete(&director, &m.receipt_handle).await.unwrap();
+            back += 1;
+        }
+        if back >= moved {
+            break;
+        }
+    }
+    assert_eq!(back, moved);
+}

@@ -11,7 +11,7 @@ mod settings;
 
 pub use deps::{choose_model, BootError, Clock, Deps, SystemClock};
 pub use error::HandlerError;
-pub use runner::{handle_record, run_sqs_batch, RecordOutcome};
+pub use runner::{decode, handle_record, run_sqs_batch, RecordOutcome};
 pub use settings::{Secret, Settings, SettingsError};
 
 /// JSON logs under Lambda (or when `MKTG_LOG_FORMAT=json`), readable text

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub struct Settings {
     pub table_name: String,
     pub queue_urls: HashMap<QueueName, String>,
+    /// Dead-letter queue URLs (optional: only operators' tools need them).
+    pub dlq_urls: HashMap<QueueName, String>,
     pub event_bus_name: String,
     pub config_dir: PathBuf,
     pub skills_dir: PathBuf,
@@ -67,12 +69,22 @@ impl Settings {
         if !missing.is_empty() {
             return Err(SettingsError { missing });
         }
+        let dlq_urls = [
+            (QueueName::Director, "DIRECTOR_DLQ_URL"),
+            (QueueName::Agent, "AGENT_DLQ_URL"),
+            (QueueName::Review, "REVIEW_DLQ_URL"),
+            (QueueName::Tool, "TOOL_DLQ_URL"),
+        ]
+        .into_iter()
+        .filter_map(|(q, var)| lookup(var).map(|url| (q, url)))
+        .collect();
         let root = lookup("MKTG_ROOT")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."));
         Ok(Settings {
             table_name,
             queue_urls,
+            dlq_urls,
             event_bus_name,
             config_dir: lookup("MKTG_CONFIG_DIR")
                 .map(PathBuf::from)

@@ -123,6 +123,19 @@ pub struct Received {
     pub receive_count: u32,
 }
 
+fn received(m: &aws_sdk_sqs::types::Message) -> Received {
+    Received {
+        message_id: m.message_id().unwrap_or_default().to_string(),
+        receipt_handle: m.receipt_handle().unwrap_or_default().to_string(),
+        body: m.body().unwrap_or_default().to_string(),
+        receive_count: m
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1),
+    }
+}
+
 /// Polls a queue like Lambda's event source mapping: receive a batch, let the
 /// caller handle it, delete only the messages that succeeded. Failed messages
 /// reappear after the visibility timeout; SQS moves them to the DLQ after
@@ -153,20 +166,35 @@ impl SqsConsumer {
             .send()
             .await
             .map_err(|e| sdk_error("ReceiveMessage", e))?;
-        Ok(out
-            .messages()
-            .iter()
-            .map(|m| Received {
-                message_id: m.message_id().unwrap_or_default().to_string(),
-                receipt_handle: m.receipt_handle().unwrap_or_default().to_string(),
-                body: m.body().unwrap_or_default().to_string(),
-                receive_count: m
-                    .attributes()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-            })
-            .collect())
+        Ok(out.messages().iter().map(received).collect())
+    }
+
+    /// Reads up to `max` messages without hiding them (visibility 0), for
+    /// listing a dead-letter queue.
+    pub async fn peek(&self, url: &str, max: i32) -> Result<Vec<Received>, BusError> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(max.clamp(1, 10))
+            .visibility_timeout(0)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(|e| sdk_error("ReceiveMessage", e))?;
+        Ok(out.messages().iter().map(received).collect())
+    }
+
+    /// Sends a raw body (a redriven message) to a queue.
+    pub async fn send_raw(&self, url: &str, body: &str) -> Result<(), BusError> {
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(|e| sdk_error("SendMessage", e))?;
+        Ok(())
     }
 
     pub async fn delete(&self, url: &str, receipt_handle: &str) -> Result<(), BusError> {
