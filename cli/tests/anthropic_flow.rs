@@ -44,9 +44,31 @@ fn context_answer() -> serde_json::Value {
            "usage": {"input_tokens": 2000, "output_tokens": 600, "cache_creation_input_tokens": 1500, "cache_read_input_tokens": 0}})
 }
 
+/// In-memory deps whose model is Claude at the mock server.
+fn deps_for(server: &MockServer) -> (Arc<MemoryStore>, Arc<MemoryBus>, Deps) {
+    let store = Arc::new(MemoryStore::new());
+    let bus = Arc::new(MemoryBus::new());
+    let deps = Deps::new(
+        store.clone(),
+        bus.clone(),
+        claude(server),
+        Arc::new(mktg_testkit::real_config()),
+        Arc::new(mktg_testkit::StepClock::new(1)),
+    );
+    (store, bus, deps)
+}
+
+/// What a run of the queues saw.
+#[derive(Debug, Default, PartialEq)]
+struct Deliveries {
+    retries: usize,
+    failures: usize,
+}
+
 /// Submits the Foundation pipeline and delivers until the queues are empty;
-/// retried messages go back to their queue. Returns the number of retries.
-async fn run_foundation(deps: &Deps, bus: &MemoryBus) -> usize {
+/// messages for which `twice` holds are delivered twice in a row, retried
+/// messages go back to their queue.
+async fn run_foundation(deps: &Deps, bus: &MemoryBus, twice: fn(&Message) -> bool) -> Deliveries {
     bus.send_now(&Envelope::new(
         TenantId::new("t"),
         GoalId::new("g"),
@@ -59,19 +81,21 @@ async fn run_foundation(deps: &Deps, bus: &MemoryBus) -> usize {
         },
     ))
     .await;
-    let mut retries = 0;
+    let mut seen = Deliveries::default();
     for _ in 0..100 {
         let mut any = false;
         for q in QueueName::ALL {
             while let Some(env) = bus.pop(q) {
                 any = true;
-                match dispatch(deps, q, env.clone()).await {
-                    Ok(()) => {}
-                    Err(HandlerError::Retry(_)) => {
-                        retries += 1;
-                        bus.send_now(&env).await;
+                for _ in 0..if twice(&env.message) { 2 } else { 1 } {
+                    match dispatch(deps, q, env.clone()).await {
+                        Ok(()) => {}
+                        Err(HandlerError::Retry(_)) => {
+                            seen.retries += 1;
+                            bus.send_now(&env).await;
+                        }
+                        Err(HandlerError::Fail(_)) => seen.failures += 1,
                     }
-                    Err(HandlerError::Fail(_)) => {}
                 }
             }
         }
@@ -79,7 +103,7 @@ async fn run_foundation(deps: &Deps, bus: &MemoryBus) -> usize {
             break;
         }
     }
-    retries
+    seen
 }
 
 #[tokio::test]
@@ -90,47 +114,14 @@ async fn a_redelivered_turn_makes_one_call_at_the_api_and_records_its_cost_once(
         .respond_with(ResponseTemplate::new(200).set_body_json(context_answer()))
         .mount(&server)
         .await;
-    let store = Arc::new(MemoryStore::new());
-    let bus = Arc::new(MemoryBus::new());
-    let deps = Deps::new(
-        store.clone(),
-        bus.clone(),
-        claude(&server),
-        Arc::new(mktg_testkit::real_config()),
-        Arc::new(mktg_testkit::StepClock::new(1)),
-    );
+    let (store, bus, deps) = deps_for(&server);
     // Deliver every TaskReady twice: the second delivery finds the stored turn.
-    bus.send_now(&Envelope::new(
-        TenantId::new("t"),
-        GoalId::new("g"),
-        Message::GoalSubmitted {
-            text: "Write our marketing context".into(),
-            pipeline: Some("Foundation".into()),
-            priority: Default::default(),
-            source: None,
-            submitted_ms: 1,
-        },
-    ))
-    .await;
-    for _ in 0..100 {
-        let mut any = false;
-        for q in QueueName::ALL {
-            while let Some(env) = bus.pop(q) {
-                any = true;
-                let times = if matches!(env.message, Message::TaskReady { .. }) {
-                    2
-                } else {
-                    1
-                };
-                for _ in 0..times {
-                    dispatch(&deps, q, env.clone()).await.unwrap();
-                }
-            }
-        }
-        if !any {
-            break;
-        }
-    }
+    let seen = run_foundation(&deps, &bus, |m| matches!(m, Message::TaskReady { .. })).await;
+    assert_eq!(
+        seen,
+        Deliveries::default(),
+        "no delivery failed or was retried"
+    );
     let s = store
         .goal_state(&GoalKey::new("t".into(), "g".into()))
         .await
@@ -155,17 +146,9 @@ async fn a_permanent_api_error_fails_the_task_with_the_apis_message() {
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"type": "error", "error": {"type": "invalid_request_error", "message": "prompt is too long: 210000 tokens > 200000 maximum"}})))
         .mount(&server)
         .await;
-    let store = Arc::new(MemoryStore::new());
-    let bus = Arc::new(MemoryBus::new());
-    let deps = Deps::new(
-        store.clone(),
-        bus.clone(),
-        claude(&server),
-        Arc::new(mktg_testkit::real_config()),
-        Arc::new(mktg_testkit::StepClock::new(1)),
-    );
-    let retries = run_foundation(&deps, &bus).await;
-    assert_eq!(retries, 0, "a 400 is never retried");
+    let (store, bus, deps) = deps_for(&server);
+    let seen = run_foundation(&deps, &bus, |_| false).await;
+    assert_eq!(seen.retries, 0, "a 400 is never retried");
     let s = store
         .goal_state(&GoalKey::new("t".into(), "g".into()))
         .await
