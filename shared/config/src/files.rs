@@ -200,3 +200,78 @@ pub struct MappingEntry {
     #[serde(default)]
     pub cooldown_minutes: u32,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsFile {
+    #[serde(default)]
+    pub defaults: ToolDefaultsEntry,
+    #[serde(default)]
+    pub servers: BTreeMap<String, S<ToolServerEntry>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolDefaultsEntry {
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub max_result_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolServerEntry {
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub command: Option<S<String>>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub url: Option<S<String>>,
+    #[serde(default)]
+    pub env: Vec<S<String>>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub skills: Vec<S<String>>,
+    #[serde(default)]
+    pub capabilities: Vec<S<String>>,
+    #[serde(default)]
+    pub effect: Option<S<String>>,
+    #[serde(default)]
+    pub approval: Option<S<String>>,
+    #[serde(default)]
+    pub rate: RateEntry,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub tools: BTreeMap<String, S<ToolEntry>>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RateEntry {
+    #[serde(default)]
+    pub per_second: Option<u32>,
+    #[serde(default)]
+    pub per_minute: Option<u32>,
+    #[serde(default)]
+    pub per_day: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolEntry {
+    #[serde(default)]
+    pub effect: Option<S<String>>,
+    #[serde(default)]
+    pub approval: Option<S<String>>,
+    #[serde(default)]
+    pub rate: Option<RateEntry>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}

@@ -14,6 +14,7 @@ pub use load::load;
 use mktg_core::model::Priority;
 use mktg_core::plan::{CategoryRule, Step};
 use mktg_core::review::StructuralRules;
+use mktg_core::tools::{Approval, Effect, Rate};
 use mktg_core::SkillName;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -136,6 +137,136 @@ pub struct Config {
     pub models: Models,
     pub schedules: Schedules,
     pub mappings: Vec<Mapping>,
+    pub tools: Tools,
+}
+
+/// How the tool host reaches an MCP server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ToolTransport {
+    /// A child process speaking MCP over stdin/stdout.
+    Stdio { command: String, args: Vec<String> },
+    /// A streamable HTTP endpoint. Header values may name `${VAR}`s, read
+    /// from the environment when connecting.
+    Http {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+/// The policy of one tool (server defaults with the tool's overrides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ToolPolicy {
+    pub effect: Effect,
+    pub approval: Approval,
+    pub rate: Rate,
+    pub timeout_ms: u64,
+}
+
+/// One MCP server from tools.yaml.
+#[derive(Clone, Debug)]
+pub struct ToolServer {
+    pub name: String,
+    pub description: String,
+    pub transport: ToolTransport,
+    /// Environment variables passed to a stdio server (credentials).
+    pub env: Vec<String>,
+    /// Skills whose agents may call this server's tools.
+    pub skills: Vec<SkillName>,
+    /// Capabilities it provides, e.g. `email.send`.
+    pub capabilities: Vec<String>,
+    pub effect: Effect,
+    pub approval: Option<Approval>,
+    pub rate: Rate,
+    pub timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub max_result_bytes: usize,
+    /// Per-tool overrides, by the server's own tool name.
+    pub overrides: BTreeMap<String, ToolOverride>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ToolOverride {
+    pub effect: Option<Effect>,
+    pub approval: Option<Approval>,
+    pub rate: Option<Rate>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl ToolServer {
+    pub fn policy(&self, tool: &str) -> ToolPolicy {
+        let o = self.overrides.get(tool).copied().unwrap_or_default();
+        let effect = o.effect.unwrap_or(self.effect);
+        ToolPolicy {
+            effect,
+            approval: o
+                .approval
+                .or(self.approval)
+                .unwrap_or_else(|| Approval::default_for(effect)),
+            rate: o.rate.unwrap_or(self.rate),
+            timeout_ms: o.timeout_ms.unwrap_or(self.timeout_ms),
+        }
+    }
+
+    pub fn allows(&self, skill: &SkillName) -> bool {
+        self.skills.contains(skill)
+    }
+
+    /// Every environment variable the server needs: `env` plus the
+    /// `${VAR}`s its headers name.
+    pub fn credential_vars(&self) -> Vec<String> {
+        let mut vars = self.env.clone();
+        if let ToolTransport::Http { headers, .. } = &self.transport {
+            for value in headers.values() {
+                vars.extend(env_refs(value));
+            }
+        }
+        vars.sort();
+        vars.dedup();
+        vars
+    }
+}
+
+/// The `${VAR}` names in a header value.
+pub fn env_refs(value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let after = &rest[start + 2..];
+        match after.find('}') {
+            Some(end) => {
+                out.push(after[..end].to_string());
+                rest = &after[end + 1..];
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+/// tools.yaml: the MCP servers agents may use.
+#[derive(Clone, Debug, Default)]
+pub struct Tools {
+    pub file: PathBuf,
+    pub servers: BTreeMap<String, ToolServer>,
+}
+
+impl Tools {
+    /// The servers a skill may use.
+    pub fn for_skill<'a>(&'a self, skill: &'a SkillName) -> impl Iterator<Item = &'a ToolServer> {
+        self.servers.values().filter(move |s| s.allows(skill))
+    }
+
+    /// The server providing a capability (`email.send`) to a skill, if one
+    /// is configured: skills ask for what they need, the tenant's config
+    /// says which vendor does it.
+    pub fn provider_of<'a>(
+        &'a self,
+        capability: &str,
+        skill: &'a SkillName,
+    ) -> Option<&'a ToolServer> {
+        self.for_skill(skill)
+            .find(|s| s.capabilities.iter().any(|c| c == capability))
+    }
 }
 
 impl Models {

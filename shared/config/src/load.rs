@@ -2,17 +2,18 @@
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::files::{
-    BudgetFile, CondValue, EventsFile, ModelsFile, PipelinesFile, RoutingFile, SchedulesFile,
-    SkillsFile, StepEntry, S,
+    BudgetFile, CondValue, EventsFile, ModelsFile, PipelinesFile, RateEntry, RoutingFile,
+    SchedulesFile, SkillsFile, StepEntry, ToolsFile, S,
 };
 use crate::{
     closest, Budget, Category, Config, Mapping, Models, Paths, Pipeline, Schedule, ScheduleTarget,
-    Schedules, Skill,
+    Schedules, Skill, ToolOverride, ToolServer, ToolTransport, Tools,
 };
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
 use mktg_core::plan::Step;
 use mktg_core::review::StructuralRules;
+use mktg_core::tools::{Approval, Effect, Rate};
 use mktg_core::SkillName;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,6 +98,16 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     let schedules_file: Option<SchedulesFile> = read_yaml(&schedules_path, &mut errors);
     let events_path = dir.join("events.yaml");
     let events_file: Option<EventsFile> = read_yaml(&events_path, &mut errors);
+
+    let root = dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.clone());
+    let known_skills: BTreeSet<String> = skills_file
+        .as_ref()
+        .map(|sf| sf.skills.iter().map(|s| s.name.value.clone()).collect())
+        .unwrap_or_default();
+    let tools = load_tools(&dir.join("tools.yaml"), &root, &known_skills, &mut errors);
 
     let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf), Some(schf), Some(evf)) = (
         skills_file,
@@ -699,7 +710,211 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             list: schedules,
         },
         mappings,
+        tools,
     })
+}
+
+/// tools.yaml is optional: without it agents have no tools.
+fn load_tools(
+    path: &Path,
+    root: &Path,
+    skill_names: &BTreeSet<String>,
+    errors: &mut Errors,
+) -> Tools {
+    let mut tools = Tools {
+        file: path.to_path_buf(),
+        servers: BTreeMap::new(),
+    };
+    if !path.exists() {
+        return tools;
+    }
+    let Some(file): Option<ToolsFile> = read_yaml(path, errors) else {
+        return tools;
+    };
+    let connect_timeout_ms = file.defaults.connect_timeout_ms.unwrap_or(20_000);
+    let timeout_ms = file.defaults.timeout_ms.unwrap_or(30_000);
+    let max_result_bytes = file.defaults.max_result_bytes.unwrap_or(20_000);
+    for (name, entry) in &file.servers {
+        let e = &entry.value;
+        if !is_valid_id(name)
+            && !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            errors.at(
+                path,
+                entry,
+                format!("server name \"{name}\" may use only letters, digits, '-' and '_'"),
+            );
+        }
+        let transport = match (&e.command, &e.url) {
+            (Some(cmd), None) => {
+                // A relative path with a slash is relative to the project
+                // root, so `.mktg/mcp/bin/x` works from any directory.
+                let command = if cmd.value.contains('/') && !cmd.value.starts_with('/') {
+                    root.join(&cmd.value).display().to_string()
+                } else {
+                    cmd.value.clone()
+                };
+                ToolTransport::Stdio {
+                    command,
+                    args: e.args.clone(),
+                }
+            }
+            (None, Some(url)) => {
+                if !(url.value.starts_with("https://") || url.value.starts_with("http://")) {
+                    errors.at(path, url, format!("server \"{name}\": url \"{}\" must start with https:// (or http:// for a local server)", url.value));
+                }
+                ToolTransport::Http {
+                    url: url.value.clone(),
+                    headers: e.headers.clone(),
+                }
+            }
+            (Some(_), Some(url)) => {
+                errors.at(path, url, format!("server \"{name}\": give either command (stdio) or url (streamable HTTP), not both"));
+                continue;
+            }
+            (None, None) => {
+                errors.at(path, entry, format!("server \"{name}\": needs a command (stdio server) or a url (streamable HTTP server)"));
+                continue;
+            }
+        };
+        for var in &e.env {
+            if !is_env_name(&var.value) {
+                errors.at(path, var, format!("server \"{name}\": \"{}\" is not an environment variable name (use A-Z, 0-9, _)", var.value));
+            }
+        }
+        let mut skills = Vec::new();
+        for skill in &e.skills {
+            if skill_names.contains(&skill.value) {
+                skills.push(SkillName::new(skill.value.clone()));
+            } else {
+                errors.at(
+                    path,
+                    skill,
+                    format!(
+                        "server \"{name}\": unknown skill \"{}\"{}",
+                        skill.value,
+                        hint(&skill.value, skill_names)
+                    ),
+                );
+            }
+        }
+        let mut capabilities = Vec::new();
+        for cap in &e.capabilities {
+            let parts: Vec<&str> = cap.value.split('.').collect();
+            if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                errors.at(path, cap, format!("server \"{name}\": capability \"{}\" should look like area.action, e.g. email.send", cap.value));
+            }
+            capabilities.push(cap.value.clone());
+        }
+        let effect = parse_effect(path, name, e.effect.as_ref(), errors).unwrap_or_default();
+        let approval = parse_approval(path, name, e.approval.as_ref(), errors);
+        check_rate(path, name, entry, &e.rate, errors);
+        let mut overrides = BTreeMap::new();
+        for (tool, t) in &e.tools {
+            if let Some(rate) = &t.value.rate {
+                check_rate(path, name, t, rate, errors);
+            }
+            overrides.insert(
+                tool.clone(),
+                ToolOverride {
+                    effect: parse_effect(path, name, t.value.effect.as_ref(), errors),
+                    approval: parse_approval(path, name, t.value.approval.as_ref(), errors),
+                    rate: t.value.rate.map(rate_of),
+                    timeout_ms: t.value.timeout_ms,
+                },
+            );
+        }
+        tools.servers.insert(
+            name.clone(),
+            ToolServer {
+                name: name.clone(),
+                description: e.description.clone(),
+                transport,
+                env: e.env.iter().map(|v| v.value.clone()).collect(),
+                skills,
+                capabilities,
+                effect,
+                approval,
+                rate: rate_of(e.rate),
+                timeout_ms: e.timeout_ms.unwrap_or(timeout_ms),
+                connect_timeout_ms,
+                max_result_bytes,
+                overrides,
+            },
+        );
+    }
+    tools
+}
+
+fn is_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+fn rate_of(r: RateEntry) -> Rate {
+    Rate {
+        per_second: r.per_second,
+        per_minute: r.per_minute,
+        per_day: r.per_day,
+    }
+}
+
+fn check_rate<T>(path: &Path, server: &str, at: &S<T>, rate: &RateEntry, errors: &mut Errors) {
+    for (label, v) in [
+        ("per_second", rate.per_second),
+        ("per_minute", rate.per_minute),
+        ("per_day", rate.per_day),
+    ] {
+        if v == Some(0) {
+            errors.at(path, at, format!("server \"{server}\": rate {label} is 0, which would block every call (remove it for no limit)"));
+        }
+    }
+}
+
+fn parse_effect(
+    path: &Path,
+    server: &str,
+    value: Option<&S<String>>,
+    errors: &mut Errors,
+) -> Option<Effect> {
+    let v = value?;
+    let parsed = Effect::parse(&v.value);
+    if parsed.is_none() {
+        errors.at(
+            path,
+            v,
+            format!(
+                "server \"{server}\": effect \"{}\" is not one of read, write, spend",
+                v.value
+            ),
+        );
+    }
+    parsed
+}
+
+fn parse_approval(
+    path: &Path,
+    server: &str,
+    value: Option<&S<String>>,
+    errors: &mut Errors,
+) -> Option<Approval> {
+    let v = value?;
+    let parsed = Approval::parse(&v.value);
+    if parsed.is_none() {
+        errors.at(
+            path,
+            v,
+            format!(
+                "server \"{server}\": approval \"{}\" is not one of auto, ask",
+                v.value
+            ),
+        );
+    }
+    parsed
 }
 
 /// A SKILL.md starts with front matter naming the skill.

@@ -13,9 +13,11 @@ pub mod model;
 pub mod plan;
 pub mod review;
 pub mod status;
+pub mod tools;
 
 pub use ids::{GoalId, SkillName, TaskId, TenantId};
 pub use message::{DomainEvent, Envelope, Message, Outgoing, QueueName};
 pub use model::{Goal, GoalSource, Output, Priority, Task, Trace, Turn, Usage};
 pub use review::{Decision, Finding, Review, Severity};
 pub use status::{GoalStatus, TaskStatus, TransitionError};
+pub use tools::{CallStatus, Effect, ToolCall};
