@@ -98,6 +98,33 @@ enum Command {
     },
     /// Run one scheduler tick now (what the every-minute rule does).
     Tick,
+    /// MCP tool servers of config/tools.yaml. `tools check` starts or
+    /// reaches every server and lists its tools, or says exactly why not;
+    /// `tools list` shows which skills may use which servers, with policies.
+    Tools {
+        #[command(subcommand)]
+        action: ToolsAction,
+    },
+    /// List tool calls that wait for a person (writes and spends).
+    Approvals,
+    /// Approve a waiting tool call; it then runs exactly once. CALL is the
+    /// reference from `mktg approvals` (the call id alone is enough).
+    Approve {
+        call: String,
+        /// Who approves, for the record.
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+    /// Deny a waiting tool call; the agent is told why and continues
+    /// without it.
+    Deny {
+        call: String,
+        /// Why, in words the agent will read.
+        #[arg(long)]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
     /// Dead-letter queues: `dlq list` shows each dead message with its task;
     /// `dlq redrive` sends them all back to their queues.
     Dlq {
@@ -126,6 +153,17 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
     },
+}
+
+#[derive(Subcommand)]
+enum ToolsAction {
+    /// Connect to each server (or one) and list its tools.
+    Check {
+        /// Only this server.
+        server: Option<String>,
+    },
+    /// Servers, the skills that may use them, effects, approvals, limits.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -222,6 +260,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::WebhookSign { source, body, url } = &cli.command {
         return webhook_sign(source, body, url);
     }
+    if let Command::Tools { action } = &cli.command {
+        return tools_command(&cli.root, action).await;
+    }
     if std::env::var("MKTG_LOG").is_ok() || matches!(cli.command, Command::Dev { .. }) {
         std::env::set_var(
             "RUST_LOG",
@@ -250,7 +291,41 @@ async fn run(cli: Cli) -> Result<()> {
     ensure_reachable(&deps, &tenant).await?;
 
     match cli.command {
-        Command::Validate | Command::Schedules { .. } | Command::WebhookSign { .. } => Ok(()),
+        Command::Validate
+        | Command::Schedules { .. }
+        | Command::WebhookSign { .. }
+        | Command::Tools { .. } => Ok(()),
+        Command::Approvals => {
+            let pending = mktg_cli::approvals::list(&deps, &tenant).await?;
+            if pending.is_empty() {
+                println!("no tool call is waiting for approval");
+            }
+            for a in pending {
+                println!(
+                    "{}  {} ({})  goal {}  task {}\n    arguments: {}\n    mktg approve {}   |   mktg deny {} --reason \"...\"",
+                    a.reference, a.tool, a.effect, a.goal, a.task, a.input, a.call, a.call
+                );
+            }
+            Ok(())
+        }
+        Command::Approve { call, by } => {
+            let c = mktg_cli::approvals::approve(&deps, &tenant, &call, &by).await?;
+            println!(
+                "approved {} ({}); it is queued and runs once (watch: mktg status)",
+                c.reference(),
+                c.name
+            );
+            Ok(())
+        }
+        Command::Deny { call, reason, by } => {
+            let c = mktg_cli::approvals::deny(&deps, &tenant, &call, &by, &reason).await?;
+            println!(
+                "denied {} ({}); the agent continues without it",
+                c.reference(),
+                c.name
+            );
+            Ok(())
+        }
         Command::Tick => {
             let report = scheduler_tick::tick(&deps, &tenant, deps.clock.now_ms()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -420,14 +495,32 @@ fn validate(root: &std::path::Path) -> Result<()> {
     match mktg_config::load(&mktg_config::Paths::under(root)) {
         Ok(cfg) => {
             println!(
-                "config OK: {} skills in {} squads, {} pipelines, {} categories, {} budget levels, {} model tiers",
+                "config OK: {} skills in {} squads, {} pipelines, {} categories, {} budget levels, {} model tiers, {} tool servers",
                 cfg.skills.len(),
                 cfg.squads.len(),
                 cfg.pipelines.len(),
                 cfg.categories.len(),
                 cfg.budget.levels.len(),
-                cfg.models.tiers.len()
+                cfg.models.tiers.len(),
+                cfg.tools.servers.len()
             );
+            // Credentials are read when a server starts: missing ones are
+            // warnings here, since the deployment may provide them.
+            for s in cfg.tools.servers.values() {
+                let missing: Vec<String> = s
+                    .credential_vars()
+                    .into_iter()
+                    .filter(|v| std::env::var_os(v).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    println!(
+                        "warning: {}: tool server \"{}\" needs {} (not set here)",
+                        cfg.tools.file.display(),
+                        s.name,
+                        missing.join(", ")
+                    );
+                }
+            }
             Ok(())
         }
         Err(e) => {
@@ -601,6 +694,108 @@ async fn watch(deps: &Deps, tenant: &TenantId, goal: &GoalId, run: &RunArgs) -> 
             );
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn tools_command(root: &std::path::Path, action: &ToolsAction) -> Result<()> {
+    let config = match mktg_config::load(&mktg_config::Paths::under(root)) {
+        Ok(c) => c,
+        Err(errors) => bail!("config is invalid (run mktg validate):\n{errors}"),
+    };
+    let tools = &config.tools;
+    if tools.servers.is_empty() {
+        println!(
+            "no tool servers: {} does not exist or lists none (copy entries from config/tools.example.yaml)",
+            tools.file.display()
+        );
+        return Ok(());
+    }
+    match action {
+        ToolsAction::List => {
+            for s in tools.servers.values() {
+                let how = match &s.transport {
+                    mktg_config::ToolTransport::Stdio { command, args } => {
+                        format!("stdio: {command} {}", args.join(" "))
+                    }
+                    mktg_config::ToolTransport::Http { url, .. } => format!("http: {url}"),
+                };
+                let policy = s.policy("");
+                println!(
+                    "{}  ({how})\n    skills: {}\n    default effect {}, approval {:?}, timeout {} ms{}",
+                    s.name,
+                    s.skills.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "),
+                    policy.effect,
+                    policy.approval,
+                    policy.timeout_ms,
+                    if s.capabilities.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", provides {}", s.capabilities.join(", "))
+                    }
+                );
+            }
+            Ok(())
+        }
+        ToolsAction::Check { server } => {
+            let names: Vec<String> = match server {
+                Some(name) => {
+                    if !tools.servers.contains_key(name) {
+                        let known: Vec<&str> = tools.servers.keys().map(String::as_str).collect();
+                        bail!(
+                            "no server \"{name}\" in {}; known: {}",
+                            tools.file.display(),
+                            known.join(", ")
+                        );
+                    }
+                    vec![name.clone()]
+                }
+                None => tools.servers.keys().cloned().collect(),
+            };
+            let host = mktg_tools::McpHost::new(tools.clone());
+            let mut failed = 0;
+            for name in names {
+                let Some(s) = tools.servers.get(&name) else {
+                    continue;
+                };
+                let missing: Vec<String> = s
+                    .credential_vars()
+                    .into_iter()
+                    .filter(|v| std::env::var_os(v).is_none())
+                    .collect();
+                if !missing.is_empty() {
+                    println!(
+                        "! {name}: environment variables not set: {}",
+                        missing.join(", ")
+                    );
+                }
+                let started = Instant::now();
+                match mktg_tools::ToolHost::list_server(&host, &name).await {
+                    Ok(defs) => {
+                        println!(
+                            "ok {name}: {} tool(s) in {} ms",
+                            defs.len(),
+                            started.elapsed().as_millis()
+                        );
+                        for d in defs {
+                            println!(
+                                "    {:<44} {:<5} {:?}",
+                                d.name,
+                                d.policy.effect.to_string(),
+                                d.policy.approval
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAILED {name}: {e}");
+                    }
+                }
+            }
+            if failed > 0 {
+                bail!("{failed} tool server(s) could not be listed");
+            }
+            Ok(())
+        }
     }
 }
 

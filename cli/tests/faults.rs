@@ -119,6 +119,22 @@ impl Store for CrashingStore {
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {
         self.inner.parked(tenant).await
     }
+    async fn call(
+        &self,
+        key: &GoalKey,
+        task: &mktg_core::TaskId,
+        revision: u32,
+        turn: u32,
+        id: &str,
+    ) -> Result<Option<mktg_core::ToolCall>, StoreError> {
+        self.inner.call(key, task, revision, turn, id).await
+    }
+    async fn approvals(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<mktg_store::PendingApproval>, StoreError> {
+        self.inner.approvals(tenant).await
+    }
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         self.inner.claimed(tenant, kind, key).await
     }
@@ -213,10 +229,11 @@ fn counting_model() -> Arc<CountingModel> {
 
 #[tokio::test]
 async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
-    // A clean run sends 24 messages (submit, 6 ready, 6 outputs, 6 review
-    // requests, 6 decisions, less the submit sent by the test itself); crash
-    // at each send in turn.
-    for crash_at in 1..=24 {
+    // A clean run sends 26 messages (6 ready, 6 outputs, 6 review requests,
+    // 6 decisions, and the content strategist's tool call and its
+    // ToolsDone; the submit is sent by the test itself); crash at each send
+    // in turn.
+    for crash_at in 1..=26 {
         let inner = Arc::new(MemoryBus::new());
         let bus = Arc::new(CrashingBus {
             inner: inner.clone(),
@@ -249,7 +266,7 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(
             model.calls.load(Ordering::SeqCst),
-            6,
+            7,
             "crash at send {crash_at}: no model call paid twice"
         );
         assert!(
@@ -258,8 +275,12 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(retries, 1, "crash at send {crash_at}");
         assert_eq!(
-            s.cost.calls, 6,
+            s.cost.calls, 7,
             "crash at send {crash_at}: each call's cost recorded once"
+        );
+        assert!(
+            s.calls.len() == 1 && s.calls[0].status == mktg_core::CallStatus::Done,
+            "crash at send {crash_at}: the tool call ran and finished"
         );
     }
 }
@@ -283,11 +304,11 @@ async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(
         model.calls.load(Ordering::SeqCst),
-        6,
+        7,
         "the redelivery reused the stored turn"
     );
-    assert_eq!(s.turns.len(), 6);
-    assert_eq!(s.cost.calls, 6, "each call's cost recorded exactly once");
+    assert_eq!(s.turns.len(), 7);
+    assert_eq!(s.cost.calls, 7, "each call's cost recorded exactly once");
     assert_eq!(
         s.cost.micros,
         s.turns.iter().map(|t| t.cost_micros).sum::<u64>()

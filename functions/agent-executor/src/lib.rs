@@ -11,7 +11,7 @@ use lambda_runtime::LambdaEvent;
 use mktg_boot::{run_sqs_batch, Deps, HandlerError};
 use mktg_core::{Envelope, Message};
 
-pub use prompt::build_request;
+pub use prompt::{build_request, RequestParts};
 
 /// Lambda entry point: one SQS batch from the agent queue.
 pub async fn handle(
@@ -23,7 +23,7 @@ pub async fn handle(
 
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {
     match &env.message {
-        Message::TaskReady { task, revision } => {
+        Message::TaskReady { task, revision } | Message::ToolsDone { task, revision, .. } => {
             on_task_ready::run(deps, &env, task, *revision).await
         }
         other => Err(HandlerError::Fail(format!(

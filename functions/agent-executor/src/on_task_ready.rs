@@ -1,19 +1,25 @@
 //! One turn of one task.
 //!
-//! Steps, each safe to repeat: (1) claim the task (ASSIGNED/REVISION →
-//! IN_PROGRESS); (2) reuse the turn checkpoint or call the model and
-//! checkpoint its answer; (3) store the output, mark the task COMPLETED and
-//! queue TaskOutput in one commit; (4) send. A crash after any step is
-//! repaired by the redelivered message without paying for the model twice.
+//! Steps, each safe to repeat: (1) find where the revision stands from its
+//! stored turns and tool calls; (2) claim the task (→ IN_PROGRESS);
+//! (3) reuse the turn checkpoint or call the model and checkpoint its answer;
+//! (4a) a final answer: store the output, mark the task COMPLETED and queue
+//! TaskOutput in one commit; (4b) tool calls: store one call item per
+//! tool_use, mark the task AWAITING_TOOLS (or AWAITING_APPROVAL) and queue
+//! the calls in one commit; (5) send. A crash after any step is repaired by
+//! the redelivered message without paying for the model twice. The tool
+//! invoker sends ToolsDone when the last call of a turn has its result,
+//! which brings the task back here for its next turn.
 
-use crate::prompt::{build_request, model_id};
+use crate::prompt::{build_request, model_id, RequestParts};
 use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
 use mktg_core::cost::{cost_micros, gate, Gate};
-use mktg_core::{DomainEvent, Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn};
-use mktg_store::{CostEntry, GoalKey, Parked, StoreError, Write};
-
-/// The skeleton runs one model turn per task; tool turns come later.
-const TURN: u32 = 0;
+use mktg_core::tools::{repeats, CallStatus, Effect, ToolCall};
+use mktg_core::{
+    DomainEvent, Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn, TurnToolUse,
+};
+use mktg_store::{CostEntry, GoalKey, GoalState, Parked, PendingApproval, StoreError, Write};
+use mktg_tools::ToolDef;
 
 pub async fn run(
     deps: &Deps,
@@ -28,32 +34,77 @@ pub async fn run(
     if task.revision != revision
         || !matches!(
             task.status,
-            TaskStatus::Assigned | TaskStatus::Revision | TaskStatus::InProgress
+            TaskStatus::Assigned
+                | TaskStatus::Revision
+                | TaskStatus::InProgress
+                | TaskStatus::AwaitingTools
+                | TaskStatus::AwaitingApproval
         )
     {
         tracing::info!(status = %task.status, task_revision = task.revision, "turn already done; duplicate");
         return outbox::flush_task(deps, &task).await;
     }
 
-    // (1) Claim.
+    // (1) Where does the revision stand?
+    let state = deps.store.goal_state(&key).await?;
+    let turns = turns_of(&state, &task);
+    let mut next_turn = 0;
+    if let Some(last) = turns.last() {
+        if last.tool_uses.is_empty() {
+            // A final answer is checkpointed; only its output is missing.
+            next_turn = last.n;
+        } else {
+            let calls = calls_of(&state, &task, last.n);
+            if calls.len() < last.tool_uses.len() {
+                // Crashed between the checkpoint and storing its calls.
+                return match queue_tool_calls(deps, &key, &task, &state, last).await {
+                    Err(HandlerError::Fail(why)) => fail_task(deps, &key, &task, why).await,
+                    other => other,
+                };
+            }
+            if !calls.iter().all(|c| c.status.is_final()) {
+                tracing::info!(
+                    turn = last.n,
+                    "tool calls still running; waiting for ToolsDone"
+                );
+                return outbox::flush_task(deps, &task).await;
+            }
+            next_turn = last.n + 1;
+        }
+    }
+
+    // (2) Claim.
     if task.status != TaskStatus::InProgress {
         let expect = task.version;
-        let trace = task.transition(
-            TaskStatus::InProgress,
-            deps.clock.now_ms(),
-            format!("revision {revision} started"),
-        )?;
+        let now = deps.clock.now_ms();
+        let mut traces = Vec::new();
+        if task.status == TaskStatus::AwaitingApproval {
+            traces.push(task.transition(TaskStatus::AwaitingTools, now, "approvals settled")?);
+        }
+        let why = if next_turn == 0 {
+            format!("revision {revision} started")
+        } else {
+            format!("tool results in; turn {next_turn} of revision {revision}")
+        };
+        traces.push(task.transition(TaskStatus::InProgress, now, why)?);
+        let trace = traces
+            .pop()
+            .ok_or_else(|| HandlerError::Fail("no transition".into()))?;
         match deps
             .store
             .commit(
                 &key,
-                vec![
-                    Write::Task {
-                        task: task.clone(),
-                        expect_version: expect,
-                    },
-                    Write::Trace(trace),
-                ],
+                traces
+                    .into_iter()
+                    .map(Write::Trace)
+                    .chain([
+                        Write::Task {
+                            task: task.clone(),
+                            expect_version: expect,
+                        },
+                        Write::Trace(trace),
+                    ])
+                    .collect(),
             )
             .await
         {
@@ -65,15 +116,40 @@ pub async fn run(
         }
     }
 
-    match execute(deps, &key, &task).await {
+    match execute(deps, &key, &task, &state, next_turn).await {
         Ok(()) => Ok(()),
         Err(HandlerError::Fail(why)) => fail_task(deps, &key, &task, why).await,
         Err(e) => Err(e),
     }
 }
 
-async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerError> {
-    let state = deps.store.goal_state(key).await?;
+fn turns_of(state: &GoalState, task: &Task) -> Vec<Turn> {
+    let mut turns: Vec<Turn> = state
+        .turns
+        .iter()
+        .filter(|t| t.task == task.id && t.revision == task.revision)
+        .cloned()
+        .collect();
+    turns.sort_by_key(|t| t.n);
+    turns
+}
+
+fn calls_of(state: &GoalState, task: &Task, turn: u32) -> Vec<ToolCall> {
+    state
+        .calls
+        .iter()
+        .filter(|c| c.task == task.id && c.revision == task.revision && c.turn == turn)
+        .cloned()
+        .collect()
+}
+
+async fn execute(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    state: &GoalState,
+    n: u32,
+) -> Result<(), HandlerError> {
     let goal = state
         .goal
         .clone()
@@ -96,10 +172,17 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
     } else {
         None
     };
-    // (2) Checkpoint, or reuse the one a crashed attempt left.
-    let turn = match deps.store.turn(key, &task.id, task.revision, TURN).await? {
+    let max_turns = deps.config.max_turns.max(1);
+    if n >= max_turns {
+        return Err(HandlerError::Fail(format!(
+            "turn limit reached: {max_turns} model turns in revision {} without a final answer (max_turns in skills.yaml)",
+            task.revision
+        )));
+    }
+    // (3) Checkpoint, or reuse the one a crashed attempt left.
+    let turn = match deps.store.turn(key, &task.id, task.revision, n).await? {
         Some(turn) => {
-            tracing::info!(turn = TURN, "reusing checkpointed model answer");
+            tracing::info!(turn = n, "reusing checkpointed model answer");
             turn
         }
         None => {
@@ -122,22 +205,50 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
                     force_tier.unwrap_or(skill_tier)
                 }
             };
-            let request = build_request(
-                &deps.config,
-                &goal,
+            // The last allowed turn offers no tools: the agent must answer.
+            let last_turn = n + 1 == max_turns;
+            let tools = if last_turn {
+                Vec::new()
+            } else {
+                deps.tools.tools_for_skill(&task.skill).await
+            };
+            let history: Vec<(Turn, Vec<ToolCall>)> = turns_of(state, task)
+                .into_iter()
+                .filter(|t| t.n < n)
+                .map(|t| {
+                    let calls = calls_of(state, task, t.n);
+                    (t, calls)
+                })
+                .collect();
+            let request = build_request(RequestParts {
+                config: &deps.config,
+                goal: &goal,
                 task,
-                &upstream,
-                previous.as_ref(),
-                TURN,
-                &model_id(&deps.config, deps.model.provider(), &tier),
-            );
+                upstream: &upstream,
+                previous: previous.as_ref(),
+                turn: n,
+                model: &model_id(&deps.config, deps.model.provider(), &tier),
+                tools: &tools,
+                history: &history,
+                last_turn,
+            });
             let response = deps.model.complete(&request).await?;
             let prices = deps.config.models.prices(&tier).unwrap_or_default();
             let micros = cost_micros(&response.usage, &prices);
+            let tool_uses = response
+                .tool_uses
+                .iter()
+                .map(|t| TurnToolUse {
+                    id: t.id.clone(),
+                    name: t.name.clone(),
+                    // serde_json keeps object keys sorted: canonical text.
+                    input: t.input.to_string(),
+                })
+                .collect();
             let turn = Turn {
                 task: task.id.clone(),
                 revision: task.revision,
-                n: TURN,
+                n,
                 request_hash: request.hash(),
                 model: response.model.clone(),
                 scripted: response.scripted,
@@ -146,6 +257,7 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
                 usage: response.usage,
                 tier,
                 cost_micros: micros,
+                tool_uses,
                 at_ms: deps.clock.now_ms(),
             };
             // The turn is written once, so the cost recorded with it in the
@@ -171,7 +283,7 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
                 // Another delivery checkpointed first: use its answer.
                 Err(StoreError::Conflict(_)) => deps
                     .store
-                    .turn(key, &task.id, task.revision, TURN)
+                    .turn(key, &task.id, task.revision, n)
                     .await?
                     .ok_or_else(|| HandlerError::Retry("turn checkpoint vanished".into()))?,
                 Err(e) => return Err(e.into()),
@@ -179,7 +291,22 @@ async fn execute(deps: &Deps, key: &GoalKey, task: &Task) -> Result<(), HandlerE
         }
     };
 
-    // (3) Output + COMPLETED + outbox, atomically.
+    if !turn.tool_uses.is_empty() {
+        if n + 1 == max_turns {
+            return Err(HandlerError::Fail(format!(
+                "turn limit reached: the model asked for tools on its last allowed turn ({max_turns}, max_turns in skills.yaml)"
+            )));
+        }
+        // (4b) The calls, the status and the messages, atomically.
+        let fresh = deps
+            .store
+            .task(key, &task.id)
+            .await?
+            .ok_or_else(|| HandlerError::Fail(format!("task {} vanished", task.id)))?;
+        return queue_tool_calls(deps, key, &fresh, state, &turn).await;
+    }
+
+    // (4a) Output + COMPLETED + outbox, atomically.
     let now = deps.clock.now_ms();
     let output = Output {
         task: task.id.clone(),
@@ -320,4 +447,178 @@ async fn fail_task(
         .await?;
     outbox::flush_task(deps, &current).await?;
     Err(HandlerError::Fail(why))
+}
+
+/// Stores one call item per tool_use of `turn`, each with its fate decided
+/// by policy: not offered to the skill or repeated too often → BLOCKED with
+/// the reason as its result; needs a person → AWAITING_APPROVAL; otherwise
+/// PENDING with a ToolCall message. The task moves to AWAITING_TOOLS (and
+/// AWAITING_APPROVAL when a call waits for a person) in the same commit.
+async fn queue_tool_calls(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    state: &GoalState,
+    turn: &Turn,
+) -> Result<(), HandlerError> {
+    let offered: Vec<ToolDef> = deps.tools.tools_for_skill(&task.skill).await;
+    let earlier: Vec<ToolCall> = state
+        .calls
+        .iter()
+        .filter(|c| c.task == task.id && c.revision == task.revision && c.turn < turn.n)
+        .cloned()
+        .collect();
+    let existing = calls_of(state, task, turn.n);
+    let now = deps.clock.now_ms();
+    let limit = deps.config.max_repeated_tool_calls as usize;
+
+    let mut writes = Vec::new();
+    let mut next = task.clone();
+    let expect = next.version;
+    let mut all_final = true;
+    let mut awaiting = Vec::new();
+    let mut this_turn: Vec<ToolCall> = Vec::new();
+    for use_ in &turn.tool_uses {
+        if let Some(c) = existing.iter().find(|c| c.id == use_.id) {
+            all_final &= c.status.is_final();
+            this_turn.push(c.clone());
+            continue;
+        }
+        let def = offered.iter().find(|d| d.name == use_.name);
+        let mut call = ToolCall {
+            task: task.id.clone(),
+            revision: task.revision,
+            turn: turn.n,
+            id: use_.id.clone(),
+            name: use_.name.clone(),
+            server: def.map(|d| d.server.clone()).unwrap_or_default(),
+            tool: def.map(|d| d.tool.clone()).unwrap_or_default(),
+            input: use_.input.clone(),
+            effect: def.map(|d| d.policy.effect).unwrap_or(Effect::Read),
+            status: CallStatus::Pending,
+            result: None,
+            is_error: false,
+            decided_by: None,
+            attempts: 0,
+            lease_until_ms: 0,
+            version: 1,
+            created_ms: now,
+            finished_ms: None,
+        };
+        let seen = repeats(&earlier, &use_.name, &use_.input)
+            + repeats(&this_turn, &use_.name, &use_.input);
+        match def {
+            None => call.finish(
+                CallStatus::Blocked,
+                format!(
+                    "tool {} is not available to the {} skill; use only the tools offered",
+                    use_.name, task.skill
+                ),
+                true,
+                now,
+            ),
+            Some(_) if seen >= limit => call.finish(
+                CallStatus::Blocked,
+                format!(
+                    "loop guard: {} was already called {seen} time(s) with these exact arguments in this revision; use the earlier result or change the arguments",
+                    use_.name
+                ),
+                true,
+                now,
+            ),
+            Some(d) if d.policy.approval == mktg_core::tools::Approval::Ask => {
+                call.status = CallStatus::AwaitingApproval;
+                awaiting.push(PendingApproval {
+                    reference: call.reference(),
+                    goal: key.goal.clone(),
+                    task: task.id.clone(),
+                    revision: task.revision,
+                    turn: turn.n,
+                    call: call.id.clone(),
+                    tool: call.name.clone(),
+                    effect: call.effect.to_string(),
+                    input: call.input.clone(),
+                    at_ms: now,
+                });
+            }
+            Some(_) => {
+                next.outbox.push(Outgoing::Message(Envelope::new(
+                    key.tenant.clone(),
+                    key.goal.clone(),
+                    Message::ToolCall {
+                        task: task.id.clone(),
+                        revision: task.revision,
+                        turn: turn.n,
+                        call: call.id.clone(),
+                    },
+                )));
+            }
+        }
+        all_final &= call.status.is_final();
+        this_turn.push(call.clone());
+        writes.push(Write::NewCall(call));
+    }
+    if writes.is_empty() {
+        return outbox::flush_task(deps, task).await;
+    }
+    if next.status == TaskStatus::InProgress {
+        writes.push(Write::Trace(next.transition(
+            TaskStatus::AwaitingTools,
+            now,
+            format!(
+                "turn {} asked for {} tool call(s): {}",
+                turn.n,
+                turn.tool_uses.len(),
+                turn.tool_uses.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )?));
+    }
+    if !awaiting.is_empty() && next.status == TaskStatus::AwaitingTools {
+        writes.push(Write::Trace(next.transition(
+            TaskStatus::AwaitingApproval,
+            now,
+            format!(
+                "waiting for approval: {} (mktg approvals)",
+                awaiting.iter().map(|a| a.reference.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )?));
+    }
+    for approval in awaiting {
+        next.outbox.push(Outgoing::Event(DomainEvent::new(
+            "tool.approval_requested",
+            key.tenant.clone(),
+            key.goal.clone(),
+            Some(task.id.clone()),
+            &approval.effect,
+            Some(format!("{} {}", approval.tool, approval.reference)),
+            now,
+        )));
+        writes.push(Write::AwaitApproval {
+            tenant: key.tenant.clone(),
+            approval,
+        });
+    }
+    if all_final {
+        // Every call was refused before running: the agent hears why at once.
+        next.outbox.push(Outgoing::Message(Envelope::new(
+            key.tenant.clone(),
+            key.goal.clone(),
+            Message::ToolsDone {
+                task: task.id.clone(),
+                revision: task.revision,
+                turn: turn.n,
+            },
+        )));
+    }
+    writes.push(Write::Task {
+        task: next.clone(),
+        expect_version: expect,
+    });
+    match deps.store.commit(key, writes).await {
+        Ok(()) => outbox::flush_task(deps, &next).await,
+        Err(StoreError::Conflict(_)) => Err(HandlerError::Retry(
+            "task or its calls changed while queueing tool calls".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -207,6 +207,7 @@ async fn turn(
         usage: response.usage,
         tier: PLAN_TIER.into(),
         cost_micros: micros,
+        tool_uses: Vec::new(),
         at_ms: now,
     };
     let month = month_of(now);

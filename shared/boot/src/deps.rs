@@ -7,6 +7,7 @@ use mktg_llm::{
     AnthropicModel, AnthropicSettings, BedrockModel, ChatModel, RetryPolicy, ScriptedModel,
 };
 use mktg_store::{DynamoStore, Store};
+use mktg_tools::{McpHost, ToolHost};
 use std::sync::Arc;
 
 /// Time comes from here, never from the system clock inside rules.
@@ -29,6 +30,8 @@ pub struct Deps {
     pub model: Arc<dyn ChatModel>,
     pub config: Arc<Config>,
     pub clock: Arc<dyn Clock>,
+    /// The MCP servers of tools.yaml (connected on first use).
+    pub tools: Arc<dyn ToolHost>,
     /// Which model provider runs and why, in plain words, for banners.
     pub model_note: String,
 }
@@ -52,12 +55,14 @@ impl Deps {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let model_note = format!("{} model provider", model.provider());
+        let tools: Arc<dyn ToolHost> = Arc::new(McpHost::new(config.tools.clone()));
         Deps {
             store,
             bus,
             model,
             config,
             clock,
+            tools,
             model_note,
         }
     }

@@ -20,6 +20,14 @@ pub struct SkillsFile {
 pub struct Defaults {
     pub max_revisions: u32,
     pub max_turns: u32,
+    /// How many times an agent may repeat the same tool call (same tool,
+    /// same arguments) within one revision before the loop guard blocks it.
+    #[serde(default = "two")]
+    pub max_repeated_tool_calls: u32,
+}
+
+fn two() -> u32 {
+    2
 }
 
 #[derive(Debug, Deserialize)]

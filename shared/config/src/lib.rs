@@ -128,6 +128,7 @@ pub struct Config {
     pub paths: Paths,
     pub max_revisions: u32,
     pub max_turns: u32,
+    pub max_repeated_tool_calls: u32,
     pub squads: BTreeMap<String, String>,
     pub skills: BTreeMap<SkillName, Skill>,
     pub fallback_category: String,

@@ -687,6 +687,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         paths: paths.clone(),
         max_revisions: sf.defaults.max_revisions,
         max_turns: sf.defaults.max_turns,
+        max_repeated_tool_calls: sf.defaults.max_repeated_tool_calls,
         squads: sf.squads,
         skills,
         fallback_category: rf.fallback_category.value,

@@ -17,7 +17,7 @@ pub mod tools;
 
 pub use ids::{GoalId, SkillName, TaskId, TenantId};
 pub use message::{DomainEvent, Envelope, Message, Outgoing, QueueName};
-pub use model::{Goal, GoalSource, Output, Priority, Task, Trace, Turn, Usage};
+pub use model::{Goal, GoalSource, Output, Priority, Task, Trace, Turn, TurnToolUse, Usage};
 pub use review::{Decision, Finding, Review, Severity};
 pub use status::{GoalStatus, TaskStatus, TransitionError};
 pub use tools::{CallStatus, Effect, ToolCall};

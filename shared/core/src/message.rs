@@ -55,6 +55,19 @@ pub enum Message {
         revision: u32,
         decision: Decision,
     },
+    /// Run one stored tool call (`ToolCall` item `call` of the turn).
+    ToolCall {
+        task: TaskId,
+        revision: u32,
+        turn: u32,
+        call: String,
+    },
+    /// Every call of the turn has a result: the agent may take its next turn.
+    ToolsDone {
+        task: TaskId,
+        revision: u32,
+        turn: u32,
+    },
 }
 
 /// The queues of the system; each is consumed by one function.
@@ -94,8 +107,9 @@ impl Message {
             | Message::ResumeTask { .. }
             | Message::EventReceived { .. }
             | Message::ReviewDecided { .. } => QueueName::Director,
-            Message::TaskReady { .. } => QueueName::Agent,
+            Message::TaskReady { .. } | Message::ToolsDone { .. } => QueueName::Agent,
             Message::ReviewRequested { .. } => QueueName::Review,
+            Message::ToolCall { .. } => QueueName::Tool,
         }
     }
 
@@ -109,6 +123,8 @@ impl Message {
             Message::ResumeTask { .. } => "ResumeTask",
             Message::EventReceived { .. } => "EventReceived",
             Message::ReviewDecided { .. } => "ReviewDecided",
+            Message::ToolCall { .. } => "ToolCall",
+            Message::ToolsDone { .. } => "ToolsDone",
         }
     }
 
@@ -120,7 +136,9 @@ impl Message {
             | Message::ReviewRequested { task, .. }
             | Message::TaskFailed { task, .. }
             | Message::ResumeTask { task, .. }
-            | Message::ReviewDecided { task, .. } => Some(task),
+            | Message::ReviewDecided { task, .. }
+            | Message::ToolCall { task, .. }
+            | Message::ToolsDone { task, .. } => Some(task),
         }
     }
 }
@@ -147,6 +165,23 @@ impl Envelope {
             Message::ReviewDecided { task, revision, .. } => {
                 keys::task_step(&tenant, &goal, task, "decided", *revision)
             }
+            Message::ToolCall {
+                task,
+                revision,
+                turn,
+                call,
+            } => format!(
+                "{}:call:{turn}:{call}",
+                keys::task_step(&tenant, &goal, task, "tool", *revision)
+            ),
+            Message::ToolsDone {
+                task,
+                revision,
+                turn,
+            } => format!(
+                "{}:turn:{turn}",
+                keys::task_step(&tenant, &goal, task, "tools-done", *revision)
+            ),
         };
         Envelope {
             idempotency_key,

@@ -201,7 +201,19 @@ pub struct Turn {
     /// What the call cost, in micro-dollars (recorded once, with the turn).
     #[serde(default)]
     pub cost_micros: u64,
+    /// Tools the model asked for in this turn (stop reason `tool_use`).
+    #[serde(default)]
+    pub tool_uses: Vec<TurnToolUse>,
     pub at_ms: u64,
+}
+
+/// One tool call the model asked for, as the turn recorded it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnToolUse {
+    pub id: String,
+    pub name: String,
+    /// Arguments as canonical JSON text (keys sorted).
+    pub input: String,
 }
 
 /// The output of one revision of a task.

@@ -34,6 +34,17 @@ struct ReplyEntry {
     /// Reply file relative to the script; `{skill}` is replaced.
     #[serde(default)]
     file: Option<String>,
+    /// Tools this reply calls (the turn ends with stop reason `tool_use`).
+    #[serde(default)]
+    tool_uses: Vec<ScriptedToolUse>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptedToolUse {
+    name: String,
+    #[serde(default)]
+    input: serde_json::Value,
 }
 
 fn any() -> String {
@@ -64,9 +75,11 @@ impl ScriptedModel {
             std::fs::read_to_string(path).map_err(|e| err(format!("cannot read script: {e}")))?;
         let file: ScriptFile = serde_saphyr::from_str(&text).map_err(|e| err(e.to_string()))?;
         for (i, r) in file.replies.iter().enumerate() {
-            if r.text.is_none() == r.file.is_none() {
+            let both = r.text.is_some() && r.file.is_some();
+            let neither = r.text.is_none() && r.file.is_none();
+            if both || (neither && r.tool_uses.is_empty()) {
                 return Err(err(format!(
-                    "reply {} needs exactly one of text or file",
+                    "reply {} needs exactly one of text or file (or tool_uses)",
                     i + 1
                 )));
             }
@@ -75,6 +88,16 @@ impl ScriptedModel {
             path: path.to_path_buf(),
             dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             replies: file.replies,
+        })
+    }
+
+    fn entry_for(&self, request: &ChatRequest) -> Option<&ReplyEntry> {
+        let meta = &request.meta;
+        self.replies.iter().find(|r| {
+            (r.skill == "*" || r.skill == meta.skill)
+                && (r.role == "*" || r.role == meta.role)
+                && r.revision.is_none_or(|rev| rev == meta.revision)
+                && r.turn.is_none_or(|n| n == meta.turn)
         })
     }
 
@@ -98,6 +121,9 @@ impl ScriptedModel {
         if let Some(text) = &entry.text {
             return Ok(text.clone());
         }
+        if entry.file.is_none() {
+            return Ok(String::new());
+        }
         let rel = entry
             .file
             .as_deref()
@@ -116,6 +142,36 @@ impl ScriptedModel {
 
 /// Rough token estimate (4 characters a token), so scripted runs still show
 /// plausible usage and exercise the cost path.
+/// Replaces `{tool_results}` in a scripted reply with the tool results the
+/// request carries, so a scripted final answer shows what the real tools
+/// returned.
+fn with_tool_results(text: &str, request: &ChatRequest) -> String {
+    if !text.contains("{tool_results}") {
+        return text.to_string();
+    }
+    let results: Vec<String> = request
+        .messages
+        .iter()
+        .flat_map(|m| m.content.iter())
+        .filter_map(|b| match b {
+            crate::Block::ToolResult {
+                content, is_error, ..
+            } => Some(if *is_error {
+                format!("(error) {content}")
+            } else {
+                content.clone()
+            }),
+            _ => None,
+        })
+        .collect();
+    let joined = if results.is_empty() {
+        "(no tool was called)".to_string()
+    } else {
+        results.join("\n\n")
+    };
+    text.replace("{tool_results}", &joined)
+}
+
 fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
@@ -131,7 +187,36 @@ impl ChatModel for ScriptedModel {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let text = self.reply_for(request)?;
+        let text = with_tool_results(&self.reply_for(request)?, request);
+        let tool_uses: Vec<crate::ToolUse> = self
+            .entry_for(request)
+            .map(|e| e.tool_uses.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| crate::ToolUse {
+                id: format!("toolu_s{}_{}_{i}", request.meta.revision, request.meta.turn),
+                name: t.name.clone(),
+                input: if t.input.is_null() {
+                    serde_json::json!({})
+                } else {
+                    t.input.clone()
+                },
+            })
+            .collect();
+        // Tools the request does not offer cannot be called: a real model
+        // would not see them either.
+        for t in &tool_uses {
+            if !request.tools.iter().any(|spec| spec.name == t.name) {
+                return Err(LlmError::Permanent(format!(
+                    "scripted reply for skill {} calls tool {} but the request offers only [{}] ({})",
+                    request.meta.skill,
+                    t.name,
+                    request.tools.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+                    self.path.display()
+                )));
+            }
+        }
         let input: u64 = estimate_tokens(&request.system)
             + request
                 .messages
@@ -145,8 +230,12 @@ impl ChatModel for ScriptedModel {
                 ..Usage::default()
             },
             text,
-            tool_uses: vec![],
-            stop_reason: "end_turn".into(),
+            stop_reason: if tool_uses.is_empty() {
+                "end_turn".into()
+            } else {
+                "tool_use".into()
+            },
+            tool_uses,
             model: "scripted".into(),
             scripted: true,
         })

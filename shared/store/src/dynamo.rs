@@ -134,6 +134,11 @@ fn transact_item(table: &str, op: Op, cond: Cond) -> Result<TransactWriteItem, S
                     .condition_expression("#v = :v")
                     .expression_attribute_names("#v", "version")
                     .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+                Cond::Below(..) => {
+                    return Err(StoreError::Permanent(
+                        "a counter condition applies to counter updates only".into(),
+                    ))
+                }
             };
             TransactWriteItem::builder()
                 .put(put.build().map_err(invalid)?)
@@ -144,6 +149,7 @@ fn transact_item(table: &str, op: Op, cond: Cond) -> Result<TransactWriteItem, S
             sk,
             kind,
             counters,
+            ttl,
         } => {
             let mut update = Update::builder()
                 .table_name(table)
@@ -161,7 +167,20 @@ fn transact_item(table: &str, op: Op, cond: Cond) -> Result<TransactWriteItem, S
                         AttributeValue::N(n.to_string()),
                     );
             }
-            update = update.update_expression(format!("SET #kind = :kind ADD {}", adds.join(", ")));
+            let mut set = "SET #kind = :kind".to_string();
+            if let Some(ttl) = ttl {
+                set.push_str(", #ttl = :ttl");
+                update = update
+                    .expression_attribute_names("#ttl", "ttl")
+                    .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()));
+            }
+            if let Cond::Below(counter, limit) = cond {
+                update = update
+                    .condition_expression("attribute_not_exists(#below) OR #below < :below")
+                    .expression_attribute_names("#below", counter)
+                    .expression_attribute_values(":below", AttributeValue::N(limit.to_string()));
+            }
+            update = update.update_expression(format!("{set} ADD {}", adds.join(", ")));
             TransactWriteItem::builder()
                 .update(update.build().map_err(invalid)?)
                 .build()
@@ -398,6 +417,36 @@ impl Store for DynamoStore {
             .await?
             .map(|r| decode(&r))
             .transpose()
+    }
+
+    async fn call(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+        revision: u32,
+        turn: u32,
+        id: &str,
+    ) -> Result<Option<mktg_core::ToolCall>, StoreError> {
+        self.get(
+            keys::goal_pk(&key.tenant, &key.goal),
+            keys::call_sk(task, revision, turn, id),
+        )
+        .await?
+        .map(|r| decode(&r))
+        .transpose()
+    }
+
+    async fn approvals(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::PendingApproval>, StoreError> {
+        let items = self.partition(&keys::approvals_pk(tenant)).await?;
+        let mut out: Vec<crate::PendingApproval> = items
+            .iter()
+            .map(|i| decode(&from_item(i)?))
+            .collect::<Result<_, _>>()?;
+        out.sort_by_key(|a| a.at_ms);
+        Ok(out)
     }
 
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {

@@ -18,6 +18,22 @@ pub fn turn_sk(task: &TaskId, revision: u32, n: u32) -> String {
     format!("TURN#{task}#{revision:03}#{n:03}")
 }
 
+/// A tool call of a turn; sorts by turn, then by the model's call id.
+pub fn call_sk(task: &TaskId, revision: u32, turn: u32, call: &str) -> String {
+    format!("CALL#{task}#{revision:03}#{turn:03}#{call}")
+}
+
+/// A tool's rate bucket of one window, per tenant (whose credentials the
+/// vendor limits).
+pub fn rate_pk(tenant: &TenantId, bucket: &str) -> String {
+    format!("T#{tenant}#RATE#{bucket}")
+}
+
+/// The tenant's tool calls waiting for a person.
+pub fn approvals_pk(tenant: &TenantId) -> String {
+    format!("T#{tenant}#APPROVALS")
+}
+
 pub fn output_sk(task: &TaskId, revision: u32) -> String {
     format!("OUT#{task}#{revision:03}")
 }

@@ -14,7 +14,7 @@ mod record;
 pub use dynamo::DynamoStore;
 pub use memory::MemoryStore;
 pub use port::{
-    CostEntry, CostTotals, Disposition, GoalKey, GoalState, Parked, Store, StoreError,
-    TenantBudget, Write,
+    CostEntry, CostTotals, Disposition, GoalKey, GoalState, Parked, PendingApproval, Store,
+    StoreError, TenantBudget, Write,
 };
 pub use record::{Op, Record};

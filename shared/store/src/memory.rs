@@ -67,6 +67,11 @@ impl Store for MemoryStore {
                 Cond::NotExistsOrExpired(now) => {
                     existing.is_none_or(|e| e.ttl.is_some_and(|t| t < *now))
                 }
+                Cond::Below(counter, limit) => items
+                    .counters
+                    .get(&(pk.to_string(), sk.to_string()))
+                    .and_then(|row| row.get(*counter))
+                    .is_none_or(|n| n < limit),
             };
             if !ok {
                 return Err(StoreError::Conflict(format!("{pk} / {sk}")));
@@ -202,6 +207,38 @@ impl Store for MemoryStore {
         self.get(keys::budget_pk(tenant), keys::BUDGET_SK.into())?
             .map(|r| decode(&r))
             .transpose()
+    }
+
+    async fn call(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+        revision: u32,
+        turn: u32,
+        id: &str,
+    ) -> Result<Option<mktg_core::ToolCall>, StoreError> {
+        self.get(
+            keys::goal_pk(&key.tenant, &key.goal),
+            keys::call_sk(task, revision, turn, id),
+        )?
+        .map(|r| decode(&r))
+        .transpose()
+    }
+
+    async fn approvals(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<crate::PendingApproval>, StoreError> {
+        let pk = keys::approvals_pk(tenant);
+        let items = self.lock()?;
+        let mut out: Vec<crate::PendingApproval> = items
+            .records
+            .iter()
+            .filter(|((p, _), _)| p == &pk)
+            .map(|(_, r)| decode(r))
+            .collect::<Result<_, _>>()?;
+        out.sort_by_key(|a| a.at_ms);
+        Ok(out)
     }
 
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {

@@ -1,5 +1,7 @@
 use async_trait::async_trait;
-use mktg_core::{Goal, GoalId, Output, Review, Task, TaskId, TenantId, Trace, Turn, Usage};
+use mktg_core::{
+    Goal, GoalId, Output, Review, Task, TaskId, TenantId, ToolCall, Trace, Turn, Usage,
+};
 use serde::{Deserialize, Serialize};
 
 /// What to do with the message whose handling hit this error.
@@ -111,6 +113,49 @@ pub enum Write {
         tenant: TenantId,
         budget: TenantBudget,
     },
+    /// A new tool call (fails if it exists).
+    NewCall(ToolCall),
+    /// A tool call's new state, if it is still at `expect_version`.
+    Call {
+        call: ToolCall,
+        expect_version: u64,
+    },
+    /// Takes one call from a rate bucket: fails with a conflict when the
+    /// window already holds `limit` calls.
+    TakeRate {
+        tenant: TenantId,
+        bucket: String,
+        window: String,
+        limit: u32,
+        expires_at: u64,
+    },
+    /// Lists a call among the tenant's pending approvals.
+    AwaitApproval {
+        tenant: TenantId,
+        approval: PendingApproval,
+    },
+    /// Removes a call from the pending approvals.
+    ClearApproval {
+        tenant: TenantId,
+        reference: String,
+    },
+}
+
+/// A tool call waiting for `mktg approve` / `mktg deny`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    /// `task.revision.turn.call`, what people type.
+    pub reference: String,
+    pub goal: GoalId,
+    pub task: TaskId,
+    pub revision: u32,
+    pub turn: u32,
+    pub call: String,
+    pub tool: String,
+    pub effect: String,
+    /// The arguments, as the model gave them.
+    pub input: String,
+    pub at_ms: u64,
 }
 
 /// One model call's cost.
@@ -164,6 +209,7 @@ pub struct GoalState {
     pub outputs: Vec<Output>,
     pub reviews: Vec<Review>,
     pub turns: Vec<Turn>,
+    pub calls: Vec<ToolCall>,
     pub traces: Vec<Trace>,
     /// What the goal's model calls cost so far.
     pub cost: CostTotals,
@@ -221,6 +267,18 @@ pub trait Store: Send + Sync {
         kind: &str,
         key: &str,
     ) -> Result<Option<String>, StoreError>;
+
+    async fn call(
+        &self,
+        key: &GoalKey,
+        task: &TaskId,
+        revision: u32,
+        turn: u32,
+        id: &str,
+    ) -> Result<Option<ToolCall>, StoreError>;
+
+    /// The tenant's tool calls waiting for approval, oldest first.
+    async fn approvals(&self, tenant: &TenantId) -> Result<Vec<PendingApproval>, StoreError>;
 
     /// Whether a claim exists (see `Write::Claim`).
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError>;

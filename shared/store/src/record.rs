@@ -4,7 +4,7 @@
 
 use crate::keys;
 use crate::port::{CostTotals, GoalKey, StoreError, Write};
-use mktg_core::{Goal, Output, Review, Task, Trace, Turn};
+use mktg_core::{Goal, Output, Review, Task, ToolCall, Trace, Turn};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -16,6 +16,8 @@ pub enum Cond {
     Version(u64),
     /// Absent, or its `ttl` is before this time (epoch seconds).
     NotExistsOrExpired(u64),
+    /// For an `Add`: the counter is absent or below this value.
+    Below(&'static str, u64),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -75,6 +77,23 @@ impl Record {
         })
     }
 
+    pub fn call(
+        call: &ToolCall,
+        tenant: &mktg_core::TenantId,
+        goal: &mktg_core::GoalId,
+    ) -> Result<Record, StoreError> {
+        Ok(Record {
+            pk: keys::goal_pk(tenant, goal),
+            sk: keys::call_sk(&call.task, call.revision, call.turn, &call.id),
+            kind: "call",
+            version: Some(call.version),
+            status: Some(call.status.to_string()),
+            gsi1: None,
+            data: json(call)?,
+            ttl: None,
+        })
+    }
+
     fn keyed<T: Serialize>(
         pk: String,
         sk: String,
@@ -114,6 +133,8 @@ pub enum Op {
         sk: String,
         kind: &'static str,
         counters: Vec<(&'static str, u64)>,
+        /// Epoch seconds after which the item may be deleted.
+        ttl: Option<u64>,
     },
     Delete {
         pk: String,
@@ -222,6 +243,7 @@ pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, 
                         sk,
                         kind: "cost",
                         counters: counters.clone(),
+                        ttl: None,
                     },
                     Cond::None,
                 )
@@ -290,6 +312,55 @@ pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, 
             r.ttl = Some(*expires_at);
             put(r, Cond::NotExistsOrExpired(*now))
         }
+        Write::NewCall(c) => put(Record::call(c, &key.tenant, &key.goal)?, Cond::NotExists),
+        Write::Call {
+            call,
+            expect_version,
+        } => put(
+            Record::call(call, &key.tenant, &key.goal)?,
+            Cond::Version(*expect_version),
+        ),
+        Write::TakeRate {
+            tenant,
+            bucket,
+            window,
+            limit,
+            expires_at,
+        } => {
+            tenant_matches(key, tenant)?;
+            Ok(vec![(
+                Op::Add {
+                    pk: keys::rate_pk(tenant, bucket),
+                    sk: window.clone(),
+                    kind: "rate",
+                    counters: vec![("n", 1)],
+                    ttl: Some(*expires_at),
+                },
+                Cond::Below("n", u64::from(*limit)),
+            )])
+        }
+        Write::AwaitApproval { tenant, approval } => {
+            tenant_matches(key, tenant)?;
+            put(
+                Record::keyed(
+                    keys::approvals_pk(tenant),
+                    approval.reference.clone(),
+                    "approval",
+                    approval,
+                )?,
+                Cond::None,
+            )
+        }
+        Write::ClearApproval { tenant, reference } => {
+            tenant_matches(key, tenant)?;
+            Ok(vec![(
+                Op::Delete {
+                    pk: keys::approvals_pk(tenant),
+                    sk: reference.clone(),
+                },
+                Cond::None,
+            )])
+        }
         Write::Budget { tenant, budget } => {
             tenant_matches(key, tenant)?;
             put(
@@ -327,6 +398,7 @@ pub fn goal_state(records: &[Record]) -> Result<crate::GoalState, StoreError> {
             "output" => state.outputs.push(decode::<Output>(r)?),
             "review" => state.reviews.push(decode::<Review>(r)?),
             "turn" => state.turns.push(decode::<Turn>(r)?),
+            "call" => state.calls.push(decode::<ToolCall>(r)?),
             "trace" => state.traces.push(decode::<Trace>(r)?),
             // Counter items are read through `cost_row`; `goal_state`
             // callers fill `cost` from it.
@@ -346,6 +418,7 @@ pub fn goal_state(records: &[Record]) -> Result<crate::GoalState, StoreError> {
 pub fn kind_name(kind: &str) -> Option<&'static str> {
     [
         "goal", "task", "turn", "output", "review", "trace", "cost", "parked", "claim", "budget",
+        "call", "approval", "rate",
     ]
     .into_iter()
     .find(|k| *k == kind)

@@ -62,6 +62,11 @@ impl StepClock {
     pub fn new(start_ms: u64) -> Self {
         StepClock(AtomicU64::new(start_ms))
     }
+
+    /// Jumps ahead, e.g. past a rate-limit window.
+    pub fn advance(&self, ms: u64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
 }
 
 impl Clock for StepClock {
@@ -75,6 +80,7 @@ pub struct TestDeps {
     pub deps: Deps,
     pub store: Arc<MemoryStore>,
     pub bus: Arc<MemoryBus>,
+    pub clock: Arc<StepClock>,
 }
 
 /// Deps over memory adapters, the real config and the demo script.
@@ -88,14 +94,63 @@ pub fn memory_deps() -> TestDeps {
 pub fn memory_deps_with(config: Config, model: Arc<dyn ChatModel>) -> TestDeps {
     let store = Arc::new(MemoryStore::new());
     let bus = Arc::new(MemoryBus::new());
+    let clock = Arc::new(StepClock::new(1_700_000_000_000));
     let deps = Deps::new(
         store.clone(),
         bus.clone(),
         model,
         Arc::new(config),
-        Arc::new(StepClock::new(1_700_000_000_000)),
+        clock.clone(),
     );
-    TestDeps { deps, store, bus }
+    TestDeps {
+        deps,
+        store,
+        bus,
+        clock,
+    }
+}
+
+/// The path of an MCP server that `scripts/mcp-servers` installs under
+/// `.mktg/`; fails with the fix when it is missing.
+pub fn mcp_server(rel: &str) -> String {
+    let path = repo_root().join(".mktg").join(rel);
+    assert!(
+        path.exists(),
+        "{} is missing: run `bash scripts/mcp-servers` (scripts/test does)",
+        path.display()
+    );
+    path.display().to_string()
+}
+
+/// `everything`: the reference MCP server from npm (stdio).
+pub fn everything_server() -> String {
+    mcp_server("mcp-node/node_modules/.bin/mcp-server-everything")
+}
+
+/// The Python of the venv holding the PyPI MCP servers.
+pub fn mcp_python() -> String {
+    mcp_server("mcp-venv/bin/python")
+}
+
+/// A copy of the real config with `tools_yaml` as config/tools.yaml, and
+/// the scripted model reading `script_yaml` (its `file:` entries are
+/// relative to the real config/scripted/).
+pub fn config_with_tools(
+    tools_yaml: &str,
+    script_yaml: &str,
+) -> (tempfile::TempDir, Config, ScriptedModel) {
+    let dir = config_copy();
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()))
+    };
+    write(dir.path().join("config/tools.yaml"), tools_yaml);
+    let script = dir.path().join("config/scripted/test-script.yaml");
+    write(script.clone(), script_yaml);
+    let config = mktg_config::load(&Paths::under(dir.path()))
+        .unwrap_or_else(|e| panic!("test config is invalid: {e}"));
+    let model = ScriptedModel::load(&script).unwrap_or_else(|e| panic!("{e}"));
+    (dir, config, model)
 }
 
 /// The handler of each queue, as `mktg dev` wires them.

@@ -1,0 +1,562 @@
+//! Agents using real MCP tools through the durable loop: the agent's
+//! tool_use becomes call items and ToolCall messages, the tool invoker runs
+//! them against real servers (installed by `scripts/mcp-servers`), and the
+//! last result resumes the agent. Memory adapters, real handlers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use async_trait::async_trait;
+use mktg_boot::HandlerError;
+use mktg_cli::{approvals, dispatch};
+use mktg_core::tools::CallStatus;
+use mktg_core::{Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId};
+use mktg_llm::{ChatModel, ChatRequest, ChatResponse, LlmError, ScriptedModel};
+use mktg_store::{GoalKey, GoalState};
+use mktg_testkit::{config_with_tools, everything_server, mcp_python, memory_deps_with, TestDeps};
+use mktg_tools::{McpHost, ToolDef, ToolError, ToolHost, ToolOutcome};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Counts calls that reach the real servers.
+struct CountingHost {
+    inner: McpHost,
+    calls: Mutex<HashMap<String, usize>>,
+}
+
+impl CountingHost {
+    fn count(&self, tool: &str) -> usize {
+        self.calls.lock().unwrap().get(tool).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl ToolHost for CountingHost {
+    async fn tools_for_skill(&self, skill: &mktg_core::SkillName) -> Vec<ToolDef> {
+        self.inner.tools_for_skill(skill).await
+    }
+    async fn list_server(&self, server: &str) -> Result<Vec<ToolDef>, ToolError> {
+        self.inner.list_server(server).await
+    }
+    async fn invoke(
+        &self,
+        server: &str,
+        tool: &str,
+        arguments: serde_json::Value,
+        key: &str,
+        timeout_ms: u64,
+    ) -> Result<ToolOutcome, ToolError> {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(tool.to_string())
+            .or_default() += 1;
+        self.inner
+            .invoke(server, tool, arguments, key, timeout_ms)
+            .await
+    }
+}
+
+/// Counts model calls per (skill, turn) and keeps the requests.
+struct CountingModel {
+    inner: ScriptedModel,
+    requests: Mutex<Vec<ChatRequest>>,
+}
+
+impl CountingModel {
+    fn calls(&self, skill: &str, turn: u32) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.meta.skill == skill && r.meta.turn == turn)
+            .count()
+    }
+    fn request(&self, skill: &str, turn: u32) -> ChatRequest {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| r.meta.skill == skill && r.meta.turn == turn)
+            .cloned()
+            .unwrap_or_else(|| panic!("no request for {skill} turn {turn}"))
+    }
+}
+
+#[async_trait]
+impl ChatModel for CountingModel {
+    fn provider(&self) -> &str {
+        "scripted"
+    }
+    fn is_scripted(&self) -> bool {
+        true
+    }
+    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        self.requests.lock().unwrap().push(request.clone());
+        self.inner.complete(request).await
+    }
+}
+
+struct World {
+    t: TestDeps,
+    host: Arc<CountingHost>,
+    model: Arc<CountingModel>,
+    _dir: tempfile::TempDir,
+}
+
+fn world(tools_yaml: &str, script_yaml: &str) -> World {
+    let (dir, config, scripted) = config_with_tools(tools_yaml, script_yaml);
+    let model = Arc::new(CountingModel {
+        inner: scripted,
+        requests: Mutex::new(Vec::new()),
+    });
+    let host = Arc::new(CountingHost {
+        inner: McpHost::new(config.tools.clone()),
+        calls: Mutex::new(HashMap::new()),
+    });
+    let mut t = memory_deps_with(config, model.clone());
+    t.deps.tools = host.clone();
+    World {
+        t,
+        host,
+        model,
+        _dir: dir,
+    }
+}
+
+fn everything_yaml(extra_tools: &str) -> String {
+    format!(
+        "servers:\n  everything:\n    command: {}\n    args: [stdio]\n    skills: [content-strategy]\n    effect: read\n    timeout_ms: 10000\n{extra_tools}",
+        everything_server()
+    )
+}
+
+/// content-strategy asks for `tool_uses` on turn 0, then writes its usual
+/// deliverable (which quotes the tool results); everything else as scripted.
+fn script(tool_uses: &str) -> String {
+    let real = mktg_testkit::repo_root().join("config/scripted");
+    format!(
+        "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n{tool_uses}\n  - skill: copywriting\n    role: agent\n    revision: 0\n    file: {real}/responses/copywriting-draft.md\n  - skill: \"*\"\n    role: agent\n    file: \"{real}/responses/{{skill}}.md\"\n",
+        real = real.display()
+    )
+}
+
+fn submit(w: &World, goal: &str) -> Envelope {
+    Envelope::new(
+        TenantId::new("acme"),
+        GoalId::new(goal),
+        Message::GoalSubmitted {
+            text: "Plan next quarter's content".into(),
+            pipeline: Some("Content Production".into()),
+            priority: Default::default(),
+            source: None,
+            submitted_ms: w.t.deps.clock.now_ms(),
+        },
+    )
+}
+
+/// Delivers messages until every queue is empty; returns the messages that
+/// asked to be retried (rate limits), which are not re-queued.
+async fn drain(w: &World) -> Vec<(Envelope, String)> {
+    let mut retried = Vec::new();
+    for _ in 0..10_000 {
+        let mut any = false;
+        for q in QueueName::ALL {
+            while let Some(env) = w.t.bus.pop(q) {
+                any = true;
+                match dispatch(&w.t.deps, q, env.clone()).await {
+                    Ok(()) => {}
+                    Err(HandlerError::Retry(why)) => retried.push((env, why)),
+                    Err(HandlerError::Fail(why)) => {
+                        panic!("{} failed: {why}", env.message.kind())
+                    }
+                }
+            }
+        }
+        if !any {
+            return retried;
+        }
+    }
+    panic!("queues never drained");
+}
+
+async fn state(w: &World, goal: &str) -> GoalState {
+    w.t.deps
+        .store
+        .goal_state(&GoalKey::new("acme".into(), goal.into()))
+        .await
+        .unwrap()
+}
+
+fn strategy_task(s: &GoalState) -> mktg_core::Task {
+    s.tasks
+        .iter()
+        .find(|t| t.skill.as_str() == "content-strategy")
+        .cloned()
+        .unwrap()
+}
+
+/// Runs the queued ToolCall messages all at once, each delivered `times`
+/// times, as concurrent Lambda invocations would.
+async fn run_tool_calls_concurrently(w: &World, times: usize) -> Vec<Result<(), HandlerError>> {
+    let mut calls = Vec::new();
+    while let Some(env) = w.t.bus.pop(QueueName::Tool) {
+        for _ in 0..times {
+            calls.push(env.clone());
+        }
+    }
+    let deps = &w.t.deps;
+    futures::future::join_all(
+        calls
+            .into_iter()
+            .map(|env| async move { dispatch(deps, QueueName::Tool, env).await }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_agent_calls_real_tools_gets_their_results_and_finishes() {
+    let tools = format!(
+        "{}  time:\n    command: {}\n    args: [-m, mcp_server_time, --local-timezone, UTC]\n    skills: [content-strategy]\n",
+        everything_yaml(""),
+        mcp_python()
+    );
+    let w = world(
+        &tools,
+        &script(
+            "      - {name: everything__echo, input: {message: \"pillar check\"}}\n      - {name: time__get_current_time, input: {timezone: Europe/Berlin}}",
+        ),
+    );
+    w.t.bus.send_now(&submit(&w, "g-tools")).await;
+    let retried = drain(&w).await;
+    assert!(retried.is_empty(), "{retried:?}");
+
+    let s = state(&w, "g-tools").await;
+    let goal = s.goal.as_ref().unwrap();
+    assert_eq!(goal.status, GoalStatus::Completed, "{:?}", goal.reason);
+    let task = strategy_task(&s);
+    let calls: Vec<_> = s.calls.iter().filter(|c| c.task == task.id).collect();
+    assert_eq!(calls.len(), 2);
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.status == CallStatus::Done && !c.is_error),
+        "{calls:?}"
+    );
+    // The second turn's request carries both results as tool_result blocks.
+    let second = w.model.request("content-strategy", 1);
+    let results: Vec<String> = second
+        .messages
+        .iter()
+        .flat_map(|m| m.content.iter())
+        .filter_map(|b| match b {
+            mktg_llm::Block::ToolResult { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0].contains("pillar check"));
+    assert!(results[1].contains("Europe/Berlin"));
+    // The tools were offered on turn 0 under their Claude names.
+    let first = w.model.request("content-strategy", 0);
+    let offered: Vec<&str> = first.tools.iter().map(|t| t.name.as_str()).collect();
+    assert!(offered.contains(&"everything__echo") && offered.contains(&"time__get_current_time"));
+    // Other skills get no tools.
+    assert!(w.model.request("copywriting", 0).tools.is_empty());
+    // The output quotes what the real servers said.
+    let out = s.outputs.iter().find(|o| o.task == task.id).unwrap();
+    assert!(
+        out.body.contains("Echo: pillar check"),
+        "{}",
+        &out.body[..400]
+    );
+    assert!(out.body.contains("Europe/Berlin"));
+    assert_eq!(w.host.count("echo"), 1);
+}
+
+#[tokio::test]
+async fn parallel_tool_calls_fan_in_to_one_resume_even_when_delivered_twice_at_once() {
+    let w = world(
+        &everything_yaml(""),
+        &script(
+            "      - {name: everything__echo, input: {message: a}}\n      - {name: everything__echo, input: {message: b}}\n      - {name: everything__get-sum, input: {a: 2, b: 3}}",
+        ),
+    );
+    w.t.bus.send_now(&submit(&w, "g-fan")).await;
+    // Run until the tool calls are queued.
+    for _ in 0..20 {
+        if !w.t.bus.pending(QueueName::Tool).is_empty() {
+            break;
+        }
+        for q in [QueueName::Director, QueueName::Agent, QueueName::Review] {
+            while let Some(env) = w.t.bus.pop(q) {
+                dispatch(&w.t.deps, q, env).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(w.t.bus.pending(QueueName::Tool).len(), 3);
+    let task = strategy_task(&state(&w, "g-fan").await);
+    assert_eq!(task.status, TaskStatus::AwaitingTools);
+
+    // Three calls, each delivered twice, all six at once.
+    let results = run_tool_calls_concurrently(&w, 2).await;
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, Ok(()) | Err(HandlerError::Retry(_)))),
+        "{results:?}"
+    );
+    // Redeliver whatever asked for a retry (a duplicate that found its call running).
+    drain(&w).await;
+    let s = state(&w, "g-fan").await;
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    assert_eq!(
+        w.host.count("echo"),
+        2,
+        "each read call reached the server once"
+    );
+    assert_eq!(w.host.count("get-sum"), 1);
+    assert_eq!(
+        w.model.calls("content-strategy", 1),
+        1,
+        "the agent resumed exactly once"
+    );
+    let turns: Vec<_> = s.turns.iter().filter(|t| t.task == task.id).collect();
+    assert_eq!(turns.len(), 2);
+}
+
+#[tokio::test]
+async fn a_rate_limit_holds_under_concurrent_invocations() {
+    let w = world(
+        &everything_yaml("    tools:\n      echo: {rate: {per_minute: 2}}\n"),
+        &script(
+            "      - {name: everything__echo, input: {message: one}}\n      - {name: everything__echo, input: {message: two}}\n      - {name: everything__echo, input: {message: three}}\n      - {name: everything__echo, input: {message: four}}\n      - {name: everything__echo, input: {message: five}}",
+        ),
+    );
+    w.t.bus.send_now(&submit(&w, "g-rate")).await;
+    for _ in 0..20 {
+        if !w.t.bus.pending(QueueName::Tool).is_empty() {
+            break;
+        }
+        for q in [QueueName::Director, QueueName::Agent, QueueName::Review] {
+            while let Some(env) = w.t.bus.pop(q) {
+                dispatch(&w.t.deps, q, env).await.unwrap();
+            }
+        }
+    }
+    // Start at the beginning of a minute, so the window cannot roll over.
+    let now = w.t.deps.clock.now_ms();
+    w.t.clock.advance(60_000 - now % 60_000 + 1);
+    let results = run_tool_calls_concurrently(&w, 1).await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let limited: Vec<_> = results
+        .iter()
+        .filter_map(|r| match r {
+            Err(HandlerError::Retry(why)) => Some(why.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ok, 2, "{results:?}");
+    assert_eq!(limited.len(), 3);
+    assert!(
+        limited.iter().all(|w| w.contains("rate limit")),
+        "{limited:?}"
+    );
+    assert_eq!(w.host.count("echo"), 2);
+
+    // The next minute lets two more through, and so on until all are done.
+    let mut rounds = 0;
+    loop {
+        let pending: Vec<_> = state(&w, "g-rate")
+            .await
+            .calls
+            .into_iter()
+            .filter(|c| !c.status.is_final())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds <= 3, "calls never finished: {pending:?}");
+        w.t.clock.advance(60_000);
+        for c in pending {
+            w.t.bus
+                .send_now(&Envelope::new(
+                    "acme".into(),
+                    "g-rate".into(),
+                    Message::ToolCall {
+                        task: c.task.clone(),
+                        revision: c.revision,
+                        turn: c.turn,
+                        call: c.id.clone(),
+                    },
+                ))
+                .await;
+        }
+        let before = w.host.count("echo");
+        run_tool_calls_concurrently(&w, 1).await;
+        assert!(
+            w.host.count("echo") - before <= 2,
+            "more than 2 calls in one minute"
+        );
+    }
+    assert_eq!(w.host.count("echo"), 5);
+    drain(&w).await;
+    assert_eq!(
+        state(&w, "g-rate").await.goal.unwrap().status,
+        GoalStatus::Completed
+    );
+}
+
+#[tokio::test]
+async fn a_write_tool_waits_for_approval_and_runs_exactly_once() {
+    let w = world(
+        &everything_yaml("    tools:\n      echo: {effect: write}\n"),
+        &script("      - {name: everything__echo, input: {message: publish it}}"),
+    );
+    w.t.bus.send_now(&submit(&w, "g-approve")).await;
+    drain(&w).await;
+    let s = state(&w, "g-approve").await;
+    let task = strategy_task(&s);
+    assert_eq!(task.status, TaskStatus::AwaitingApproval);
+    assert_eq!(s.calls[0].status, CallStatus::AwaitingApproval);
+    assert_eq!(w.host.count("echo"), 0, "nothing runs before approval");
+    let tenant = TenantId::new("acme");
+    let pending = approvals::list(&w.t.deps, &tenant).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].effect, "write");
+
+    // A wrong reference says what is waiting.
+    let err = approvals::approve(&w.t.deps, &tenant, "nope", "ana")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&pending[0].reference), "{err}");
+
+    // Approved twice (a double click), each message delivered twice at once.
+    approvals::approve(&w.t.deps, &tenant, &pending[0].call, "ana")
+        .await
+        .unwrap();
+    approvals::approve(&w.t.deps, &tenant, &pending[0].reference, "ana")
+        .await
+        .unwrap_err();
+    run_tool_calls_concurrently(&w, 2).await;
+    drain(&w).await;
+    // And a late duplicate after it finished.
+    w.t.bus
+        .send_now(&Envelope::new(
+            tenant.clone(),
+            "g-approve".into(),
+            Message::ToolCall {
+                task: task.id.clone(),
+                revision: 0,
+                turn: 0,
+                call: pending[0].call.clone(),
+            },
+        ))
+        .await;
+    drain(&w).await;
+
+    assert_eq!(w.host.count("echo"), 1, "the write ran exactly once");
+    let s = state(&w, "g-approve").await;
+    assert_eq!(s.calls[0].status, CallStatus::Done);
+    assert_eq!(s.calls[0].decided_by.as_deref(), Some("approved by ana"));
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    assert!(approvals::list(&w.t.deps, &tenant)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(w.model.calls("content-strategy", 1), 1);
+}
+
+#[tokio::test]
+async fn a_denied_call_is_reported_to_the_agent_which_continues_without_it() {
+    let w = world(
+        &everything_yaml("    tools:\n      echo: {effect: spend}\n"),
+        &script("      - {name: everything__echo, input: {message: buy ads}}"),
+    );
+    w.t.bus.send_now(&submit(&w, "g-deny")).await;
+    drain(&w).await;
+    let tenant = TenantId::new("acme");
+    let pending = approvals::list(&w.t.deps, &tenant).await.unwrap();
+    approvals::deny(
+        &w.t.deps,
+        &tenant,
+        &pending[0].call,
+        "ana",
+        "not this quarter",
+    )
+    .await
+    .unwrap();
+    drain(&w).await;
+    assert_eq!(w.host.count("echo"), 0);
+    let s = state(&w, "g-deny").await;
+    assert_eq!(s.calls[0].status, CallStatus::Denied);
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    let second = w.model.request("content-strategy", 1);
+    let said = format!("{:?}", second.messages);
+    assert!(said.contains("not this quarter"), "{said}");
+}
+
+#[tokio::test]
+async fn a_hung_or_crashed_server_fails_the_call_clearly_and_the_task_recovers() {
+    let crashy = mktg_testkit::repo_root().join("tests/fixtures/mcp/crashy.py");
+    let tools = format!(
+        "{}    tools:\n      trigger-long-running-operation: {{timeout_ms: 500}}\n  crashy:\n    command: {}\n    args: [\"{}\"]\n    skills: [content-strategy]\n",
+        everything_yaml(""),
+        mcp_python(),
+        crashy.display()
+    );
+    let w = world(
+        &tools,
+        &script(
+            "      - {name: everything__trigger-long-running-operation, input: {duration: 30, steps: 2}}\n      - {name: crashy__explode, input: {reason: fault test}}",
+        ),
+    );
+    w.t.bus.send_now(&submit(&w, "g-faults")).await;
+    let retried = drain(&w).await;
+    assert!(retried.is_empty(), "{retried:?}");
+    let s = state(&w, "g-faults").await;
+    let by_tool = |t: &str| s.calls.iter().find(|c| c.tool == t).unwrap().clone();
+    let hung = by_tool("trigger-long-running-operation");
+    assert_eq!(hung.status, CallStatus::Failed);
+    assert!(
+        hung.result
+            .as_deref()
+            .unwrap()
+            .contains("did not answer within 500 ms"),
+        "{hung:?}"
+    );
+    let crashed = by_tool("explode");
+    assert_eq!(crashed.status, CallStatus::Failed);
+    assert!(
+        crashed.result.as_deref().unwrap().contains("crashy"),
+        "{crashed:?}"
+    );
+    // The agent read both failures and still delivered.
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    let said = format!("{:?}", w.model.request("content-strategy", 1).messages);
+    assert!(said.contains("did not answer within 500 ms"));
+}
+
+#[tokio::test]
+async fn tools_outside_the_skill_and_repeated_calls_are_refused_with_reasons() {
+    // Turn 0 calls echo; turn 1 repeats it twice more (the guard allows 2)
+    // and calls a tool no skill is given.
+    let real = mktg_testkit::repo_root().join("config/scripted");
+    let script = format!(
+        "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n      - {{name: everything__echo, input: {{message: same}}}}\n  - skill: content-strategy\n    role: agent\n    turn: 1\n    tool_uses:\n      - {{name: everything__echo, input: {{message: same}}}}\n      - {{name: everything__echo, input: {{message: same}}}}\n  - skill: \"*\"\n    role: agent\n    file: \"{real}/responses/{{skill}}.md\"\n",
+        real = real.display()
+    );
+    let w = world(&everything_yaml(""), &script);
+    w.t.bus.send_now(&submit(&w, "g-guard")).await;
+    drain(&w).await;
+    let s = state(&w, "g-guard").await;
+    let mut turn1: Vec<_> = s.calls.iter().filter(|c| c.turn == 1).collect();
+    turn1.sort_by_key(|c| c.id.clone());
+    assert_eq!(turn1.len(), 2);
+    assert_eq!(turn1[0].status, CallStatus::Done);
+    assert_eq!(turn1[1].status, CallStatus::Blocked);
+    assert!(turn1[1].result.as_deref().unwrap().contains("loop guard"));
+    assert_eq!(w.host.count("echo"), 2);
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+}
