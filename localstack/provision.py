@@ -69,9 +69,23 @@ def package(binary: Path, root: Path) -> bytes:
         z.writestr(info, binary.read_bytes())
         for sub in ("config", "skills"):
             for f in sorted((root / sub).rglob("*")):
-                if f.is_file():
+                if not f.is_file():
+                    continue
+                if f.relative_to(root).as_posix() == "config/tools.yaml":
+                    z.writestr("config/tools.yaml", local_tools_yaml(f.read_text(), root))
+                else:
                     z.write(f, f.relative_to(root).as_posix())
     return buf.getvalue()
+
+
+def local_tools_yaml(text: str, root: Path) -> str:
+    """The emulator runs each function as a process on this machine, so a
+    stdio tool server installed under .mktg/ is reachable by its absolute
+    path; the package carries that path instead of the relative one. (In
+    AWS, tool servers are url: endpoints or ship inside the package.)"""
+    return re.sub(r"^(\s*command:\s*)(\.mktg/\S+)\s*$",
+                  lambda m: f"{m.group(1)}{(root / m.group(2)).as_posix()}",
+                  text, flags=re.M)
 
 
 def upload_functions(args, template: str) -> int:

@@ -373,6 +373,10 @@ async fn run(cli: Cli) -> Result<()> {
             }
             println!("{}", show::plan(&state));
             println!("{}", show::cost_line(&state));
+            let calls = show::tool_calls(&state);
+            if !calls.is_empty() {
+                println!("\nTool calls\n{calls}");
+            }
             if full {
                 println!("\nReviews\n{}", show::reviews(&state));
                 println!("Outputs\n{}", show::outputs(&state, usize::MAX));
@@ -674,6 +678,10 @@ async fn watch(deps: &Deps, tenant: &TenantId, goal: &GoalId, run: &RunArgs) -> 
                 show::plan(&state),
                 show::reviews(&state)
             );
+            let calls = show::tool_calls(&state);
+            if !calls.is_empty() {
+                println!("Tool calls\n{calls}");
+            }
             println!("Outputs\n{}", show::outputs(&state, run.lines));
             println!(
                 "goal {} finished {} in {:.1}s",

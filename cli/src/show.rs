@@ -159,6 +159,60 @@ pub fn reviews(state: &GoalState) -> String {
     s
 }
 
+/// Every tool call of the goal: who called what, its fate and its answer.
+pub fn tool_calls(state: &GoalState) -> String {
+    let mut calls = state.calls.clone();
+    calls.sort_by(|a, b| {
+        (a.task.as_str(), a.revision, a.turn, &a.id).cmp(&(
+            b.task.as_str(),
+            b.revision,
+            b.turn,
+            &b.id,
+        ))
+    });
+    let mut s = String::new();
+    for c in &calls {
+        let answer: String = c
+            .result
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(100)
+            .collect();
+        let _ = writeln!(
+            s,
+            "  {} turn {}  {} {}  [{}{}]{}\n      args {}{}",
+            c.task,
+            c.turn,
+            c.name,
+            c.effect,
+            c.status,
+            if c.is_error { ", error" } else { "" },
+            c.decided_by
+                .as_deref()
+                .map(|d| format!("  {d}"))
+                .unwrap_or_default(),
+            c.input,
+            if answer.is_empty() {
+                String::new()
+            } else {
+                format!("\n      → {answer}")
+            }
+        );
+        if c.status == mktg_core::CallStatus::AwaitingApproval {
+            let _ = writeln!(
+                s,
+                "      waiting: mktg approve {}  |  mktg deny {} --reason \"...\"",
+                c.id, c.id
+            );
+        }
+    }
+    s
+}
+
 /// The label every scripted output carries wherever it is shown.
 pub fn provenance(o: &Output) -> String {
     if o.scripted {
@@ -224,14 +278,23 @@ pub fn trace(state: &GoalState) -> String {
 pub fn progress(state: &GoalState) -> String {
     let n = state.tasks.len();
     let count = |s: TaskStatus| state.tasks.iter().filter(|t| t.status == s).count();
-    format!(
+    let mut line = format!(
         "{}/{} approved, {} running, {} in review, {} revising",
         count(TaskStatus::Approved),
         n,
         count(TaskStatus::InProgress) + count(TaskStatus::Assigned),
         count(TaskStatus::InReview) + count(TaskStatus::Completed),
         count(TaskStatus::Revision)
-    )
+    );
+    let tools = count(TaskStatus::AwaitingTools);
+    if tools > 0 {
+        let _ = write!(line, ", {tools} using tools");
+    }
+    let approval = count(TaskStatus::AwaitingApproval);
+    if approval > 0 {
+        let _ = write!(line, ", {approval} waiting for approval (mktg approvals)");
+    }
+    line
 }
 
 /// The month's ledger: total, then goals, skills and models by spend.

@@ -181,3 +181,79 @@ fn a_new_skill_is_one_yaml_entry_and_one_skill_md() {
     let cfg = load(&paths).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(cfg.skills.len(), 27);
 }
+
+#[test]
+fn the_tool_catalogue_example_loads_as_a_tools_yaml() {
+    let (_dir, paths) = copy_of_real_config();
+    fs::copy(
+        paths.config_dir.join("tools.example.yaml"),
+        paths.config_dir.join("tools.yaml"),
+    )
+    .unwrap();
+    let config = load(&paths).unwrap_or_else(|e| panic!("{e}"));
+    for name in [
+        "ga4",
+        "search-console",
+        "gtm",
+        "pagespeed",
+        "wordpress",
+        "webflow",
+        "github",
+        "browser",
+        "mailchimp",
+        "customerio",
+        "resend",
+        "google-ads",
+        "meta-ads",
+        "linkedin",
+        "twitter",
+        "buffer",
+        "stripe",
+    ] {
+        assert!(config.tools.servers.contains_key(name), "{name} missing");
+    }
+    // Skills ask for a capability; the registry names the tenant's ESP.
+    let esp = config
+        .tools
+        .provider_of("email.send", &"email-sequence".into())
+        .map(|s| s.name.clone());
+    assert!(esp.is_some(), "no ESP offers email.send to email-sequence");
+}
+
+#[test]
+fn tools_yaml_mistakes_are_reported_with_file_and_line() {
+    let (_dir, paths) = copy_of_real_config();
+    let file = paths.config_dir.join("tools.yaml");
+    fs::write(
+        &file,
+        "servers:\n  both:\n    command: npx\n    url: https://example.test/mcp\n    skills: [seo-audit]\n  neither:\n    skills: [seo-audit]\n  typo:\n    command: x\n    skills: [seo-audti]\n    effect: delete\n    rate: {per_minute: 0}\n    env: [lower_case]\n",
+    )
+    .unwrap();
+    let err = load(&paths).unwrap_err();
+    let text = err.to_string();
+    let expect = [
+        ("url: https://example.test/mcp", "not both"),
+        ("skills: [seo-audti]", "unknown skill \"seo-audti\""),
+        ("effect: delete", "not one of read, write, spend"),
+        ("env: [lower_case]", "not an environment variable name"),
+    ];
+    for (needle, message) in expect {
+        let line = line_of(&file, needle);
+        assert!(
+            err.0
+                .iter()
+                .any(|e| e.line == Some(line) && e.message.contains(message)),
+            "expected \"{message}\" at tools.yaml:{line}:\n{text}"
+        );
+    }
+    // A server's own problems point at its entry (the line after its name).
+    let neither = line_of(&file, "neither:") + 1;
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.line == Some(neither) && e.message.contains("needs a command")),
+        "{text}"
+    );
+    assert!(text.contains("did you mean \"seo-audit\""), "{text}");
+    assert!(text.contains("rate per_minute is 0"), "{text}");
+}
