@@ -508,6 +508,17 @@ fn validate(root: &std::path::Path) -> Result<()> {
                 cfg.models.tiers.len(),
                 cfg.tools.servers.len()
             );
+            for skill in cfg.skills.values() {
+                for cap in &skill.capabilities {
+                    if cfg.tools.provider_of(cap, &skill.name).is_none() {
+                        println!(
+                            "note: skill {} can use {cap}, but no server in {} provides it (see tools.example.yaml)",
+                            skill.name,
+                            cfg.tools.file.display()
+                        );
+                    }
+                }
+            }
             // Credentials are read when a server starts: missing ones are
             // warnings here, since the deployment may provide them.
             for s in cfg.tools.servers.values() {

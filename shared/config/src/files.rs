@@ -39,6 +39,10 @@ pub struct SkillEntry {
     pub tier: S<String>,
     #[serde(default)]
     pub inputs_from: Vec<S<String>>,
+    /// Tool capabilities the skill needs (e.g. email.send); tools.yaml says
+    /// which configured server provides each.
+    #[serde(default)]
+    pub capabilities: Vec<S<String>>,
     pub review: ReviewEntry,
 }
 
@@ -258,6 +262,24 @@ pub struct ToolServerEntry {
     pub timeout_ms: Option<u64>,
     #[serde(default)]
     pub tools: BTreeMap<String, S<ToolEntry>>,
+    #[serde(default)]
+    pub oauth: Option<S<OAuthEntry>>,
+}
+
+/// OAuth2 refresh-token flow for servers that take a short-lived access
+/// token (the Google tools). Values are environment variable names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthEntry {
+    pub token_url: String,
+    pub client_id_env: S<String>,
+    pub client_secret_env: S<String>,
+    pub refresh_token_env: S<String>,
+    /// The variable the server reads its access token from; for url
+    /// servers, name it in a header as `${VAR}`.
+    pub access_token_env: S<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]

@@ -44,6 +44,9 @@ pub struct Skill {
     pub description: String,
     pub tier: String,
     pub inputs_from: Vec<SkillName>,
+    /// Tool capabilities it needs (e.g. `email.send`), routed to whichever
+    /// configured server provides them.
+    pub capabilities: Vec<String>,
     pub review: StructuralRules,
     /// The full SKILL.md text: the agent's instructions.
     pub instructions: String,
@@ -183,6 +186,18 @@ pub struct ToolServer {
     pub max_result_bytes: usize,
     /// Per-tool overrides, by the server's own tool name.
     pub overrides: BTreeMap<String, ToolOverride>,
+    pub oauth: Option<OAuth>,
+}
+
+/// Where a server's OAuth2 refresh flow reads its credentials (env names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuth {
+    pub token_url: String,
+    pub client_id_env: String,
+    pub client_secret_env: String,
+    pub refresh_token_env: String,
+    pub access_token_env: String,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -220,6 +235,15 @@ impl ToolServer {
             for value in headers.values() {
                 vars.extend(env_refs(value));
             }
+        }
+        if let Some(o) = &self.oauth {
+            // The access token is minted, not configured.
+            vars.retain(|v| v != &o.access_token_env);
+            vars.extend([
+                o.client_id_env.clone(),
+                o.client_secret_env.clone(),
+                o.refresh_token_env.clone(),
+            ]);
         }
         vars.sort();
         vars.dedup();

@@ -6,8 +6,8 @@ use crate::files::{
     SchedulesFile, SkillsFile, StepEntry, ToolsFile, S,
 };
 use crate::{
-    closest, Budget, Category, Config, Mapping, Models, Paths, Pipeline, Schedule, ScheduleTarget,
-    Schedules, Skill, ToolOverride, ToolServer, ToolTransport, Tools,
+    closest, Budget, Category, Config, Mapping, Models, OAuth, Paths, Pipeline, Schedule,
+    ScheduleTarget, Schedules, Skill, ToolOverride, ToolServer, ToolTransport, Tools,
 };
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
@@ -209,6 +209,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                     .iter()
                     .map(|s| SkillName::new(s.value.clone()))
                     .collect(),
+                capabilities: entry.capabilities.iter().map(|c| c.value.clone()).collect(),
                 review: StructuralRules {
                     required_sections: entry.review.required_sections.clone(),
                     min_words: entry.review.min_words,
@@ -683,6 +684,10 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
     if !errors.0.is_empty() {
         return Err(ConfigErrors(errors.0));
     }
+    let skills_for_routing: Vec<(SkillName, Vec<String>)> = skills
+        .values()
+        .map(|s: &Skill| (s.name.clone(), s.capabilities.clone()))
+        .collect();
     Ok(Config {
         paths: paths.clone(),
         max_revisions: sf.defaults.max_revisions,
@@ -711,8 +716,23 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             list: schedules,
         },
         mappings,
-        tools,
+        tools: route_capabilities(tools, &skills_for_routing),
     })
+}
+
+/// A skill that needs a capability may use every configured server that
+/// provides it: switching the tenant's ESP from Mailchimp to Resend is a
+/// tools.yaml change, and no skill changes.
+fn route_capabilities(mut tools: Tools, skills: &[(SkillName, Vec<String>)]) -> Tools {
+    for server in tools.servers.values_mut() {
+        for (skill, caps) in skills {
+            let provides = caps.iter().any(|c| server.capabilities.contains(c));
+            if provides && !server.skills.contains(skill) {
+                server.skills.push(skill.clone());
+            }
+        }
+    }
+    tools
 }
 
 /// tools.yaml is optional: without it agents have no tools.
@@ -827,6 +847,25 @@ fn load_tools(
                 },
             );
         }
+        let oauth = e.oauth.as_ref().map(|o| {
+            let v = &o.value;
+            if !(v.token_url.starts_with("https://") || v.token_url.starts_with("http://")) {
+                errors.at(path, o, format!("server \"{name}\": oauth token_url \"{}\" must be an http(s) URL", v.token_url));
+            }
+            for var in [&v.client_id_env, &v.client_secret_env, &v.refresh_token_env, &v.access_token_env] {
+                if !is_env_name(&var.value) {
+                    errors.at(path, var, format!("server \"{name}\": \"{}\" is not an environment variable name (use A-Z, 0-9, _)", var.value));
+                }
+            }
+            OAuth {
+                token_url: v.token_url.clone(),
+                client_id_env: v.client_id_env.value.clone(),
+                client_secret_env: v.client_secret_env.value.clone(),
+                refresh_token_env: v.refresh_token_env.value.clone(),
+                access_token_env: v.access_token_env.value.clone(),
+                scopes: v.scopes.clone(),
+            }
+        });
         tools.servers.insert(
             name.clone(),
             ToolServer {
@@ -843,6 +882,7 @@ fn load_tools(
                 connect_timeout_ms,
                 max_result_bytes,
                 overrides,
+                oauth,
             },
         );
     }

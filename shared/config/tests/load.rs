@@ -257,3 +257,34 @@ fn tools_yaml_mistakes_are_reported_with_file_and_line() {
     assert!(text.contains("did you mean \"seo-audit\""), "{text}");
     assert!(text.contains("rate per_minute is 0"), "{text}");
 }
+
+#[test]
+fn a_skill_asks_for_a_capability_and_gets_whichever_esp_is_configured() {
+    let (_dir, paths) = copy_of_real_config();
+    let file = paths.config_dir.join("tools.yaml");
+    let esp = |name: &str| {
+        format!(
+            "servers:\n  {name}:\n    url: https://{name}.example.test/mcp\n    capabilities: [email.send, email.campaign]\n    effect: spend\n"
+        )
+    };
+    for vendor in ["mailchimp", "resend"] {
+        fs::write(&file, esp(vendor)).unwrap();
+        let config = load(&paths).unwrap_or_else(|e| panic!("{e}"));
+        let skill = "email-sequence".into();
+        let routed: Vec<&str> = config
+            .tools
+            .for_skill(&skill)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(routed, [vendor]);
+        assert_eq!(
+            config
+                .tools
+                .provider_of("email.send", &skill)
+                .map(|s| s.name.as_str()),
+            Some(vendor)
+        );
+        // A skill that does not ask for email gets nothing.
+        assert_eq!(config.tools.for_skill(&"seo-audit".into()).count(), 0);
+    }
+}

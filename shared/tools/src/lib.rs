@@ -7,6 +7,7 @@
 //! decided by `tools.yaml` alone.
 
 mod mcp;
+pub mod oauth;
 
 pub use mcp::{EnvLookup, McpHost};
 

@@ -3,6 +3,7 @@
 //! container, or the CLI's workers); a connection that breaks is dropped and
 //! reopened on the next call.
 
+use crate::oauth::AccessToken;
 use crate::{clean_description, ToolDef, ToolError, ToolHost, ToolOutcome};
 use async_trait::async_trait;
 use mktg_config::{ToolServer, ToolTransport, Tools};
@@ -43,8 +44,15 @@ const PASS_THROUGH: &[&str] = &[
 pub struct McpHost {
     tools: Tools,
     env: EnvLookup,
-    clients: Mutex<HashMap<String, Arc<Client>>>,
+    clients: Mutex<HashMap<String, Connection>>,
     listed: Mutex<HashMap<String, Vec<ToolDef>>>,
+    http: reqwest::Client,
+}
+
+/// A live connection, and the OAuth access token it was opened with.
+struct Connection {
+    client: Arc<Client>,
+    token: Option<AccessToken>,
 }
 
 impl McpHost {
@@ -61,6 +69,7 @@ impl McpHost {
             env,
             clients: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
+            http: reqwest::Client::new(),
         }
     }
 
@@ -78,13 +87,31 @@ impl McpHost {
     async fn client(&self, server: &ToolServer) -> Result<Arc<Client>, ToolError> {
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(&server.name) {
-            if !c.is_closed() {
-                return Ok(c.clone());
+            let token_ok = c.token.as_ref().is_none_or(AccessToken::is_fresh);
+            if !c.client.is_closed() && token_ok {
+                return Ok(c.client.clone());
             }
-            tracing::warn!(server = %server.name, "tool server connection closed; reconnecting");
+            if token_ok {
+                tracing::warn!(server = %server.name, "tool server connection closed; reconnecting");
+            } else {
+                tracing::info!(server = %server.name, "access token near expiry; reconnecting with a fresh one");
+            }
             clients.remove(&server.name);
         }
-        let connect = self.connect(server);
+        // A server behind OAuth gets a fresh access token for the life of
+        // the connection; the connection is renewed before the token ends.
+        let token = match &server.oauth {
+            Some(oauth) => Some(
+                crate::oauth::refresh(oauth, self.env.as_ref(), &self.http)
+                    .await
+                    .map_err(|reason| ToolError::Connect {
+                        server: server.name.clone(),
+                        reason,
+                    })?,
+            ),
+            None => None,
+        };
+        let connect = self.connect(server, token.as_ref());
         let client =
             tokio::time::timeout(Duration::from_millis(server.connect_timeout_ms), connect)
                 .await
@@ -96,11 +123,28 @@ impl McpHost {
                     ),
                 })??;
         let client = Arc::new(client);
-        clients.insert(server.name.clone(), client.clone());
+        clients.insert(
+            server.name.clone(),
+            Connection {
+                client: client.clone(),
+                token,
+            },
+        );
         Ok(client)
     }
 
-    async fn connect(&self, server: &ToolServer) -> Result<Client, ToolError> {
+    async fn connect(
+        &self,
+        server: &ToolServer,
+        token: Option<&AccessToken>,
+    ) -> Result<Client, ToolError> {
+        // The minted access token, under the variable name the server reads.
+        let minted = |var: &str| -> Option<String> {
+            match (&server.oauth, token) {
+                (Some(o), Some(t)) if o.access_token_env == var => Some(t.value.clone()),
+                _ => None,
+            }
+        };
         let fail = |reason: String| ToolError::Connect {
             server: server.name.clone(),
             reason,
@@ -109,12 +153,14 @@ impl McpHost {
             ToolTransport::Stdio { command, args } => {
                 let mut cmd = tokio::process::Command::new(command);
                 cmd.args(args).env_clear();
+                let oauth_var = server.oauth.as_ref().map(|o| o.access_token_env.clone());
                 for var in PASS_THROUGH
                     .iter()
                     .map(|s| s.to_string())
                     .chain(server.env.clone())
+                    .chain(oauth_var)
                 {
-                    if let Some(v) = (self.env)(&var) {
+                    if let Some(v) = minted(&var).or_else(|| (self.env)(&var)) {
                         cmd.env(&var, v);
                     }
                 }
@@ -140,7 +186,7 @@ impl McpHost {
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
                 let mut custom = HashMap::new();
                 for (name, template) in headers {
-                    let value = self.expand(template).map_err(fail)?;
+                    let value = self.expand(template, &minted).map_err(fail)?;
                     if name.eq_ignore_ascii_case("authorization") {
                         let token = value.strip_prefix("Bearer ").unwrap_or(&value).to_string();
                         config = config.auth_header(token);
@@ -165,11 +211,16 @@ impl McpHost {
 
     /// Replaces `${VAR}` with the variable's value; a missing variable is an
     /// error naming it.
-    fn expand(&self, template: &str) -> Result<String, String> {
+    fn expand(
+        &self,
+        template: &str,
+        minted: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, String> {
         let mut out = template.to_string();
         for var in mktg_config::env_refs(template) {
-            let value =
-                (self.env)(&var).ok_or_else(|| format!("environment variable {var} is not set"))?;
+            let value = minted(&var)
+                .or_else(|| (self.env)(&var))
+                .ok_or_else(|| format!("environment variable {var} is not set"))?;
             out = out.replace(&format!("${{{var}}}"), &value);
         }
         Ok(out)

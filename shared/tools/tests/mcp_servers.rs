@@ -44,6 +44,7 @@ fn server(name: &str, transport: ToolTransport) -> ToolServer {
         connect_timeout_ms: 30_000,
         max_result_bytes: 2_000,
         overrides: BTreeMap::new(),
+        oauth: None,
     }
 }
 
@@ -290,4 +291,132 @@ async fn pypi_time_server_answers_a_call() {
         .await
         .unwrap();
     assert!(out.text.contains("Europe/Berlin"), "{out:?}");
+}
+
+fn env_map(pairs: &[(&str, &str)]) -> mktg_tools::EnvLookup {
+    let mut map: std::collections::HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    for k in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(k) {
+            map.insert(k.into(), v);
+        }
+    }
+    Arc::new(move |k: &str| map.get(k).cloned())
+}
+
+#[tokio::test]
+async fn oauth_tokens_are_minted_passed_to_the_server_and_refreshed_before_expiry() {
+    use wiremock::matchers::{body_string_contains, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    for (n, token) in ["tok-1", "tok-2"].iter().enumerate() {
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .and(body_string_contains("grant_type=refresh_token"))
+            .and(body_string_contains("refresh_token=rt-1"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "access_token": token,
+                "token_type": "Bearer",
+                // 61 s less the 60 s margin: stale one second from now.
+                "expires_in": 61,
+            })))
+            .up_to_n_times(1)
+            .with_priority(u8::try_from(n + 1).unwrap())
+            .mount(&idp)
+            .await;
+    }
+    let mut s = stdio_everything();
+    s.oauth = Some(mktg_config::OAuth {
+        token_url: format!("{}/token", idp.uri()),
+        client_id_env: "G_CLIENT_ID".into(),
+        client_secret_env: "G_CLIENT_SECRET".into(),
+        refresh_token_env: "G_REFRESH_TOKEN".into(),
+        access_token_env: "G_ACCESS_TOKEN".into(),
+        scopes: vec!["https://www.googleapis.com/auth/analytics.readonly".into()],
+    });
+    let tools = Tools {
+        file: PathBuf::from("tools.yaml"),
+        servers: [("everything".to_string(), s)].into_iter().collect(),
+    };
+    let host = McpHost::with_env(
+        tools,
+        env_map(&[
+            ("G_CLIENT_ID", "cid"),
+            ("G_CLIENT_SECRET", "csecret"),
+            ("G_REFRESH_TOKEN", "rt-1"),
+            ("UNRELATED_SECRET", "must-not-leak"),
+        ]),
+    );
+    let env_of = |out: mktg_tools::ToolOutcome| -> serde_json::Value {
+        serde_json::from_str(&out.text).unwrap()
+    };
+    let first = env_of(
+        host.invoke("everything", "get-env", serde_json::json!({}), "k", 10_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first["G_ACCESS_TOKEN"], "tok-1");
+    // Only declared variables reach a server: no refresh token, no others.
+    assert!(first.get("UNRELATED_SECRET").is_none(), "{first}");
+    assert!(first.get("G_REFRESH_TOKEN").is_none(), "{first}");
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    let second = env_of(
+        host.invoke("everything", "get-env", serde_json::json!({}), "k", 10_000)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(second["G_ACCESS_TOKEN"], "tok-2", "refreshed before expiry");
+    assert_eq!(idp.received_requests().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_rejected_refresh_token_fails_the_connection_with_the_providers_reason() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let idp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(serde_json::json!({
+            "error": "invalid_grant",
+            "error_description": "Token has been expired or revoked."
+        })))
+        .mount(&idp)
+        .await;
+    let mut s = stdio_everything();
+    s.oauth = Some(mktg_config::OAuth {
+        token_url: format!("{}/token", idp.uri()),
+        client_id_env: "G_CLIENT_ID".into(),
+        client_secret_env: "G_CLIENT_SECRET".into(),
+        refresh_token_env: "G_REFRESH_TOKEN".into(),
+        access_token_env: "G_ACCESS_TOKEN".into(),
+        scopes: vec![],
+    });
+    let tools = Tools {
+        file: PathBuf::from("tools.yaml"),
+        servers: [("ga4".to_string(), {
+            s.name = "ga4".into();
+            s
+        })]
+        .into_iter()
+        .collect(),
+    };
+    let host = McpHost::with_env(
+        tools.clone(),
+        env_map(&[
+            ("G_CLIENT_ID", "cid"),
+            ("G_CLIENT_SECRET", "csecret"),
+            ("G_REFRESH_TOKEN", "revoked"),
+        ]),
+    );
+    let err = host.list_server("ga4").await.unwrap_err().to_string();
+    assert!(
+        err.contains("invalid_grant") && err.contains("revoked"),
+        "{err}"
+    );
+    // A missing credential names the variable.
+    let host = McpHost::with_env(tools, env_map(&[("G_CLIENT_ID", "cid")]));
+    let err = host.list_server("ga4").await.unwrap_err().to_string();
+    assert!(err.contains("G_CLIENT_SECRET is not set"), "{err}");
 }
