@@ -1,6 +1,6 @@
 //! The dependencies of every handler, built once per cold start.
 
-use crate::settings::Settings;
+use crate::settings::{Secret, Settings};
 use mktg_bus::{Bus, QueueUrls, SqsEventBridgeBus};
 use mktg_config::{Config, Paths};
 use mktg_llm::{
@@ -8,6 +8,7 @@ use mktg_llm::{
 };
 use mktg_store::{DynamoStore, Store};
 use mktg_tools::{McpHost, ToolHost};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Time comes from here, never from the system clock inside rules.
@@ -44,6 +45,8 @@ pub enum BootError {
     Config(#[from] mktg_config::ConfigErrors),
     #[error("{0}")]
     Model(String),
+    #[error("{0}")]
+    Secret(String),
 }
 
 impl Deps {
@@ -72,7 +75,60 @@ impl Deps {
     /// the model provider.
     pub async fn build(settings: &Settings) -> Result<Deps, BootError> {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Deps::build_with(settings, &aws)
+        Deps::build_with_secrets(settings, &aws, &|k: &str| {
+            std::env::var(k).ok().filter(|v| !v.is_empty())
+        })
+        .await
+    }
+
+    /// As `build_with`, first reading secrets the environment names by
+    /// reference: `ANTHROPIC_API_KEY_SECRET_ID`, and for each credential
+    /// variable `X` of tools.yaml that is unset, `X_SECRET_ID`. Values go
+    /// to the model client and the tool host only, never to logs.
+    pub async fn build_with_secrets(
+        settings: &Settings,
+        aws: &aws_config::SdkConfig,
+        lookup: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+    ) -> Result<Deps, BootError> {
+        let secrets = aws_sdk_secretsmanager::Client::new(aws);
+        let mut settings = settings.clone();
+        if settings.anthropic_api_key.is_none() {
+            if let Some(id) = &settings.anthropic_api_key_secret_id {
+                settings.anthropic_api_key = Some(Secret(
+                    crate::secrets::fetch(&secrets, id, "ANTHROPIC_API_KEY").await?,
+                ));
+            }
+        }
+        let mut deps = Deps::build_with(&settings, aws)?;
+        let vars: Vec<String> = deps
+            .config
+            .tools
+            .servers
+            .values()
+            .flat_map(|s| s.credential_vars())
+            .collect();
+        let overlay = crate::secrets::credential_overlay(&vars, lookup, &secrets).await?;
+        if !overlay.is_empty() {
+            let process_env: HashMap<String, String> = vars
+                .iter()
+                .chain(
+                    mktg_tools::PASS_THROUGH
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>()
+                        .iter(),
+                )
+                .filter_map(|k| lookup(k).map(|v| (k.clone(), v)))
+                .collect();
+            let env: mktg_tools::EnvLookup = Arc::new(move |k: &str| {
+                overlay
+                    .get(k)
+                    .map(|s| s.0.clone())
+                    .or_else(|| process_env.get(k).cloned())
+            });
+            deps.tools = Arc::new(McpHost::with_env(deps.config.tools.clone(), env));
+        }
+        Ok(deps)
     }
 
     /// As `build`, with an AWS config made by the caller (tests point it at

@@ -7,6 +7,7 @@ mod deps;
 mod error;
 pub mod outbox;
 mod runner;
+pub mod secrets;
 mod settings;
 
 pub use deps::{choose_model, BootError, Clock, Deps, SystemClock};

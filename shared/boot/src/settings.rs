@@ -19,6 +19,9 @@ pub struct Settings {
     pub script: Option<PathBuf>,
     /// `ANTHROPIC_API_KEY`; never printed (its Debug is redacted).
     pub anthropic_api_key: Option<Secret>,
+    /// `ANTHROPIC_API_KEY_SECRET_ID`: a Secrets Manager secret holding the
+    /// key, read at cold start when `ANTHROPIC_API_KEY` is not set.
+    pub anthropic_api_key_secret_id: Option<String>,
     /// `ANTHROPIC_BASE_URL`, for a proxy or a mock server.
     pub anthropic_base_url: Option<String>,
     /// `MKTG_TENANT`, the default tenant of CLI commands.
@@ -95,6 +98,7 @@ impl Settings {
             provider: lookup("MKTG_PROVIDER"),
             script: lookup("MKTG_SCRIPT").map(PathBuf::from),
             anthropic_api_key: lookup("ANTHROPIC_API_KEY").map(Secret),
+            anthropic_api_key_secret_id: lookup("ANTHROPIC_API_KEY_SECRET_ID"),
             anthropic_base_url: lookup("ANTHROPIC_BASE_URL"),
             tenant: lookup("MKTG_TENANT").unwrap_or_else(|| "default".into()),
         })

@@ -9,7 +9,7 @@
 mod mcp;
 pub mod oauth;
 
-pub use mcp::{EnvLookup, McpHost};
+pub use mcp::{EnvLookup, McpHost, PASS_THROUGH};
 
 use async_trait::async_trait;
 use mktg_config::ToolPolicy;

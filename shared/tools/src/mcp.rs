@@ -29,7 +29,7 @@ pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// Environment a stdio server gets besides its declared credentials: what
 /// `npx`, `uvx` and interpreters need to start, nothing secret.
-const PASS_THROUGH: &[&str] = &[
+pub const PASS_THROUGH: &[&str] = &[
     "PATH",
     "HOME",
     "TMPDIR",

@@ -1,0 +1,78 @@
+//! Credentials kept in Secrets Manager (the emulator's): the Anthropic key
+//! and a tool server's credential, named by `*_SECRET_ID` variables and
+//! read once at cold start. Needs `localstack/up` and `scripts/mcp-servers`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use mktg_boot::{Deps, Settings};
+use mktg_it::{emulator, fresh_tenant};
+
+#[tokio::test]
+async fn secrets_named_by_reference_reach_the_model_client_and_the_tool_server_only() {
+    let emu = emulator().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&emu.aws);
+    let prefix = format!("mktg/{}", fresh_tenant("it-secrets"));
+    for (name, value) in [
+        ("anthropic", "sk-ant-from-secrets-manager"),
+        ("ga4", "token-from-secrets-manager"),
+    ] {
+        sm.create_secret()
+            .name(format!("{prefix}/{name}"))
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (dir, _config, _model) = mktg_testkit::config_with_tools(
+        &format!(
+            "servers:\n  everything:\n    command: {}\n    args: [stdio]\n    env: [GA4_TOKEN]\n    skills: [analytics-tracking]\n",
+            mktg_testkit::everything_server()
+        ),
+        "replies:\n  - {text: unused}\n",
+    );
+    let mut env = emu.env.clone();
+    env.insert("MKTG_ROOT".into(), dir.path().display().to_string());
+    env.insert("MKTG_PROVIDER".into(), "auto".into());
+    env.insert(
+        "ANTHROPIC_API_KEY_SECRET_ID".into(),
+        format!("{prefix}/anthropic"),
+    );
+    env.insert("GA4_TOKEN_SECRET_ID".into(), format!("{prefix}/ga4"));
+    for k in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(k) {
+            env.insert(k.into(), v);
+        }
+    }
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+    assert!(!format!("{settings:?}").contains("sk-ant"));
+    let lookup = env.clone();
+    let deps =
+        Deps::build_with_secrets(&settings, &emu.aws, &move |k: &str| lookup.get(k).cloned())
+            .await
+            .unwrap();
+    // The key from Secrets Manager selected the Anthropic provider.
+    assert_eq!(deps.model.provider(), "anthropic", "{}", deps.model_note);
+    assert!(!deps.model_note.contains("sk-ant"));
+    // The tool server got its credential, and nothing else secret.
+    let out = deps
+        .tools
+        .invoke("everything", "get-env", serde_json::json!({}), "k", 10_000)
+        .await
+        .unwrap();
+    let seen: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+    assert_eq!(seen["GA4_TOKEN"], "token-from-secrets-manager");
+    assert!(seen.get("ANTHROPIC_API_KEY").is_none());
+    assert!(seen.get("GA4_TOKEN_SECRET_ID").is_none());
+
+    // A secret that does not exist stops the cold start with its name.
+    env.insert("GA4_TOKEN_SECRET_ID".into(), format!("{prefix}/missing"));
+    let lookup = env.clone();
+    let err = Deps::build_with_secrets(&settings, &emu.aws, &move |k: &str| lookup.get(k).cloned())
+        .await
+        .err()
+        .expect("a missing secret must fail the build");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&format!("{prefix}/missing")) && msg.contains("GA4_TOKEN"),
+        "{msg}"
+    );
+}
