@@ -340,7 +340,9 @@ impl ToolHost for McpHost {
                 })
             }
             Ok(Err(e)) => {
-                if client.is_closed() {
+                // A protocol error is the server answering; anything else
+                // means the connection is broken: reopen it next time.
+                if client.is_closed() || !matches!(e, rmcp::ServiceError::McpError(_)) {
                     self.drop_client(server_name).await;
                 }
                 return Err(call_err(e.to_string()));

@@ -420,3 +420,25 @@ async fn a_rejected_refresh_token_fails_the_connection_with_the_providers_reason
     let err = host.list_server("ga4").await.unwrap_err().to_string();
     assert!(err.contains("G_CLIENT_SECRET is not set"), "{err}");
 }
+
+#[tokio::test]
+async fn a_server_that_died_mid_call_is_restarted_on_the_next_call() {
+    let crashy = root().join("tests/fixtures/mcp/crashy.py");
+    let host = host(vec![server(
+        "crashy",
+        ToolTransport::Stdio {
+            command: installed(".mktg/mcp-venv/bin/python"),
+            args: vec![crashy.display().to_string()],
+        },
+    )]);
+    let err = host
+        .invoke("crashy", "explode", serde_json::json!({}), "k", 10_000)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::Call { .. }), "{err}");
+    let out = host
+        .invoke("crashy", "ping", serde_json::json!({}), "k", 10_000)
+        .await
+        .unwrap();
+    assert_eq!(out.text, "pong");
+}
