@@ -107,6 +107,13 @@ enum Command {
     },
     /// List tool calls that wait for a person (writes and spends).
     Approvals,
+    /// Tasks that reached their revision limit (or were rejected) and need
+    /// a person, with the reviewers' last word on each.
+    Escalations {
+        /// How many recent goals to look through.
+        #[arg(long, default_value_t = 200)]
+        goals: usize,
+    },
     /// Approve a waiting tool call; it then runs exactly once. CALL is the
     /// reference from `mktg approvals` (the call id alone is enough).
     Approve {
@@ -295,6 +302,47 @@ async fn run(cli: Cli) -> Result<()> {
         | Command::Schedules { .. }
         | Command::WebhookSign { .. }
         | Command::Tools { .. } => Ok(()),
+        Command::Escalations { goals } => {
+            let list = deps.store.goals(&tenant, goals).await?;
+            let mut found = 0;
+            for g in list {
+                let state = deps
+                    .store
+                    .goal_state(&GoalKey::new(tenant.clone(), g.id.clone()))
+                    .await?;
+                for t in state
+                    .tasks
+                    .iter()
+                    .filter(|t| t.status == mktg_core::TaskStatus::Escalated)
+                {
+                    found += 1;
+                    println!(
+                        "{} / {}  ({}, revision {})  {}",
+                        g.id,
+                        t.id,
+                        t.skill,
+                        t.revision,
+                        t.reason.as_deref().unwrap_or("")
+                    );
+                    if let Some(last) = state
+                        .reviews
+                        .iter()
+                        .filter(|r| r.task == t.id)
+                        .max_by_key(|r| (r.revision, r.at_ms))
+                    {
+                        println!(
+                            "    last review ({} on revision {}): {} {}",
+                            last.reviewer, last.revision, last.decision, last.summary
+                        );
+                    }
+                    println!("    see: mktg status {} --full", g.id);
+                }
+            }
+            if found == 0 {
+                println!("no escalated tasks");
+            }
+            Ok(())
+        }
         Command::Approvals => {
             let pending = mktg_cli::approvals::list(&deps, &tenant).await?;
             if pending.is_empty() {
@@ -509,6 +557,12 @@ fn validate(root: &std::path::Path) -> Result<()> {
                 cfg.tools.servers.len()
             );
             for skill in cfg.skills.values() {
+                if !cfg.rubrics.list.is_empty() && cfg.rubric_for(&skill.name).is_none() {
+                    println!(
+                        "note: skill {} has no rubric (rubrics.yaml, or rubric: in skills.yaml); its outputs get structural review only",
+                        skill.name
+                    );
+                }
                 for cap in &skill.capabilities {
                     if cfg.tools.provider_of(cap, &skill.name).is_none() {
                         println!(

@@ -145,12 +145,31 @@ pub fn reviews(state: &GoalState) -> String {
             "  {} rev {}  {}  by {}: {}",
             r.task, r.revision, r.decision, r.reviewer, r.summary
         );
-        for f in &r.findings {
+        if let Some(overall) = r.overall {
+            let dims: Vec<String> = r.scores.iter().map(|(d, n)| format!("{d} {n}")).collect();
             let _ = writeln!(
                 s,
-                "      - [{:?}] {}: {} → {}",
-                f.severity, f.section, f.problem, f.fix
+                "      scores: overall {overall}/10  ({})",
+                dims.join(", ")
             );
+        }
+        for f in &r.findings {
+            match &f.quote {
+                Some(q) => {
+                    let _ = writeln!(
+                        s,
+                        "      - [{:?}] \"{}\": {} → {}",
+                        f.severity, q, f.problem, f.fix
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "      - [{:?}] {}: {} → {}",
+                        f.severity, f.section, f.problem, f.fix
+                    );
+                }
+            }
         }
     }
     if s.is_empty() {

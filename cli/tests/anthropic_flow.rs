@@ -12,7 +12,7 @@ use mktg_store::{GoalKey, MemoryStore, Store};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use wiremock::matchers::{method, path};
+use wiremock::matchers::{body_string_contains, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 fn claude(server: &MockServer) -> Arc<AnthropicModel> {
@@ -42,6 +42,31 @@ fn context_answer() -> serde_json::Value {
     );
     json!({"content": [{"type": "text", "text": body}], "model": "claude-opus-4-6", "stop_reason": "end_turn",
            "usage": {"input_tokens": 2000, "output_tokens": 600, "cache_creation_input_tokens": 1500, "cache_read_input_tokens": 0}})
+}
+
+/// The reviewer's answer: scores on the research rubric, quoting the answer.
+fn review_answer() -> serde_json::Value {
+    let verdict = json!({
+        "decision": "APPROVE",
+        "scores": {"source_accuracy": 8, "specificity": 8, "candor": 8, "downstream_usefulness": 8},
+        "overall": 8,
+        "summary": "Clear product, audience and positioning.",
+        "feedback": [{"severity": "minor", "quote": "Tallybook invoices, captures receipts",
+                      "problem": "lists features, not outcomes", "fix": "lead with the hours saved"}]
+    });
+    json!({"content": [{"type": "text", "text": verdict.to_string()}], "model": "claude-sonnet-4-6", "stop_reason": "end_turn",
+           "usage": {"input_tokens": 1000, "output_tokens": 100, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}})
+}
+
+/// Requests the agents made (not the reviewer's).
+async fn agent_requests(server: &MockServer) -> usize {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| !String::from_utf8_lossy(&r.body).contains("You are the reviewer"))
+        .count()
 }
 
 /// In-memory deps whose model is Claude at the mock server.
@@ -111,6 +136,13 @@ async fn a_redelivered_turn_makes_one_call_at_the_api_and_records_its_cost_once(
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .and(path("/v1/messages"))
+        .and(body_string_contains("You are the reviewer"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(review_answer()))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
         .respond_with(ResponseTemplate::new(200).set_body_json(context_answer()))
         .mount(&server)
         .await;
@@ -128,13 +160,21 @@ async fn a_redelivered_turn_makes_one_call_at_the_api_and_records_its_cost_once(
         .unwrap();
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(
-        server.received_requests().await.unwrap().len(),
+        agent_requests(&server).await,
         1,
-        "one call at the API"
+        "one agent call at the API"
     );
-    assert_eq!(s.cost.calls, 1);
-    // opus: 2000 x 15 + 600 x 75 + 1500 x 18.75 micro-dollars.
-    assert_eq!(s.cost.micros, 30_000 + 45_000 + 28_125);
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        2,
+        "and one review"
+    );
+    assert_eq!(s.cost.calls, 2);
+    // The agent on opus: 2000 x 15 + 600 x 75 + 1500 x 18.75 micro-dollars;
+    // the review on sonnet: 1000 x 3 + 100 x 15.
+    assert_eq!(s.cost.micros, 30_000 + 45_000 + 28_125 + 3_000 + 1_500);
+    let review = s.reviews.iter().find(|r| r.reviewer == "semantic").unwrap();
+    assert_eq!(review.overall, Some(8));
     assert!(!s.outputs[0].scripted);
     assert_eq!(s.outputs[0].model, "claude-opus-4-6");
 }

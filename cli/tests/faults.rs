@@ -266,8 +266,8 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(
             model.calls.load(Ordering::SeqCst),
-            7,
-            "crash at send {crash_at}: no model call paid twice"
+            12,
+            "crash at send {crash_at}: no model call paid twice (7 agent turns, 5 semantic reviews)"
         );
         assert!(
             goal.outbox.is_empty() && s.tasks.iter().all(|t| t.outbox.is_empty()),
@@ -275,7 +275,7 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(retries, 1, "crash at send {crash_at}");
         assert_eq!(
-            s.cost.calls, 7,
+            s.cost.calls, 12,
             "crash at send {crash_at}: each call's cost recorded once"
         );
         assert!(
@@ -304,11 +304,11 @@ async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(
         model.calls.load(Ordering::SeqCst),
-        7,
+        12,
         "the redelivery reused the stored turn"
     );
-    assert_eq!(s.turns.len(), 7);
-    assert_eq!(s.cost.calls, 7, "each call's cost recorded exactly once");
+    assert_eq!(s.turns.len(), 12);
+    assert_eq!(s.cost.calls, 12, "each call's cost recorded exactly once");
     assert_eq!(
         s.cost.micros,
         s.turns.iter().map(|t| t.cost_micros).sum::<u64>()

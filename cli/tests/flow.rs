@@ -102,14 +102,22 @@ async fn a_content_goal_is_planned_executed_reviewed_revised_and_completed() {
     let copy_reviews: Vec<Decision> = s
         .reviews
         .iter()
-        .filter(|r| r.task == copy.id)
+        .filter(|r| r.task == copy.id && r.reviewer == "structural")
         .map(|r| r.decision)
         .collect();
     assert_eq!(copy_reviews, [Decision::Revise, Decision::Approve]);
+    // The revised copy passed its semantic review too, with rubric scores.
+    let scored = s
+        .reviews
+        .iter()
+        .find(|r| r.task == copy.id && r.reviewer == "semantic")
+        .unwrap();
+    assert_eq!((scored.revision, scored.decision), (1, Decision::Approve));
+    assert!(scored.overall.is_some() && !scored.scores.is_empty());
     assert_eq!(s.outputs.len(), 6, "five tasks, one of them twice");
     assert!(s.outputs.iter().all(|o| o.scripted));
-    // Six outputs plus the content strategist's tool turn.
-    assert_eq!(s.turns.len(), 7);
+    // Six outputs, the content strategist's tool turn and five reviews.
+    assert_eq!(s.turns.len(), 12);
     assert_eq!(s.calls.len(), 1);
     // The revised copywriting prompt carried the feedback: the turn hash differs.
     let events: Vec<String> = t.bus.events().iter().map(|e| e.kind.clone()).collect();
@@ -284,7 +292,7 @@ async fn a_skill_added_only_in_config_is_planned_prompted_and_executed() {
     std::fs::write(&pipelines, yaml).unwrap();
     std::fs::write(
         root.join("config/scripted/demo.yaml"),
-        "replies:\n  - { skill: podcast-outreach, text: \"# Pitches\\n## Pitch\\nHi Sam, our founder would love to talk receipts.\" }\n  - { skill: '*', file: 'responses/{skill}.md' }\n",
+        "replies:\n  - { skill: podcast-outreach, role: agent, text: \"# Pitches\\n## Pitch\\nHi Sam, our founder would love to talk receipts.\" }\n  - { skill: '*', role: agent, file: 'responses/{skill}.md' }\n  - { skill: '*', role: reviewer, file: 'reviews/{skill}.json' }\n",
     )
     .unwrap();
     let config = mktg_config::load(&mktg_config::Paths::under(root)).unwrap();
@@ -428,7 +436,27 @@ async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
     let s = state(&t, "t", "g").await;
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert!(t.deps.store.parked(&tenant).await.unwrap().is_empty());
-    assert_eq!(s.cost.calls, 7);
+    // Every call was paid once: 7 agent turns, and the semantic reviews
+    // that ran (a review is not run while the goal is over budget, and its
+    // record says so).
+    let agent_turns = s
+        .turns
+        .iter()
+        .filter(|t| !t.task.as_str().ends_with("~review"))
+        .count();
+    assert_eq!(agent_turns, 7);
+    assert_eq!(s.cost.calls as usize, s.turns.len());
+    let semantic: Vec<_> = s
+        .reviews
+        .iter()
+        .filter(|r| r.reviewer == "semantic")
+        .collect();
+    let ran = semantic.iter().filter(|r| r.overall.is_some()).count();
+    assert_eq!(s.turns.len(), agent_turns + ran);
+    assert!(semantic
+        .iter()
+        .filter(|r| r.overall.is_none())
+        .all(|r| r.summary.starts_with("not run: the budget")));
 }
 
 #[tokio::test]

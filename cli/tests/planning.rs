@@ -17,7 +17,7 @@ fn deps_with_director(replies: &str) -> (tempfile::TempDir, TestDeps) {
     let dir = tmp.path().join("config/scripted");
     std::fs::write(
         dir.join("plan.yaml"),
-        format!("replies:\n{replies}  - {{ skill: copywriting, role: agent, revision: 0, file: responses/copywriting-draft.md }}\n  - {{ skill: '*', role: agent, file: 'responses/{{skill}}.md' }}\n"),
+        format!("replies:\n{replies}  - {{ skill: copywriting, role: agent, revision: 0, file: responses/copywriting-draft.md }}\n  - {{ skill: '*', role: agent, file: 'responses/{{skill}}.md' }}\n  - {{ skill: '*', role: reviewer, file: 'reviews/{{skill}}.json' }}\n"),
     )
     .unwrap();
     let mut config = mktg_config::load(&mktg_config::Paths::under(tmp.path())).unwrap();
@@ -105,10 +105,16 @@ async fn a_valid_model_plan_is_used_as_given_with_its_dependencies() {
         s.turns.iter().filter(|t| t.task.as_str() == "plan").count(),
         1
     );
+    let agent = s
+        .turns
+        .iter()
+        .filter(|t| t.task.as_str() != "plan" && !t.task.as_str().ends_with("~review"))
+        .count();
+    assert_eq!(agent, 5, "five agent calls (copywriting revised once)");
     assert_eq!(
-        s.cost.calls,
-        1 + 5,
-        "one planning call, five agent calls (copywriting revised once)"
+        s.cost.calls as usize,
+        s.turns.len(),
+        "the planning call, agent calls and reviews each costed once"
     );
 }
 

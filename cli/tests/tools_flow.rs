@@ -136,7 +136,7 @@ fn everything_yaml(extra_tools: &str) -> String {
 fn script(tool_uses: &str) -> String {
     let real = mktg_testkit::repo_root().join("config/scripted");
     format!(
-        "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n{tool_uses}\n  - skill: copywriting\n    role: agent\n    revision: 0\n    file: {real}/responses/copywriting-draft.md\n  - skill: \"*\"\n    role: agent\n    file: \"{real}/responses/{{skill}}.md\"\n",
+        "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n{tool_uses}\n  - skill: copywriting\n    role: agent\n    revision: 0\n    file: {real}/responses/copywriting-draft.md\n  - skill: \"*\"\n    role: agent\n    file: \"{real}/responses/{{skill}}.md\"\n  - skill: \"*\"\n    role: reviewer\n    file: \"{real}/reviews/{{skill}}.json\"\n",
         real = real.display()
     )
 }
@@ -544,7 +544,7 @@ async fn tools_outside_the_skill_and_repeated_calls_are_refused_with_reasons() {
     // and calls a tool no skill is given.
     let real = mktg_testkit::repo_root().join("config/scripted");
     let script = format!(
-        "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n      - {{name: everything__echo, input: {{message: same}}}}\n  - skill: content-strategy\n    role: agent\n    turn: 1\n    tool_uses:\n      - {{name: everything__echo, input: {{message: same}}}}\n      - {{name: everything__echo, input: {{message: same}}}}\n  - skill: \"*\"\n    role: agent\n    file: \"{real}/responses/{{skill}}.md\"\n",
+        "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n      - {{name: everything__echo, input: {{message: same}}}}\n  - skill: content-strategy\n    role: agent\n    turn: 1\n    tool_uses:\n      - {{name: everything__echo, input: {{message: same}}}}\n      - {{name: everything__echo, input: {{message: same}}}}\n  - skill: \"*\"\n    role: agent\n    file: \"{real}/responses/{{skill}}.md\"\n  - skill: \"*\"\n    role: reviewer\n    file: \"{real}/reviews/{{skill}}.json\"\n",
         real = real.display()
     );
     let w = world(&everything_yaml(""), &script);

@@ -130,17 +130,19 @@ async fn every_message_delivered_twice_changes_nothing() {
 
     assert_eq!(state.goal.as_ref().unwrap().status, GoalStatus::Completed);
     assert_eq!(state.tasks.len(), 5);
-    // Exactly one output, one review and one model turn per task revision,
-    // plus the content strategist's tool turn and its one tool call.
+    // Exactly one output, one structural review and one model turn per task
+    // revision, plus the content strategist's tool turn and its one tool
+    // call, and one semantic review (and its model turn) per approval.
     assert_eq!(state.outputs.len(), 6);
-    assert_eq!(state.turns.len(), 7);
+    assert_eq!(state.turns.len(), 12);
     assert_eq!(state.calls.len(), 1);
     assert_eq!(state.calls[0].status, mktg_core::CallStatus::Done);
-    assert_eq!(state.reviews.len(), 6);
+    assert_eq!(state.reviews.len(), 11);
+    assert_eq!(state.cost.calls, 12);
     let copy: Vec<Decision> = state
         .reviews
         .iter()
-        .filter(|r| r.task.as_str() == "02-copywriting")
+        .filter(|r| r.task.as_str() == "02-copywriting" && r.reviewer == "structural")
         .map(|r| r.decision)
         .collect();
     assert_eq!(copy, [Decision::Revise, Decision::Approve]);

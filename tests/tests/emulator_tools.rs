@@ -42,7 +42,7 @@ async fn a_write_tool_waits_for_approval_then_runs_once_through_sqs_and_dynamodb
             mktg_testkit::everything_server()
         ),
         &format!(
-            "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n      - {{name: everything__echo, input: {{message: publish}}}}\n  - skill: copywriting\n    role: agent\n    revision: 0\n    file: {r}/responses/copywriting-draft.md\n  - skill: \"*\"\n    role: agent\n    file: \"{r}/responses/{{skill}}.md\"\n",
+            "replies:\n  - skill: content-strategy\n    role: agent\n    turn: 0\n    tool_uses:\n      - {{name: everything__echo, input: {{message: publish}}}}\n  - skill: copywriting\n    role: agent\n    revision: 0\n    file: {r}/responses/copywriting-draft.md\n  - skill: \"*\"\n    role: agent\n    file: \"{r}/responses/{{skill}}.md\"\n  - skill: \"*\"\n    role: reviewer\n    file: \"{r}/reviews/{{skill}}.json\"\n",
             r = real.display()
         ),
     );

@@ -78,11 +78,22 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
                 fb.reviewer, fb.revision, fb.summary
             );
             for f in &fb.findings {
-                let _ = writeln!(
-                    user,
-                    "- [{:?}] {}: {} Fix: {}",
-                    f.severity, f.section, f.problem, f.fix
-                );
+                match &f.quote {
+                    Some(q) => {
+                        let _ = writeln!(
+                            user,
+                            "- [{:?}] \"{}\": {} Fix: {}",
+                            f.severity, q, f.problem, f.fix
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(
+                            user,
+                            "- [{:?}] {}: {} Fix: {}",
+                            f.severity, f.section, f.problem, f.fix
+                        );
+                    }
+                }
             }
         }
         let _ = writeln!(

@@ -1,8 +1,10 @@
 //! The reviewer: judges one revision of a task's output and tells the
-//! director. This version runs the structural checks from skills.yaml
-//! (required sections, minimum words); semantic review comes later.
+//! director. Structural checks from skills.yaml first (required sections,
+//! minimum words); then, when they pass, a semantic review by the model
+//! against the rubric of the skill's kind (rubrics.yaml).
 
 mod on_review_requested;
+pub mod semantic;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;

@@ -1,14 +1,24 @@
-//! Review one revision: write the review once, then send the decision.
+//! Review one revision: structural checks first (cheap, from skills.yaml);
+//! when they pass and the skill has a rubric, a semantic review by the model.
+//! Each review is written once (`REV#{task}#{rev}#{reviewer}`), each model
+//! answer is checkpointed before it is used, and the decision is sent after.
 //! A redelivery while the task is still in review re-sends the stored
 //! decision (the director ignores a duplicate); once the director has moved
 //! on, a redelivery is acknowledged and does nothing.
 
-use mktg_boot::{Deps, HandlerError};
+use crate::semantic::{self, ReviewRequest, Verdict};
+use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
+use mktg_core::cost::{cost_micros, gate, Gate};
 use mktg_core::review::structural;
-use mktg_core::{Envelope, Message, Review, TaskId, TaskStatus};
-use mktg_store::{GoalKey, StoreError, Write};
+use mktg_core::{
+    Decision, Envelope, Message, Outgoing, Output, Review, Task, TaskId, TaskStatus, Turn,
+};
+use mktg_store::{CostEntry, GoalKey, GoalState, StoreError, Write};
 
 pub const STRUCTURAL: &str = "structural";
+pub const SEMANTIC: &str = "semantic";
+/// The model tier reviews run on (falls back to the skill's tier).
+pub const REVIEW_TIER: &str = "sonnet";
 
 pub async fn run(
     deps: &Deps,
@@ -22,13 +32,91 @@ pub async fn run(
     };
     if task.status != TaskStatus::InReview || task.revision != revision {
         tracing::info!(status = %task.status, "review already acted on; duplicate");
-        return Ok(());
+        return outbox::flush_task(deps, &task).await;
     }
-    let Some(output) = deps.store.output(&key, task_id, revision).await? else {
+    let state = deps.store.goal_state(&key).await?;
+    let Some(output) = state
+        .outputs
+        .iter()
+        .find(|o| &o.task == task_id && o.revision == revision)
+        .cloned()
+    else {
         return Err(HandlerError::Fail(format!(
             "task {task_id} has no output for revision {revision}"
         )));
     };
+    let stored = |reviewer: &str| {
+        state
+            .reviews
+            .iter()
+            .find(|r| &r.task == task_id && r.revision == revision && r.reviewer == reviewer)
+            .cloned()
+    };
+
+    // (1) Structural.
+    let structural_review = match stored(STRUCTURAL) {
+        Some(r) => r,
+        None => write_once(deps, &key, structural_review(deps, &task, &output)?).await?,
+    };
+    let rubric = deps.config.rubric_for(&task.skill);
+    let decision = if structural_review.decision != Decision::Approve || rubric.is_none() {
+        structural_review.decision
+    } else if let Some(r) = stored(SEMANTIC) {
+        r.decision
+    } else {
+        // (2) Semantic.
+        match semantic_review(deps, &key, &state, &task, &output).await? {
+            Semantic::Verdict(v) => {
+                let review = Review {
+                    task: task_id.clone(),
+                    revision,
+                    reviewer: SEMANTIC.into(),
+                    decision: v.decision,
+                    summary: v.summary,
+                    findings: v.findings,
+                    scores: v.scores,
+                    overall: Some(v.overall),
+                    at_ms: deps.clock.now_ms(),
+                };
+                write_once(deps, &key, review).await?.decision
+            }
+            Semantic::Skipped(why) => {
+                // Recorded, so `mktg status` shows the output was not scored.
+                tracing::warn!(%why, "semantic review skipped; the structural decision stands");
+                let review = Review {
+                    task: task_id.clone(),
+                    revision,
+                    reviewer: SEMANTIC.into(),
+                    decision: structural_review.decision,
+                    summary: format!("not run: {why}; the structural decision stands"),
+                    findings: Vec::new(),
+                    scores: Default::default(),
+                    overall: None,
+                    at_ms: deps.clock.now_ms(),
+                };
+                write_once(deps, &key, review).await?.decision
+            }
+            Semantic::Unusable(problems) => {
+                return fail_review(deps, &key, &task, problems).await;
+            }
+        }
+    };
+    tracing::info!(%decision, "reviewed");
+    deps.bus
+        .send(&Envelope::new(
+            env.tenant.clone(),
+            env.goal.clone(),
+            Message::ReviewDecided {
+                task: task_id.clone(),
+                revision,
+                decision,
+            },
+        ))
+        .await?;
+    Ok(())
+}
+
+fn structural_review(deps: &Deps, task: &Task, output: &Output) -> Result<Review, HandlerError> {
     let rules = deps
         .config
         .skill(&task.skill)
@@ -50,45 +138,239 @@ pub async fn run(
             if n == 1 { "" } else { "s" }
         ),
     };
-    let review = Review {
-        task: task_id.clone(),
-        revision,
+    Ok(Review {
+        task: task.id.clone(),
+        revision: output.revision,
         reviewer: STRUCTURAL.into(),
         decision,
         summary,
         findings,
+        scores: Default::default(),
+        overall: None,
         at_ms: deps.clock.now_ms(),
-    };
-    let decision = match deps
+    })
+}
+
+/// Writes a review once; if another delivery wrote it first, that one wins.
+async fn write_once(deps: &Deps, key: &GoalKey, review: Review) -> Result<Review, HandlerError> {
+    match deps
         .store
-        .commit(&key, vec![Write::NewReview(review.clone())])
+        .commit(key, vec![Write::NewReview(review.clone())])
         .await
     {
-        Ok(()) => decision,
-        Err(StoreError::Conflict(_)) => {
-            // Already reviewed by a delivery that may have crashed before
-            // sending: send the stored decision again.
-            let state = deps.store.goal_state(&key).await?;
-            state
-                .reviews
-                .iter()
-                .find(|r| &r.task == task_id && r.revision == revision && r.reviewer == STRUCTURAL)
-                .map(|r| r.decision)
-                .ok_or_else(|| HandlerError::Retry("review conflicted but is not stored".into()))?
-        }
-        Err(e) => return Err(e.into()),
+        Ok(()) => Ok(review),
+        Err(StoreError::Conflict(_)) => deps
+            .store
+            .goal_state(key)
+            .await?
+            .reviews
+            .into_iter()
+            .find(|r| {
+                r.task == review.task
+                    && r.revision == review.revision
+                    && r.reviewer == review.reviewer
+            })
+            .ok_or_else(|| HandlerError::Retry("review conflicted but is not stored".into())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+enum Semantic {
+    Verdict(Verdict),
+    /// Not run (the budget says no): the structural decision stands.
+    Skipped(String),
+    /// The model's answer failed the format twice.
+    Unusable(Vec<String>),
+}
+
+async fn semantic_review(
+    deps: &Deps,
+    key: &GoalKey,
+    state: &GoalState,
+    task: &Task,
+    output: &Output,
+) -> Result<Semantic, HandlerError> {
+    let Some(rubric) = deps.config.rubric_for(&task.skill) else {
+        return Ok(Semantic::Skipped("no rubric".into()));
     };
-    tracing::info!(%decision, "reviewed");
-    deps.bus
-        .send(&Envelope::new(
-            env.tenant.clone(),
-            env.goal.clone(),
-            Message::ReviewDecided {
-                task: task_id.clone(),
-                revision,
-                decision,
-            },
-        ))
-        .await?;
-    Ok(())
+    let goal = state
+        .goal
+        .clone()
+        .ok_or_else(|| HandlerError::Fail(format!("goal {} does not exist", key.goal)))?;
+    let tier = if deps.config.models.tiers.contains_key(REVIEW_TIER) {
+        REVIEW_TIER.to_string()
+    } else {
+        deps.config
+            .skill(&task.skill)
+            .map(|s| s.tier.clone())
+            .unwrap_or_default()
+    };
+    let model = agent_model_id(deps, &tier);
+    let pass = deps.config.rubrics.pass_overall;
+    let mut last: Option<(String, Vec<String>)> = None;
+    for attempt in 0..2u32 {
+        let request = semantic::build_request(ReviewRequest {
+            config: &deps.config,
+            goal: &goal,
+            task,
+            output,
+            rubric,
+            model: &model,
+            attempt,
+            repair: last.as_ref().map(|(a, p)| (a.as_str(), p.as_slice())),
+        });
+        let Some(turn) =
+            checkpointed_call(deps, key, state, task, attempt, &request, &tier).await?
+        else {
+            return Ok(Semantic::Skipped("the budget stops new model calls".into()));
+        };
+        match semantic::parse(&turn.text, rubric, pass, &output.body) {
+            Ok(v) => return Ok(Semantic::Verdict(v)),
+            Err(problems) => {
+                tracing::warn!(attempt, ?problems, "review answer failed the format");
+                last = Some((turn.text, problems));
+            }
+        }
+    }
+    Ok(Semantic::Unusable(last.map(|(_, p)| p).unwrap_or_default()))
+}
+
+fn agent_model_id(deps: &Deps, tier: &str) -> String {
+    deps.config
+        .models
+        .tiers
+        .get(tier)
+        .map(|t| {
+            if deps.model.provider() == "bedrock" {
+                t.bedrock.clone()
+            } else {
+                t.anthropic.clone()
+            }
+        })
+        .unwrap_or_else(|| tier.to_string())
+}
+
+/// The review's model answer for `attempt`: the checkpoint if a crashed
+/// delivery left one, otherwise a call (after the budget gate) whose answer
+/// and cost are written in one commit. `None` when the budget says no.
+async fn checkpointed_call(
+    deps: &Deps,
+    key: &GoalKey,
+    state: &GoalState,
+    task: &Task,
+    attempt: u32,
+    request: &mktg_llm::ChatRequest,
+    tier: &str,
+) -> Result<Option<Turn>, HandlerError> {
+    let turn_task = TaskId::new(format!("{}~review", task.id));
+    if let Some(t) = deps
+        .store
+        .turn(key, &turn_task, task.revision, attempt)
+        .await?
+    {
+        return Ok(Some(t));
+    }
+    let month = month_of(deps.clock.now_ms());
+    let limits = budget::limits(deps, &key.tenant).await?;
+    let spent = budget::month_spent(deps, &key.tenant, &month).await?;
+    let tier = match gate(
+        task.priority,
+        spent,
+        state.cost.micros,
+        limits,
+        &deps.config.budget.levels,
+    ) {
+        Gate::Park { .. } => return Ok(None),
+        Gate::Proceed { force_tier, .. } => force_tier.unwrap_or_else(|| tier.to_string()),
+    };
+    let response = deps.model.complete(request).await?;
+    let micros = cost_micros(
+        &response.usage,
+        &deps.config.models.prices(&tier).unwrap_or_default(),
+    );
+    let turn = Turn {
+        task: turn_task.clone(),
+        revision: task.revision,
+        n: attempt,
+        request_hash: request.hash(),
+        model: response.model.clone(),
+        scripted: response.scripted,
+        text: response.text,
+        stop_reason: response.stop_reason,
+        usage: response.usage,
+        tier,
+        cost_micros: micros,
+        tool_uses: Vec::new(),
+        at_ms: deps.clock.now_ms(),
+    };
+    let cost = Write::AddCost(CostEntry {
+        tenant: key.tenant.clone(),
+        goal: key.goal.clone(),
+        month: month.clone(),
+        skill: task.skill.to_string(),
+        model: turn.model.clone(),
+        usage: turn.usage,
+        micros,
+    });
+    match deps
+        .store
+        .commit(key, vec![Write::NewTurn(turn.clone()), cost])
+        .await
+    {
+        Ok(()) => {
+            budget::announce_levels(deps, key, &month).await?;
+            Ok(Some(turn))
+        }
+        Err(StoreError::Conflict(_)) => Ok(deps
+            .store
+            .turn(key, &turn_task, task.revision, attempt)
+            .await?),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The reviewer could not get a usable answer twice: the task fails with
+/// the reasons, visibly, and the director fails the goal.
+async fn fail_review(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    problems: Vec<String>,
+) -> Result<(), HandlerError> {
+    let why = format!(
+        "the semantic review failed: the reviewer's answer broke the format twice ({})",
+        problems.join("; ")
+    );
+    let mut next = task.clone();
+    let expect = next.version;
+    let trace = next.transition(TaskStatus::Failed, deps.clock.now_ms(), why.clone())?;
+    next.reason = Some(why.clone());
+    next.outbox.push(Outgoing::Message(Envelope::new(
+        key.tenant.clone(),
+        key.goal.clone(),
+        Message::TaskFailed {
+            task: task.id.clone(),
+            reason: why,
+        },
+    )));
+    match deps
+        .store
+        .commit(
+            key,
+            vec![
+                Write::Task {
+                    task: next.clone(),
+                    expect_version: expect,
+                },
+                Write::Trace(trace),
+            ],
+        )
+        .await
+    {
+        Ok(()) => outbox::flush_task(deps, &next).await,
+        Err(StoreError::Conflict(_)) => Err(HandlerError::Retry(
+            "task changed while failing its review".into(),
+        )),
+        Err(e) => Err(e.into()),
+    }
 }

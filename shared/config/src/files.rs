@@ -43,6 +43,9 @@ pub struct SkillEntry {
     /// which configured server provides each.
     #[serde(default)]
     pub capabilities: Vec<S<String>>,
+    /// The rubric its semantic review uses, when not listed in rubrics.yaml.
+    #[serde(default)]
+    pub rubric: Option<S<String>>,
     pub review: ReviewEntry,
 }
 
@@ -304,4 +307,28 @@ pub struct ToolEntry {
     pub rate: Option<RateEntry>,
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RubricsFile {
+    pub pass_overall: u8,
+    pub rubrics: BTreeMap<String, S<RubricEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RubricEntry {
+    #[serde(default)]
+    pub description: String,
+    pub skills: Vec<S<String>>,
+    pub dimensions: Vec<S<DimensionEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DimensionEntry {
+    pub name: String,
+    pub description: String,
+    pub levels: BTreeMap<u8, String>,
 }

@@ -47,6 +47,8 @@ pub struct Skill {
     /// Tool capabilities it needs (e.g. `email.send`), routed to whichever
     /// configured server provides them.
     pub capabilities: Vec<String>,
+    /// Its rubric, named in skills.yaml (otherwise rubrics.yaml lists it).
+    pub rubric: Option<String>,
     pub review: StructuralRules,
     /// The full SKILL.md text: the agent's instructions.
     pub instructions: String,
@@ -142,6 +144,37 @@ pub struct Config {
     pub schedules: Schedules,
     pub mappings: Vec<Mapping>,
     pub tools: Tools,
+    pub rubrics: Rubrics,
+}
+
+/// One scored dimension of a rubric, with what a 2, 5, 8 and 10 look like.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dimension {
+    pub name: String,
+    pub description: String,
+    pub levels: BTreeMap<u8, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rubric {
+    pub name: String,
+    pub description: String,
+    pub skills: Vec<SkillName>,
+    pub dimensions: Vec<Dimension>,
+}
+
+/// rubrics.yaml: how the semantic reviewer scores each kind of output.
+/// Without the file, reviews are structural only.
+#[derive(Clone, Debug, Default)]
+pub struct Rubrics {
+    pub pass_overall: u8,
+    pub list: Vec<Rubric>,
+}
+
+impl Rubrics {
+    pub fn for_skill(&self, skill: &SkillName) -> Option<&Rubric> {
+        self.list.iter().find(|r| r.skills.contains(skill))
+    }
 }
 
 /// How the tool host reaches an MCP server.
@@ -309,6 +342,16 @@ impl Models {
 impl Config {
     pub fn skill(&self, name: &SkillName) -> Option<&Skill> {
         self.skills.get(name)
+    }
+
+    /// The rubric a skill's outputs are scored on: the one skills.yaml
+    /// names for it, else the rubric that lists it. `None`: structural
+    /// review only.
+    pub fn rubric_for(&self, skill: &SkillName) -> Option<&Rubric> {
+        match self.skill(skill).and_then(|s| s.rubric.as_deref()) {
+            Some(name) => self.rubrics.list.iter().find(|r| r.name == name),
+            None => self.rubrics.for_skill(skill),
+        }
     }
 
     /// Finds a pipeline by name, ignoring case and `-`/space differences, so

@@ -3,11 +3,12 @@
 use crate::error::{ConfigError, ConfigErrors};
 use crate::files::{
     BudgetFile, CondValue, EventsFile, ModelsFile, PipelinesFile, RateEntry, RoutingFile,
-    SchedulesFile, SkillsFile, StepEntry, ToolsFile, S,
+    RubricsFile, SchedulesFile, SkillsFile, StepEntry, ToolsFile, S,
 };
 use crate::{
-    closest, Budget, Category, Config, Mapping, Models, OAuth, Paths, Pipeline, Schedule,
-    ScheduleTarget, Schedules, Skill, ToolOverride, ToolServer, ToolTransport, Tools,
+    closest, Budget, Category, Config, Dimension, Mapping, Models, OAuth, Paths, Pipeline, Rubric,
+    Rubrics, Schedule, ScheduleTarget, Schedules, Skill, ToolOverride, ToolServer, ToolTransport,
+    Tools,
 };
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
@@ -108,6 +109,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         .map(|sf| sf.skills.iter().map(|s| s.name.value.clone()).collect())
         .unwrap_or_default();
     let tools = load_tools(&dir.join("tools.yaml"), &root, &known_skills, &mut errors);
+    let rubrics = load_rubrics(&dir.join("rubrics.yaml"), &known_skills, &mut errors);
 
     let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf), Some(schf), Some(evf)) = (
         skills_file,
@@ -210,6 +212,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                     .map(|s| SkillName::new(s.value.clone()))
                     .collect(),
                 capabilities: entry.capabilities.iter().map(|c| c.value.clone()).collect(),
+                rubric: entry.rubric.as_ref().map(|r| r.value.clone()),
                 review: StructuralRules {
                     required_sections: entry.review.required_sections.clone(),
                     min_words: entry.review.min_words,
@@ -681,6 +684,25 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         }
     }
 
+    if !rubrics.list.is_empty() {
+        let names: BTreeSet<String> = rubrics.list.iter().map(|r| r.name.clone()).collect();
+        for entry in &sf.skills {
+            if let Some(r) = &entry.rubric {
+                if !names.contains(&r.value) {
+                    errors.at(
+                        &skills_path,
+                        r,
+                        format!(
+                            "skill \"{}\": unknown rubric \"{}\"{}",
+                            entry.name.value,
+                            r.value,
+                            hint(&r.value, &names)
+                        ),
+                    );
+                }
+            }
+        }
+    }
     if !errors.0.is_empty() {
         return Err(ConfigErrors(errors.0));
     }
@@ -717,7 +739,97 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         },
         mappings,
         tools: route_capabilities(tools, &skills_for_routing),
+        rubrics,
     })
+}
+
+/// rubrics.yaml is optional: without it, reviews are structural only.
+fn load_rubrics(path: &Path, skill_names: &BTreeSet<String>, errors: &mut Errors) -> Rubrics {
+    let mut rubrics = Rubrics::default();
+    if !path.exists() {
+        return rubrics;
+    }
+    let Some(file): Option<RubricsFile> = read_yaml(path, errors) else {
+        return rubrics;
+    };
+    if !(1..=10).contains(&file.pass_overall) {
+        errors.file(
+            path,
+            format!(
+                "pass_overall is {}; use a score from 1 to 10",
+                file.pass_overall
+            ),
+        );
+    }
+    rubrics.pass_overall = file.pass_overall;
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for (name, entry) in &file.rubrics {
+        let e = &entry.value;
+        let mut skills = Vec::new();
+        for skill in &e.skills {
+            if !skill_names.contains(&skill.value) {
+                errors.at(
+                    path,
+                    skill,
+                    format!(
+                        "rubric \"{name}\": unknown skill \"{}\"{}",
+                        skill.value,
+                        hint(&skill.value, skill_names)
+                    ),
+                );
+                continue;
+            }
+            if let Some(other) = owner.insert(skill.value.clone(), name.clone()) {
+                errors.at(path, skill, format!("skill \"{}\" is in rubric \"{other}\" and in \"{name}\"; give it one rubric", skill.value));
+            }
+            skills.push(SkillName::new(skill.value.clone()));
+        }
+        if e.dimensions.is_empty() {
+            errors.at(path, entry, format!("rubric \"{name}\" has no dimensions"));
+        }
+        let mut dimensions = Vec::new();
+        let mut seen = BTreeSet::new();
+        for d in &e.dimensions {
+            let v = &d.value;
+            if !seen.insert(v.name.clone()) {
+                errors.at(
+                    path,
+                    d,
+                    format!("rubric \"{name}\": dimension \"{}\" appears twice", v.name),
+                );
+            }
+            let missing: Vec<String> = [2u8, 5, 8, 10]
+                .iter()
+                .filter(|l| !v.levels.contains_key(l))
+                .map(u8::to_string)
+                .collect();
+            if !missing.is_empty() {
+                errors.at(path, d, format!("rubric \"{name}\", dimension \"{}\": describe levels 2, 5, 8 and 10 (missing {})", v.name, missing.join(", ")));
+            }
+            if let Some(bad) = v.levels.keys().find(|l| !(1..=10).contains(*l)) {
+                errors.at(
+                    path,
+                    d,
+                    format!(
+                        "rubric \"{name}\", dimension \"{}\": level {bad} is outside 1-10",
+                        v.name
+                    ),
+                );
+            }
+            dimensions.push(Dimension {
+                name: v.name.clone(),
+                description: v.description.clone(),
+                levels: v.levels.clone(),
+            });
+        }
+        rubrics.list.push(Rubric {
+            name: name.clone(),
+            description: e.description.clone(),
+            skills,
+            dimensions,
+        });
+    }
+    rubrics
 }
 
 /// A skill that needs a capability may use every configured server that

@@ -288,3 +288,57 @@ fn a_skill_asks_for_a_capability_and_gets_whichever_esp_is_configured() {
         assert_eq!(config.tools.for_skill(&"seo-audit".into()).count(), 0);
     }
 }
+
+#[test]
+fn every_shipped_skill_has_a_rubric_and_a_new_skill_may_name_its_own() {
+    let (_dir, paths) = copy_of_real_config();
+    let config = load(&paths).unwrap();
+    assert_eq!(config.rubrics.pass_overall, 7);
+    for skill in config.skills.keys() {
+        let rubric = config
+            .rubric_for(skill)
+            .unwrap_or_else(|| panic!("{skill} has no rubric"));
+        assert!(rubric.dimensions.len() >= 3);
+        for d in &rubric.dimensions {
+            assert_eq!(d.levels.keys().copied().collect::<Vec<_>>(), [2, 5, 8, 10]);
+        }
+    }
+    // `rubric:` in skills.yaml picks one by name; a typo is an error with a hint.
+    let file = paths.config_dir.join("skills.yaml");
+    replace_in(
+        &file,
+        "    tier: sonnet\n    inputs_from: [launch-strategy, onboarding-cro]\n",
+        "    tier: sonnet\n    inputs_from: [launch-strategy, onboarding-cro]\n    rubric: copy\n",
+    );
+    assert_eq!(
+        load(&paths)
+            .unwrap()
+            .rubric_for(&"email-sequence".into())
+            .unwrap()
+            .name,
+        "copy"
+    );
+    replace_in(&file, "    rubric: copy\n", "    rubric: cpy\n");
+    let err = load(&paths).unwrap_err().to_string();
+    assert!(
+        err.contains("unknown rubric \"cpy\"") && err.contains("did you mean \"copy\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn rubric_mistakes_are_reported_with_file_and_line() {
+    let (_dir, paths) = copy_of_real_config();
+    let file = paths.config_dir.join("rubrics.yaml");
+    let text = fs::read_to_string(&file).unwrap();
+    // A skill in two rubrics, and a dimension without its level 10.
+    let text = text.replacen(
+        "skills: [copywriting,",
+        "skills: [seo-audit, copywriting,",
+        1,
+    );
+    fs::write(&file, &text).unwrap();
+    let err = load(&paths).unwrap_err().to_string();
+    assert!(err.contains("skill \"seo-audit\" is in rubric"), "{err}");
+    assert!(err.contains("rubrics.yaml:"), "{err}");
+}

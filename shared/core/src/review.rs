@@ -39,6 +39,9 @@ pub struct Finding {
     pub section: String,
     pub problem: String,
     pub fix: String,
+    /// The exact passage the reviewer quotes, when it quotes one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<String>,
 }
 
 /// Feedback carried into the next revision of a task.
@@ -58,6 +61,12 @@ pub struct Review {
     pub decision: Decision,
     pub summary: String,
     pub findings: Vec<Finding>,
+    /// Score 1-10 per rubric dimension (semantic reviews only).
+    #[serde(default)]
+    pub scores: std::collections::BTreeMap<String, u8>,
+    /// Overall score 1-10 (semantic reviews only).
+    #[serde(default)]
+    pub overall: Option<u8>,
     pub at_ms: u64,
 }
 
@@ -106,6 +115,7 @@ pub fn structural(text: &str, rules: &StructuralRules) -> (Decision, Vec<Finding
             section: "entire output".into(),
             problem: "the output is empty".into(),
             fix: "produce the deliverable described in the skill's output format".into(),
+            quote: None,
         });
         return (Decision::Reject, findings);
     }
@@ -121,6 +131,7 @@ pub fn structural(text: &str, rules: &StructuralRules) -> (Decision, Vec<Finding
                 section: section.clone(),
                 problem: format!("required section \"{section}\" is missing"),
                 fix: format!("add a \"## {section}\" section as the skill's output format asks"),
+                quote: None,
             });
         }
     }
@@ -131,6 +142,7 @@ pub fn structural(text: &str, rules: &StructuralRules) -> (Decision, Vec<Finding
             section: "entire output".into(),
             problem: format!("{words} words, below the minimum of {}", rules.min_words),
             fix: format!("expand the substance to at least {} words", rules.min_words),
+            quote: None,
         });
     }
     if found.is_empty() {
@@ -139,6 +151,7 @@ pub fn structural(text: &str, rules: &StructuralRules) -> (Decision, Vec<Finding
             section: "entire output".into(),
             problem: "no Markdown headings".into(),
             fix: "structure the answer with headings".into(),
+            quote: None,
         });
     }
     let decision = if findings.iter().any(|f| f.severity <= Severity::Major) {
