@@ -137,7 +137,9 @@ fn latest_output<'a>(state: &'a GoalState, task: &mktg_core::TaskId) -> Option<&
 
 pub fn reviews(state: &GoalState) -> String {
     let mut reviews = state.reviews.clone();
-    reviews.sort_by(|a, b| (a.task.as_str(), a.revision).cmp(&(b.task.as_str(), b.revision)));
+    reviews.sort_by(|a, b| {
+        (a.task.as_str(), a.revision, a.at_ms).cmp(&(b.task.as_str(), b.revision, b.at_ms))
+    });
     let mut s = String::new();
     for r in &reviews {
         let _ = writeln!(

@@ -229,11 +229,11 @@ fn counting_model() -> Arc<CountingModel> {
 
 #[tokio::test]
 async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
-    // A clean run sends 26 messages (6 ready, 6 outputs, 6 review requests,
-    // 6 decisions, and the content strategist's tool call and its
-    // ToolsDone; the submit is sent by the test itself); crash at each send
-    // in turn.
-    for crash_at in 1..=26 {
+    // A clean run sends 28 messages (6 ready, 6 outputs, 6 review requests,
+    // 6 decisions, the content strategist's tool call and its ToolsDone, and
+    // the two next-step messages of the copywriting review chain; the submit
+    // is sent by the test itself); crash at each send in turn.
+    for crash_at in 1..=28 {
         let inner = Arc::new(MemoryBus::new());
         let bus = Arc::new(CrashingBus {
             inner: inner.clone(),
@@ -266,8 +266,8 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(
             model.calls.load(Ordering::SeqCst),
-            12,
-            "crash at send {crash_at}: no model call paid twice (7 agent turns, 5 semantic reviews)"
+            14,
+            "crash at send {crash_at}: no model call paid twice (7 agent turns, 7 reviews)"
         );
         assert!(
             goal.outbox.is_empty() && s.tasks.iter().all(|t| t.outbox.is_empty()),
@@ -275,7 +275,7 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(retries, 1, "crash at send {crash_at}");
         assert_eq!(
-            s.cost.calls, 12,
+            s.cost.calls, 14,
             "crash at send {crash_at}: each call's cost recorded once"
         );
         assert!(
@@ -304,11 +304,11 @@ async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(
         model.calls.load(Ordering::SeqCst),
-        12,
+        14,
         "the redelivery reused the stored turn"
     );
-    assert_eq!(s.turns.len(), 12);
-    assert_eq!(s.cost.calls, 12, "each call's cost recorded exactly once");
+    assert_eq!(s.turns.len(), 14);
+    assert_eq!(s.cost.calls, 14, "each call's cost recorded exactly once");
     assert_eq!(
         s.cost.micros,
         s.turns.iter().map(|t| t.cost_micros).sum::<u64>()

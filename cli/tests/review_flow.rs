@@ -147,23 +147,26 @@ async fn every_output_is_scored_against_its_rubric_after_the_structural_check() 
         "{:?}",
         s.goal.as_ref().unwrap().reason
     );
-    // Each approved revision has a structural and a semantic review; the
-    // thin copywriting draft stopped at the structural check.
+    // Each approved revision has a structural and a semantic review, and
+    // copywriting its chain (config/rubrics.yaml); the thin copywriting
+    // draft stopped at the structural check.
     let copy = reviews_of(&s, "copywriting");
     assert_eq!(
         copy,
         [
             (0, "structural".into(), Decision::Revise),
-            (1, "semantic".into(), Decision::Approve),
+            (1, "copy-editing".into(), Decision::Approve),
+            (1, "director".into(), Decision::Approve),
+            (1, "page-cro".into(), Decision::Approve),
             (1, "structural".into(), Decision::Approve),
         ]
     );
     let semantic: Vec<_> = s
         .reviews
         .iter()
-        .filter(|r| r.reviewer == "semantic")
+        .filter(|r| r.reviewer != "structural")
         .collect();
-    assert_eq!(semantic.len(), 5);
+    assert_eq!(semantic.len(), 4 + 3);
     let rubrics = &t.deps.config.rubrics;
     for r in &semantic {
         let task = s.tasks.iter().find(|x| x.id == r.task).unwrap();
@@ -275,4 +278,48 @@ async fn a_reviewer_that_always_asks_for_more_escalates_after_max_revisions() {
     assert_eq!(task.revision, t.deps.config.max_revisions);
     assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Escalated);
     assert!(t.bus.events().iter().any(|e| e.kind == "task.escalated"));
+}
+
+#[tokio::test]
+async fn a_three_reviewer_chain_runs_step_by_step_and_restarts_where_it_failed() {
+    let real = mktg_testkit::repo_root().join("config/scripted");
+    // The first draft is the full page (it passes the structural check);
+    // page-cro sends revision 0 back; everything else approves.
+    let revise = r#"{"decision":"REVISE","scores":{"clarity":6,"specificity":5,"claim_accuracy":6,"brand_voice":7,"call_to_action":5},"overall":5,"summary":"The headline is strong but nothing on the page says what it costs.","feedback":[{"severity":"major","quote":"Know what you owe before the IRS does.","problem":"The promise is not followed by the price, so a visitor cannot judge it.","fix":"Put the Free and Pro prices right under the subheadline."}]}"#;
+    let (t, model, _dir) = world(&format!(
+        "  - skill: copywriting\n    role: agent\n    file: {real}/responses/copywriting.md\n  - skill: copywriting\n    role: reviewer\n    step: page-cro\n    revision: 0\n    text: '{revise}'\n",
+        real = real.display()
+    ));
+    let s = run_goal(&t, "g-chain").await;
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    assert_eq!(
+        reviews_of(&s, "copywriting"),
+        [
+            (0, "copy-editing".into(), Decision::Approve),
+            (0, "page-cro".into(), Decision::Revise),
+            (0, "structural".into(), Decision::Approve),
+            (1, "director".into(), Decision::Approve),
+            (1, "page-cro".into(), Decision::Approve),
+            (1, "structural".into(), Decision::Approve),
+        ],
+        "revision 1 restarted at page-cro, the step that failed"
+    );
+    // Each step reviewed through its own lens.
+    let steps: Vec<String> = model
+        .find("reviewer", "copywriting", 0)
+        .iter()
+        .map(|r| r.meta.step.clone())
+        .collect();
+    assert_eq!(steps, ["copy-editing", "page-cro"]);
+    let page_cro = &model.find("reviewer", "copywriting", 0)[1];
+    assert!(page_cro
+        .system
+        .starts_with("You are the page-cro specialist"));
+    let director = &model.find("reviewer", "copywriting", 1)[1];
+    assert!(director.system.starts_with("You are the Director"));
+    // The revision carried page-cro's quoted feedback.
+    let again = &model.find("agent", "copywriting", 1)[0];
+    assert!(again.messages[0]
+        .text()
+        .contains("Put the Free and Pro prices"));
 }

@@ -132,13 +132,14 @@ async fn every_message_delivered_twice_changes_nothing() {
     assert_eq!(state.tasks.len(), 5);
     // Exactly one output, one structural review and one model turn per task
     // revision, plus the content strategist's tool turn and its one tool
-    // call, and one semantic review (and its model turn) per approval.
+    // call, one semantic review (and its model turn) per approval, and the
+    // three steps of copywriting's review chain.
     assert_eq!(state.outputs.len(), 6);
-    assert_eq!(state.turns.len(), 12);
+    assert_eq!(state.turns.len(), 14);
     assert_eq!(state.calls.len(), 1);
     assert_eq!(state.calls[0].status, mktg_core::CallStatus::Done);
-    assert_eq!(state.reviews.len(), 11);
-    assert_eq!(state.cost.calls, 12);
+    assert_eq!(state.reviews.len(), 13);
+    assert_eq!(state.cost.calls, 14);
     let copy: Vec<Decision> = state
         .reviews
         .iter()

@@ -168,6 +168,7 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
             task: task.id.to_string(),
             revision: task.revision,
             turn,
+            step: String::new(),
         },
     }
 }

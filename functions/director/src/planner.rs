@@ -269,6 +269,7 @@ pub async fn plan(
             task: PLAN_TASK.into(),
             revision: 0,
             turn: 0,
+            step: String::new(),
         },
     };
     let first = match turn(deps, key, 0, &request, record).await {

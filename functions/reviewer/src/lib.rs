@@ -22,8 +22,13 @@ pub async fn handle(
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {
     match &env.message {
         Message::ReviewRequested { task, revision } => {
-            on_review_requested::run(deps, &env, task, *revision).await
+            on_review_requested::run(deps, &env, task, *revision, None).await
         }
+        Message::ReviewStep {
+            task,
+            revision,
+            step,
+        } => on_review_requested::run(deps, &env, task, *revision, Some(*step)).await,
         other => Err(HandlerError::Fail(format!(
             "reviewer does not handle {} messages",
             other.kind()

@@ -25,6 +25,7 @@ pub async fn run(
     env: &Envelope,
     task_id: &TaskId,
     revision: u32,
+    step: Option<u32>,
 ) -> Result<(), HandlerError> {
     let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
     let Some(task) = deps.store.task(&key, task_id).await? else {
@@ -45,32 +46,45 @@ pub async fn run(
             "task {task_id} has no output for revision {revision}"
         )));
     };
-    let stored = |reviewer: &str| {
+    let stored = |reviewer: &str, rev: u32| {
         state
             .reviews
             .iter()
-            .find(|r| &r.task == task_id && r.revision == revision && r.reviewer == reviewer)
+            .find(|r| &r.task == task_id && r.revision == rev && r.reviewer == reviewer)
             .cloned()
     };
-
-    // (1) Structural.
-    let structural_review = match stored(STRUCTURAL) {
-        Some(r) => r,
-        None => write_once(deps, &key, structural_review(deps, &task, &output)?).await?,
+    let steps = deps.config.review_steps(&task.skill);
+    let index = match step {
+        Some(i) => i as usize,
+        None => {
+            // (1) Structural, always first.
+            let structural_review = match stored(STRUCTURAL, revision) {
+                Some(r) => r,
+                None => write_once(deps, &key, structural_review(deps, &task, &output)?).await?,
+            };
+            if structural_review.decision != Decision::Approve || steps.is_empty() {
+                return decide(deps, env, task_id, revision, structural_review.decision).await;
+            }
+            first_step(deps, &task, &steps, &stored)
+        }
     };
-    let rubric = deps.config.rubric_for(&task.skill);
-    let decision = if structural_review.decision != Decision::Approve || rubric.is_none() {
-        structural_review.decision
-    } else if let Some(r) = stored(SEMANTIC) {
-        r.decision
-    } else {
-        // (2) Semantic.
-        match semantic_review(deps, &key, &state, &task, &output).await? {
+    let Some(name) = steps.get(index) else {
+        return Err(HandlerError::Fail(format!(
+            "review step {index} does not exist for {} (steps: {})",
+            task.skill,
+            steps.join(", ")
+        )));
+    };
+
+    // (2) This step of the chain: its review is written once.
+    let decision = match stored(name, revision) {
+        Some(r) => r.decision,
+        None => match semantic_review(deps, &key, &state, &task, &output, name).await? {
             Semantic::Verdict(v) => {
                 let review = Review {
                     task: task_id.clone(),
                     revision,
-                    reviewer: SEMANTIC.into(),
+                    reviewer: name.clone(),
                     decision: v.decision,
                     summary: v.summary,
                     findings: v.findings,
@@ -82,12 +96,12 @@ pub async fn run(
             }
             Semantic::Skipped(why) => {
                 // Recorded, so `mktg status` shows the output was not scored.
-                tracing::warn!(%why, "semantic review skipped; the structural decision stands");
+                tracing::warn!(%why, step = %name, "review step skipped; the structural decision stands");
                 let review = Review {
                     task: task_id.clone(),
                     revision,
-                    reviewer: SEMANTIC.into(),
-                    decision: structural_review.decision,
+                    reviewer: name.clone(),
+                    decision: Decision::Approve,
                     summary: format!("not run: {why}; the structural decision stands"),
                     findings: Vec::new(),
                     scores: Default::default(),
@@ -99,8 +113,57 @@ pub async fn run(
             Semantic::Unusable(problems) => {
                 return fail_review(deps, &key, &task, problems).await;
             }
-        }
+        },
     };
+    // (3) Approved and more steps to go: the next step is its own message.
+    if decision == Decision::Approve && index + 1 < steps.len() {
+        tracing::info!(step = %name, next = %steps[index + 1], "review step approved; next step");
+        deps.bus
+            .send(&Envelope::new(
+                env.tenant.clone(),
+                env.goal.clone(),
+                Message::ReviewStep {
+                    task: task_id.clone(),
+                    revision,
+                    step: u32::try_from(index + 1).unwrap_or(u32::MAX),
+                },
+            ))
+            .await?;
+        return Ok(());
+    }
+    decide(deps, env, task_id, revision, decision).await
+}
+
+/// Where a revision's chain starts: the first step, or (with
+/// `restart: failed`) the step that sent the previous revision back.
+fn first_step(
+    deps: &Deps,
+    task: &Task,
+    steps: &[String],
+    stored: &dyn Fn(&str, u32) -> Option<Review>,
+) -> usize {
+    let restart_at_failed = deps
+        .config
+        .rubrics
+        .chains
+        .get(&task.skill)
+        .is_some_and(|c| c.restart_at_failed);
+    if !restart_at_failed || task.revision == 0 {
+        return 0;
+    }
+    steps
+        .iter()
+        .position(|s| stored(s, task.revision - 1).is_some_and(|r| r.decision != Decision::Approve))
+        .unwrap_or(0)
+}
+
+async fn decide(
+    deps: &Deps,
+    env: &Envelope,
+    task_id: &TaskId,
+    revision: u32,
+    decision: Decision,
+) -> Result<(), HandlerError> {
     tracing::info!(%decision, "reviewed");
     deps.bus
         .send(&Envelope::new(
@@ -189,6 +252,7 @@ async fn semantic_review(
     state: &GoalState,
     task: &Task,
     output: &Output,
+    step: &str,
 ) -> Result<Semantic, HandlerError> {
     let Some(rubric) = deps.config.rubric_for(&task.skill) else {
         return Ok(Semantic::Skipped("no rubric".into()));
@@ -216,11 +280,23 @@ async fn semantic_review(
             output,
             rubric,
             model: &model,
+            step,
             attempt,
             repair: last.as_ref().map(|(a, p)| (a.as_str(), p.as_slice())),
         });
-        let Some(turn) =
-            checkpointed_call(deps, key, state, task, attempt, &request, &tier).await?
+        let Some(turn) = checkpointed_call(
+            deps,
+            key,
+            state,
+            Attempt {
+                task,
+                step,
+                n: attempt,
+            },
+            &request,
+            &tier,
+        )
+        .await?
         else {
             return Ok(Semantic::Skipped("the budget stops new model calls".into()));
         };
@@ -253,16 +329,33 @@ fn agent_model_id(deps: &Deps, tier: &str) -> String {
 /// The review's model answer for `attempt`: the checkpoint if a crashed
 /// delivery left one, otherwise a call (after the budget gate) whose answer
 /// and cost are written in one commit. `None` when the budget says no.
+/// Which review answer: the task's step and attempt.
+struct Attempt<'a> {
+    task: &'a Task,
+    step: &'a str,
+    n: u32,
+}
+
 async fn checkpointed_call(
     deps: &Deps,
     key: &GoalKey,
     state: &GoalState,
-    task: &Task,
-    attempt: u32,
+    at: Attempt<'_>,
     request: &mktg_llm::ChatRequest,
     tier: &str,
 ) -> Result<Option<Turn>, HandlerError> {
-    let turn_task = TaskId::new(format!("{}~review", task.id));
+    let Attempt {
+        task,
+        step,
+        n: attempt,
+    } = at;
+    // `02-copywriting~review` for the semantic step, `~review-page-cro` for
+    // a chain step: each step's answers are checkpointed apart.
+    let turn_task = if step == SEMANTIC {
+        TaskId::new(format!("{}~review", task.id))
+    } else {
+        TaskId::new(format!("{}~review-{step}", task.id))
+    };
     if let Some(t) = deps
         .store
         .turn(key, &turn_task, task.revision, attempt)

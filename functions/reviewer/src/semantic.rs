@@ -43,11 +43,31 @@ struct AnswerItem {
 
 const RULES: &str = "You are the reviewer on an AI marketing team. You judge one deliverable of a specialist against the rubric below and the specialist's own instructions. Be exacting: approve only work a senior marketer would ship as is.";
 
+/// Who reviews at a step, and through which instructions.
+pub enum Lens<'a> {
+    /// The skill's own bar.
+    Own { instructions: &'a str },
+    /// Another specialist reviews through their own instructions.
+    Peer {
+        skill: &'a str,
+        instructions: &'a str,
+    },
+    /// The director's final approval against the goal.
+    Director { instructions: &'a str },
+}
+
 /// The system prompt: reviewer rules, the rubric, the answer format and the
-/// skill's instructions (stable per skill, so it caches).
-pub fn system_prompt(rubric: &Rubric, pass_overall: u8, instructions: &str) -> String {
+/// lens's instructions (stable per skill and step, so it caches).
+pub fn system_prompt(rubric: &Rubric, pass_overall: u8, lens: &Lens<'_>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{RULES}\n");
+    let intro = match lens {
+        Lens::Own { .. } => RULES.to_string(),
+        Lens::Peer { skill, .. } => format!(
+            "You are the {skill} specialist on an AI marketing team, reviewing a colleague's deliverable before it ships. Judge it against the rubric below and through your own expertise (your instructions follow). Be exacting: approve only what you would sign off on."
+        ),
+        Lens::Director { .. } => "You are the Director of an AI marketing team, giving the final approval of a deliverable. Judge whether it serves the goal as stated, is consistent with the plan, and is ready to ship, scoring it on the rubric below. Be exacting: approve only work you would put in front of the customer.".to_string(),
+    };
+    let _ = writeln!(s, "{intro}\n");
     let _ = writeln!(s, "## Rubric: {} — {}", rubric.name, rubric.description);
     for d in &rubric.dimensions {
         let _ = writeln!(s, "\n### {}\n{}", d.name, d.description);
@@ -65,11 +85,14 @@ pub fn system_prompt(rubric: &Rubric, pass_overall: u8, instructions: &str) -> S
         "\n## Answer format\nAnswer with one JSON object and nothing else:\n{{\"decision\": \"APPROVE\" | \"REVISE\" | \"REJECT\", \"scores\": {{{}}}, \"overall\": <1-10>, \"summary\": \"<one or two sentences>\", \"feedback\": [{{\"severity\": \"critical\" | \"major\" | \"minor\", \"quote\": \"<the exact passage, copied from the deliverable>\", \"problem\": \"<what is wrong>\", \"fix\": \"<what to change>\"}}]}}\nScore every dimension. APPROVE needs an overall score of at least {pass_overall}. REVISE when the problems can be fixed, and list every one of them; REJECT only when the deliverable misses the task. Each feedback item quotes the passage it is about, exactly.",
         dims.join(", ")
     );
-    let _ = writeln!(
-        s,
-        "\n## The specialist's instructions (their quality bar is yours)\n{}",
-        instructions.trim()
-    );
+    let (heading, instructions) = match lens {
+        Lens::Own { instructions } | Lens::Director { instructions } => (
+            "The specialist's instructions (their quality bar is yours)",
+            instructions,
+        ),
+        Lens::Peer { instructions, .. } => ("Your own instructions as a specialist", instructions),
+    };
+    let _ = writeln!(s, "\n## {heading}\n{}", instructions.trim());
     s
 }
 
@@ -91,6 +114,8 @@ pub struct ReviewRequest<'a> {
     pub output: &'a Output,
     pub rubric: &'a Rubric,
     pub model: &'a str,
+    /// `semantic`, another skill's name, or `director`.
+    pub step: &'a str,
     /// 0 for the review, 1 for the repair round.
     pub attempt: u32,
     /// The rejected answer and what was wrong with it (repair round).
@@ -98,11 +123,23 @@ pub struct ReviewRequest<'a> {
 }
 
 pub fn build_request(r: ReviewRequest<'_>) -> ChatRequest {
-    let instructions = r
-        .config
-        .skill(&r.task.skill)
-        .map(|s| s.instructions.as_str())
-        .unwrap_or_default();
+    let instructions_of = |skill: &str| {
+        r.config
+            .skills
+            .iter()
+            .find(|(name, _)| name.as_str() == skill)
+            .map(|(_, s)| s.instructions.as_str())
+            .unwrap_or_default()
+    };
+    let own = instructions_of(r.task.skill.as_str());
+    let lens = match r.step {
+        "semantic" => Lens::Own { instructions: own },
+        "director" => Lens::Director { instructions: own },
+        peer => Lens::Peer {
+            skill: peer,
+            instructions: instructions_of(peer),
+        },
+    };
     let mut messages = vec![ChatMessage::user(user_prompt(r.goal, r.task, r.output))];
     if let Some((answer, problems)) = r.repair {
         messages.push(ChatMessage {
@@ -118,7 +155,7 @@ pub fn build_request(r: ReviewRequest<'_>) -> ChatRequest {
     }
     ChatRequest {
         model: r.model.to_string(),
-        system: system_prompt(r.rubric, r.config.rubrics.pass_overall, instructions),
+        system: system_prompt(r.rubric, r.config.rubrics.pass_overall, &lens),
         messages,
         max_tokens: 2_000,
         tools: vec![],
@@ -128,6 +165,7 @@ pub fn build_request(r: ReviewRequest<'_>) -> ChatRequest {
             task: r.task.id.to_string(),
             revision: r.task.revision,
             turn: r.attempt,
+            step: r.step.to_string(),
         },
     }
 }

@@ -314,6 +314,19 @@ pub struct ToolEntry {
 pub struct RubricsFile {
     pub pass_overall: u8,
     pub rubrics: BTreeMap<String, S<RubricEntry>>,
+    #[serde(default)]
+    pub chains: BTreeMap<String, S<ChainEntry>>,
+}
+
+/// A review chain: after the structural check, each step reviews in turn.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainEntry {
+    pub steps: Vec<S<String>>,
+    /// Where the next revision's chain starts: `first` step, or the step
+    /// that sent it back (`failed`).
+    #[serde(default)]
+    pub restart: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -169,6 +169,19 @@ pub struct Rubric {
 pub struct Rubrics {
     pub pass_overall: u8,
     pub list: Vec<Rubric>,
+    /// Review chains by the skill whose output they review.
+    pub chains: BTreeMap<SkillName, Chain>,
+}
+
+/// The review steps after the structural check: `semantic` (the skill's
+/// own bar), another skill's name (reviewing through that specialist's
+/// eyes), or `director` (final approval against the goal).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chain {
+    pub steps: Vec<String>,
+    /// The next revision restarts at the step that sent it back (`true`),
+    /// or at the first step.
+    pub restart_at_failed: bool,
 }
 
 impl Rubrics {
@@ -347,6 +360,18 @@ impl Config {
     /// The rubric a skill's outputs are scored on: the one skills.yaml
     /// names for it, else the rubric that lists it. `None`: structural
     /// review only.
+    /// The review steps after the structural check for a skill's outputs:
+    /// its chain, or the one semantic review when it has a rubric.
+    pub fn review_steps(&self, skill: &SkillName) -> Vec<String> {
+        if self.rubric_for(skill).is_none() {
+            return Vec::new();
+        }
+        match self.rubrics.chains.get(skill) {
+            Some(c) => c.steps.clone(),
+            None => vec!["semantic".into()],
+        }
+    }
+
     pub fn rubric_for(&self, skill: &SkillName) -> Option<&Rubric> {
         match self.skill(skill).and_then(|s| s.rubric.as_deref()) {
             Some(name) => self.rubrics.list.iter().find(|r| r.name == name),

@@ -6,9 +6,9 @@ use crate::files::{
     RubricsFile, SchedulesFile, SkillsFile, StepEntry, ToolsFile, S,
 };
 use crate::{
-    closest, Budget, Category, Config, Dimension, Mapping, Models, OAuth, Paths, Pipeline, Rubric,
-    Rubrics, Schedule, ScheduleTarget, Schedules, Skill, ToolOverride, ToolServer, ToolTransport,
-    Tools,
+    closest, Budget, Category, Chain, Config, Dimension, Mapping, Models, OAuth, Paths, Pipeline,
+    Rubric, Rubrics, Schedule, ScheduleTarget, Schedules, Skill, ToolOverride, ToolServer,
+    ToolTransport, Tools,
 };
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
@@ -762,6 +762,59 @@ fn load_rubrics(path: &Path, skill_names: &BTreeSet<String>, errors: &mut Errors
         );
     }
     rubrics.pass_overall = file.pass_overall;
+    for (skill, entry) in &file.chains {
+        let e = &entry.value;
+        if !skill_names.contains(skill) {
+            errors.at(
+                path,
+                entry,
+                format!(
+                    "chain for unknown skill \"{skill}\"{}",
+                    hint(skill, skill_names)
+                ),
+            );
+        }
+        if e.steps.is_empty() {
+            errors.at(path, entry, format!("chain for \"{skill}\" has no steps"));
+        }
+        for step in &e.steps {
+            let known = step.value == "semantic"
+                || step.value == "director"
+                || skill_names.contains(&step.value);
+            if !known {
+                errors.at(
+                    path,
+                    step,
+                    format!(
+                        "chain for \"{skill}\": step \"{}\" is not a skill, semantic or director{}",
+                        step.value,
+                        hint(&step.value, skill_names)
+                    ),
+                );
+            }
+        }
+        let restart = e
+            .restart
+            .as_ref()
+            .map(|r| r.value.as_str())
+            .unwrap_or("first");
+        if !matches!(restart, "first" | "failed") {
+            if let Some(r) = &e.restart {
+                errors.at(
+                    path,
+                    r,
+                    format!("chain for \"{skill}\": restart \"{restart}\" is not first or failed"),
+                );
+            }
+        }
+        rubrics.chains.insert(
+            SkillName::new(skill.clone()),
+            Chain {
+                steps: e.steps.iter().map(|s| s.value.clone()).collect(),
+                restart_at_failed: restart == "failed",
+            },
+        );
+    }
     let mut owner: BTreeMap<String, String> = BTreeMap::new();
     for (name, entry) in &file.rubrics {
         let e = &entry.value;

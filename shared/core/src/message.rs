@@ -62,6 +62,12 @@ pub enum Message {
         turn: u32,
         call: String,
     },
+    /// The next step of a review chain (step index into the skill's steps).
+    ReviewStep {
+        task: TaskId,
+        revision: u32,
+        step: u32,
+    },
     /// Every call of the turn has a result: the agent may take its next turn.
     ToolsDone {
         task: TaskId,
@@ -108,7 +114,7 @@ impl Message {
             | Message::EventReceived { .. }
             | Message::ReviewDecided { .. } => QueueName::Director,
             Message::TaskReady { .. } | Message::ToolsDone { .. } => QueueName::Agent,
-            Message::ReviewRequested { .. } => QueueName::Review,
+            Message::ReviewRequested { .. } | Message::ReviewStep { .. } => QueueName::Review,
             Message::ToolCall { .. } => QueueName::Tool,
         }
     }
@@ -124,6 +130,7 @@ impl Message {
             Message::EventReceived { .. } => "EventReceived",
             Message::ReviewDecided { .. } => "ReviewDecided",
             Message::ToolCall { .. } => "ToolCall",
+            Message::ReviewStep { .. } => "ReviewStep",
             Message::ToolsDone { .. } => "ToolsDone",
         }
     }
@@ -138,6 +145,7 @@ impl Message {
             | Message::ResumeTask { task, .. }
             | Message::ReviewDecided { task, .. }
             | Message::ToolCall { task, .. }
+            | Message::ReviewStep { task, .. }
             | Message::ToolsDone { task, .. } => Some(task),
         }
     }
@@ -173,6 +181,14 @@ impl Envelope {
             } => format!(
                 "{}:call:{turn}:{call}",
                 keys::task_step(&tenant, &goal, task, "tool", *revision)
+            ),
+            Message::ReviewStep {
+                task,
+                revision,
+                step,
+            } => format!(
+                "{}:step:{step}",
+                keys::task_step(&tenant, &goal, task, "review", *revision)
             ),
             Message::ToolsDone {
                 task,

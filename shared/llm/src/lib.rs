@@ -23,6 +23,9 @@ pub struct CallMeta {
     pub task: String,
     pub revision: u32,
     pub turn: u32,
+    /// The review step (`semantic`, a skill, `director`) of reviewer calls.
+    #[serde(default)]
+    pub step: String,
 }
 
 /// One block of a message's content.

@@ -28,6 +28,9 @@ struct ReplyEntry {
     /// Turn within the task (0 first; the director's repair round is 1).
     #[serde(default)]
     turn: Option<u32>,
+    /// Review step (reviewer replies only): semantic, a skill, director.
+    #[serde(default)]
+    step: Option<String>,
     /// Inline reply text.
     #[serde(default)]
     text: Option<String>,
@@ -98,17 +101,13 @@ impl ScriptedModel {
                 && (r.role == "*" || r.role == meta.role)
                 && r.revision.is_none_or(|rev| rev == meta.revision)
                 && r.turn.is_none_or(|n| n == meta.turn)
+                && r.step.as_ref().is_none_or(|s| s == &meta.step)
         })
     }
 
     fn reply_for(&self, request: &ChatRequest) -> Result<String, LlmError> {
         let meta = &request.meta;
-        let entry = self.replies.iter().find(|r| {
-            (r.skill == "*" || r.skill == meta.skill)
-                && (r.role == "*" || r.role == meta.role)
-                && r.revision.is_none_or(|rev| rev == meta.revision)
-                && r.turn.is_none_or(|n| n == meta.turn)
-        });
+        let entry = self.entry_for(request);
         let Some(entry) = entry else {
             return Err(LlmError::Permanent(format!(
                 "scripted provider has no reply for role {} skill {} revision {} in {}",
