@@ -107,6 +107,13 @@ enum Command {
     },
     /// List tool calls that wait for a person (writes and spends).
     Approvals,
+    /// Learnings: `learnings report` shows, per skill and learning, the mean
+    /// review score with and without it, samples and a 95% interval;
+    /// `learnings list` shows their text.
+    Learnings {
+        #[command(subcommand)]
+        action: LearningsAction,
+    },
     /// Tasks that reached their revision limit (or were rejected) and need
     /// a person, with the reviewers' last word on each.
     Escalations {
@@ -159,6 +166,21 @@ enum Command {
         /// Records per receive (Lambda's batch size), 1-10.
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
+    },
+}
+
+#[derive(Subcommand)]
+enum LearningsAction {
+    /// Mean score with and without each learning, samples, interval, pruned.
+    Report {
+        /// Only this skill.
+        #[arg(long)]
+        skill: Option<String>,
+    },
+    /// Every learning with its source and score.
+    List {
+        #[arg(long)]
+        skill: Option<String>,
     },
 }
 
@@ -302,6 +324,40 @@ async fn run(cli: Cli) -> Result<()> {
         | Command::Schedules { .. }
         | Command::WebhookSign { .. }
         | Command::Tools { .. } => Ok(()),
+        Command::Learnings { action } => {
+            let (skill_filter, report) = match &action {
+                LearningsAction::Report { skill } => (skill.clone(), true),
+                LearningsAction::List { skill } => (skill.clone(), false),
+            };
+            if let Some(s) = &skill_filter {
+                if deps
+                    .config
+                    .skill(&mktg_core::SkillName::new(s.clone()))
+                    .is_none()
+                {
+                    bail!("unknown skill \"{s}\" (see config/skills.yaml)");
+                }
+            }
+            let mut any = false;
+            for skill in deps.config.skills.keys() {
+                if skill_filter.as_deref().is_some_and(|f| f != skill.as_str()) {
+                    continue;
+                }
+                let (learnings, uses) = deps.store.learnings(&tenant, skill.as_str()).await?;
+                if learnings.is_empty() {
+                    continue;
+                }
+                any = true;
+                print!(
+                    "{}",
+                    show::learnings(skill.as_str(), &learnings, &uses, report)
+                );
+            }
+            if !any {
+                println!("no learnings yet: they are distilled when outputs are approved");
+            }
+            Ok(())
+        }
         Command::Escalations { goals } => {
             let list = deps.store.goals(&tenant, goals).await?;
             let mut found = 0;

@@ -360,3 +360,74 @@ pub fn costs(month: &str, rows: &[(String, mktg_store::CostTotals)]) -> String {
     }
     s
 }
+
+/// One skill's learnings; with `report`, each one's validation figures.
+pub fn learnings(
+    skill: &str,
+    learnings: &[mktg_core::learn::Learning],
+    uses: &[mktg_core::learn::LearningUse],
+    report: bool,
+) -> String {
+    use mktg_core::learn::compare;
+    let mut s = String::new();
+    let control: Vec<f64> = uses
+        .iter()
+        .filter(|u| u.control)
+        .filter_map(|u| u.score.map(f64::from))
+        .collect();
+    let _ = writeln!(
+        s,
+        "{skill}: {} learning(s); control group: {} scored revision(s){}",
+        learnings.len(),
+        control.len(),
+        if control.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", mean {:.2}",
+                control.iter().sum::<f64>() / control.len() as f64
+            )
+        }
+    );
+    for l in learnings {
+        let _ = writeln!(
+            s,
+            "  {}{}  (from {}/{}, scored {}/10)\n    {}",
+            l.id,
+            l.pruned.as_deref().map(|_| "  [PRUNED]").unwrap_or(""),
+            l.source_goal,
+            l.source_task,
+            l.score,
+            l.text
+        );
+        if !report {
+            continue;
+        }
+        let with: Vec<f64> = uses
+            .iter()
+            .filter(|u| u.learnings.contains(&l.id))
+            .filter_map(|u| u.score.map(f64::from))
+            .collect();
+        match compare(&with, &control) {
+            Some(c) => {
+                let _ = writeln!(
+                    s,
+                    "    with: {:.2} (n={})  without: {:.2} (n={})  difference {:+.2}, 95% CI {:+.2} to {:+.2}",
+                    c.mean_with, c.n_with, c.mean_without, c.n_without, c.diff, c.ci_low, c.ci_high
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "    with: n={}  without: n={}  (too few samples to compare; needs 2 of each)",
+                    with.len(),
+                    control.len()
+                );
+            }
+        }
+        if let Some(why) = &l.pruned {
+            let _ = writeln!(s, "    pruned: {why}");
+        }
+    }
+    s
+}

@@ -73,11 +73,14 @@ async fn agent_requests(server: &MockServer) -> usize {
 fn deps_for(server: &MockServer) -> (Arc<MemoryStore>, Arc<MemoryBus>, Deps) {
     let store = Arc::new(MemoryStore::new());
     let bus = Arc::new(MemoryBus::new());
+    // Learnings off: these tests count the agent's and the reviewer's calls.
+    let mut config = mktg_testkit::real_config();
+    config.learnings.enabled = false;
     let deps = Deps::new(
         store.clone(),
         bus.clone(),
         claude(server),
-        Arc::new(mktg_testkit::real_config()),
+        Arc::new(config),
         Arc::new(mktg_testkit::StepClock::new(1)),
     );
     (store, bus, deps)

@@ -135,6 +135,19 @@ impl Store for CrashingStore {
     ) -> Result<Vec<mktg_store::PendingApproval>, StoreError> {
         self.inner.approvals(tenant).await
     }
+    async fn learnings(
+        &self,
+        tenant: &TenantId,
+        skill: &str,
+    ) -> Result<
+        (
+            Vec<mktg_core::learn::Learning>,
+            Vec<mktg_core::learn::LearningUse>,
+        ),
+        StoreError,
+    > {
+        self.inner.learnings(tenant, skill).await
+    }
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         self.inner.claimed(tenant, kind, key).await
     }
@@ -266,8 +279,8 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(
             model.calls.load(Ordering::SeqCst),
-            14,
-            "crash at send {crash_at}: no model call paid twice (7 agent turns, 7 reviews)"
+            19,
+            "crash at send {crash_at}: no model call paid twice (7 agent turns, 7 reviews, 5 distillations)"
         );
         assert!(
             goal.outbox.is_empty() && s.tasks.iter().all(|t| t.outbox.is_empty()),
@@ -275,7 +288,7 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(retries, 1, "crash at send {crash_at}");
         assert_eq!(
-            s.cost.calls, 14,
+            s.cost.calls, 19,
             "crash at send {crash_at}: each call's cost recorded once"
         );
         assert!(
@@ -304,11 +317,11 @@ async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(
         model.calls.load(Ordering::SeqCst),
-        14,
+        19,
         "the redelivery reused the stored turn"
     );
-    assert_eq!(s.turns.len(), 14);
-    assert_eq!(s.cost.calls, 14, "each call's cost recorded exactly once");
+    assert_eq!(s.turns.len(), 19);
+    assert_eq!(s.cost.calls, 19, "each call's cost recorded exactly once");
     assert_eq!(
         s.cost.micros,
         s.turns.iter().map(|t| t.cost_micros).sum::<u64>()

@@ -116,9 +116,10 @@ async fn a_content_goal_is_planned_executed_reviewed_revised_and_completed() {
     assert!(scored.overall.is_some() && !scored.scores.is_empty());
     assert_eq!(s.outputs.len(), 6, "five tasks, one of them twice");
     assert!(s.outputs.iter().all(|o| o.scripted));
-    // Six outputs, the content strategist's tool turn, four semantic reviews
-    // and copywriting's three-step review chain.
-    assert_eq!(s.turns.len(), 14);
+    // Six outputs, the content strategist's tool turn, four semantic reviews,
+    // copywriting's three-step review chain, and five distillations of
+    // learnings (one per approval).
+    assert_eq!(s.turns.len(), 19);
     assert_eq!(s.calls.len(), 1);
     // The revised copywriting prompt carried the feedback: the turn hash differs.
     let events: Vec<String> = t.bus.events().iter().map(|e| e.kind.clone()).collect();
@@ -443,9 +444,14 @@ async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
     let agent_turns = s
         .turns
         .iter()
-        .filter(|t| !t.task.as_str().contains("~review"))
+        .filter(|t| !t.task.as_str().contains('~'))
         .count();
     assert_eq!(agent_turns, 7);
+    let learn_turns = s
+        .turns
+        .iter()
+        .filter(|t| t.task.as_str().ends_with("~learn"))
+        .count();
     assert_eq!(s.cost.calls as usize, s.turns.len());
     let semantic: Vec<_> = s
         .reviews
@@ -453,7 +459,7 @@ async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
         .filter(|r| r.reviewer != "structural")
         .collect();
     let ran = semantic.iter().filter(|r| r.overall.is_some()).count();
-    assert_eq!(s.turns.len(), agent_turns + ran);
+    assert_eq!(s.turns.len(), agent_turns + ran + learn_turns);
     assert!(semantic
         .iter()
         .filter(|r| r.overall.is_none())

@@ -323,3 +323,70 @@ async fn a_three_reviewer_chain_runs_step_by_step_and_restarts_where_it_failed()
         .text()
         .contains("Put the Free and Pro prices"));
 }
+
+#[tokio::test]
+async fn learnings_from_an_approved_output_reach_the_next_prompt_of_the_skill_and_are_scored() {
+    let (mut t, model, _dir) = world("");
+    // No control group here: every revision gets the learnings.
+    let mut config = (*t.deps.config).clone();
+    config.learnings.control_percent = 0;
+    t.deps.config = Arc::new(config);
+    let first = run_goal(&t, "g-teach").await;
+    assert_eq!(first.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    let tenant = TenantId::new("acme");
+    let (learned, uses) = t
+        .deps
+        .store
+        .learnings(&tenant, "content-strategy")
+        .await
+        .unwrap();
+    assert_eq!(learned.len(), 2, "distilled after the approval");
+    assert!(uses.is_empty(), "the first goal had nothing to use");
+    assert!(learned
+        .iter()
+        .all(|l| l.score >= 7 && l.source_goal.as_str() == "g-teach"));
+    // The first prompt had no learnings block; the next goal's has them.
+    let before = &model.find("agent", "content-strategy", 0)[0];
+    assert!(!before.messages[0].text().contains("<learnings>"));
+    let second = run_goal(&t, "g-learn").await;
+    assert_eq!(second.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    let asked: Vec<ChatRequest> = model
+        .find("agent", "content-strategy", 0)
+        .into_iter()
+        .filter(|r| r.meta.task == "01-content-strategy")
+        .collect();
+    let prompt = asked.last().unwrap().messages[0].text();
+    assert!(prompt.contains("<learnings>"), "{prompt}");
+    for l in &learned {
+        assert!(prompt.contains(&l.text), "missing learning {}", l.id);
+    }
+    // The use is recorded, with the score the output then got.
+    let (_, uses) = t
+        .deps
+        .store
+        .learnings(&tenant, "content-strategy")
+        .await
+        .unwrap();
+    let used = uses.iter().find(|u| u.goal.as_str() == "g-learn").unwrap();
+    assert!(!used.control);
+    assert_eq!(used.learnings.len(), 2);
+    assert!(used.score.is_some_and(|s| s >= 7));
+}
+
+#[tokio::test]
+async fn a_lesson_already_in_the_playbook_is_not_stored_twice() {
+    let (t, _model, _dir) = world("");
+    run_goal(&t, "g-one").await;
+    run_goal(&t, "g-two").await;
+    let (learned, _) = t
+        .deps
+        .store
+        .learnings(&TenantId::new("acme"), "seo-audit")
+        .await
+        .unwrap();
+    assert_eq!(
+        learned.len(),
+        2,
+        "the second goal's identical lessons were not added"
+    );
+}

@@ -14,6 +14,7 @@
 use crate::prompt::{build_request, model_id, RequestParts};
 use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
 use mktg_core::cost::{cost_micros, gate, Gate};
+use mktg_core::learn::{self, Learning, LearningUse};
 use mktg_core::tools::{repeats, CallStatus, Effect, ToolCall};
 use mktg_core::{
     DomainEvent, Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn, TurnToolUse,
@@ -123,6 +124,67 @@ pub async fn run(
     }
 }
 
+/// The learnings this revision's prompt carries. The first turn picks them
+/// (or puts the revision in the control group) and records the choice with
+/// its checkpoint; later turns reuse the record, so every turn of a revision
+/// sees the same prompt.
+async fn learnings_for(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    goal: &mktg_core::Goal,
+) -> Result<(Vec<Learning>, Option<Write>), HandlerError> {
+    let settings = deps.config.learnings;
+    if !settings.enabled {
+        return Ok((Vec::new(), None));
+    }
+    let (all, uses) = deps
+        .store
+        .learnings(&key.tenant, task.skill.as_str())
+        .await?;
+    if let Some(u) = uses
+        .iter()
+        .find(|u| u.goal == key.goal && u.task == task.id && u.revision == task.revision)
+    {
+        let chosen = all
+            .iter()
+            .filter(|l| u.learnings.contains(&l.id))
+            .cloned()
+            .collect();
+        return Ok((chosen, None));
+    }
+    let control = learn::in_control(
+        &format!("{}.{}.{}", key.goal, task.id, task.revision),
+        settings.control_percent,
+    );
+    let chosen: Vec<Learning> = if control {
+        Vec::new()
+    } else {
+        learn::select(&all, &goal.text, deps.clock.now_ms(), settings.per_prompt)
+            .into_iter()
+            .cloned()
+            .collect()
+    };
+    if all.is_empty() {
+        // Nothing to validate yet: no use to record.
+        return Ok((chosen, None));
+    }
+    let used = Write::LearningUse {
+        tenant: key.tenant.clone(),
+        skill: task.skill.to_string(),
+        used: LearningUse {
+            goal: key.goal.clone(),
+            task: task.id.clone(),
+            revision: task.revision,
+            control,
+            learnings: chosen.iter().map(|l| l.id.clone()).collect(),
+            score: None,
+            at_ms: deps.clock.now_ms(),
+        },
+    };
+    Ok((chosen, Some(used)))
+}
+
 fn turns_of(state: &GoalState, task: &Task) -> Vec<Turn> {
     let mut turns: Vec<Turn> = state
         .turns
@@ -220,6 +282,7 @@ async fn execute(
                     (t, calls)
                 })
                 .collect();
+            let (learnings, used) = learnings_for(deps, key, task, &goal).await?;
             let request = build_request(RequestParts {
                 config: &deps.config,
                 goal: &goal,
@@ -231,6 +294,7 @@ async fn execute(
                 tools: &tools,
                 history: &history,
                 last_turn,
+                learnings: &learnings,
             });
             let response = deps.model.complete(&request).await?;
             let prices = deps.config.models.prices(&tier).unwrap_or_default();
@@ -273,7 +337,13 @@ async fn execute(
             });
             match deps
                 .store
-                .commit(key, vec![Write::NewTurn(turn.clone()), cost])
+                .commit(
+                    key,
+                    [Write::NewTurn(turn.clone()), cost]
+                        .into_iter()
+                        .chain(used)
+                        .collect(),
+                )
                 .await
             {
                 Ok(()) => {

@@ -3,6 +3,7 @@
 //! revision, the previous output and every piece of reviewer feedback.
 
 use mktg_config::Config;
+use mktg_core::learn::Learning;
 use mktg_core::{Goal, Output, Task, ToolCall, Turn};
 use mktg_llm::{Block, CallMeta, ChatMessage, ChatRequest, ToolSpec};
 use mktg_tools::ToolDef;
@@ -22,6 +23,8 @@ pub struct RequestParts<'a> {
     /// Earlier turns of this revision with their calls' results.
     pub history: &'a [(Turn, Vec<ToolCall>)],
     pub last_turn: bool,
+    /// What worked before for this skill (none for the control group).
+    pub learnings: &'a [Learning],
 }
 
 /// Said once in the system prompt of a skill that has tools.
@@ -39,6 +42,7 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
         tools,
         history,
         last_turn,
+        learnings,
     } = parts;
     let skill = config.skill(&task.skill);
     let instructions = skill.map(|s| s.instructions.as_str()).unwrap_or_default();
@@ -60,6 +64,17 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
             "<upstream-output skill=\"{}\" task=\"{}\" revision=\"{}\">\n{}\n</upstream-output>\n",
             out.skill, out.task, out.revision, out.body.trim()
         );
+    }
+    if !learnings.is_empty() {
+        let _ = writeln!(
+            user,
+            "<learnings>\nWhat worked in earlier approved {} work (apply where it fits this goal):",
+            task.skill
+        );
+        for l in learnings {
+            let _ = writeln!(user, "- {} (scored {}/10)", l.text, l.score);
+        }
+        let _ = writeln!(user, "</learnings>\n");
     }
     if task.revision > 0 {
         if let Some(prev) = previous {

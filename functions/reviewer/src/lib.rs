@@ -3,6 +3,7 @@
 //! minimum words); then, when they pass, a semantic review by the model
 //! against the rubric of the skill's kind (rubrics.yaml).
 
+pub mod learnings;
 mod on_review_requested;
 pub mod semantic;
 

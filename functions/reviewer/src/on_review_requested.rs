@@ -131,6 +131,7 @@ pub async fn run(
             .await?;
         return Ok(());
     }
+    crate::learnings::after_decision(deps, &key, &task, &output, decision).await?;
     decide(deps, env, task_id, revision, decision).await
 }
 

@@ -24,6 +24,47 @@ pub struct Defaults {
     /// same arguments) within one revision before the loop guard blocks it.
     #[serde(default = "two")]
     pub max_repeated_tool_calls: u32,
+    #[serde(default)]
+    pub learnings: LearningsEntry,
+}
+
+/// Learnings: how many go into a prompt, the share of task revisions run
+/// without them (the control group), and after how many uses a learning
+/// that does not help is pruned. `enabled: false` turns them off.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LearningsEntry {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "three")]
+    pub per_prompt: usize,
+    #[serde(default = "twenty")]
+    pub control_percent: u8,
+    #[serde(default = "ten")]
+    pub prune_after: usize,
+}
+
+impl Default for LearningsEntry {
+    fn default() -> Self {
+        LearningsEntry {
+            enabled: true,
+            per_prompt: 3,
+            control_percent: 20,
+            prune_after: 10,
+        }
+    }
+}
+
+fn three() -> usize {
+    3
+}
+
+fn twenty() -> u8 {
+    20
+}
+
+fn ten() -> usize {
+    10
 }
 
 fn two() -> u32 {

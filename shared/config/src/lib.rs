@@ -8,7 +8,7 @@ mod files;
 mod load;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use files::TierEntry;
+pub use files::{LearningsEntry as Learnings, TierEntry};
 pub use load::load;
 
 use mktg_core::model::Priority;
@@ -134,6 +134,7 @@ pub struct Config {
     pub max_revisions: u32,
     pub max_turns: u32,
     pub max_repeated_tool_calls: u32,
+    pub learnings: Learnings,
     pub squads: BTreeMap<String, String>,
     pub skills: BTreeMap<SkillName, Skill>,
     pub fallback_category: String,

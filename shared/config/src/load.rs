@@ -715,6 +715,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         max_revisions: sf.defaults.max_revisions,
         max_turns: sf.defaults.max_turns,
         max_repeated_tool_calls: sf.defaults.max_repeated_tool_calls,
+        learnings: sf.defaults.learnings,
         squads: sf.squads,
         skills,
         fallback_category: rf.fallback_category.value,

@@ -8,6 +8,7 @@ pub mod cost;
 pub mod events;
 pub mod ids;
 pub mod keys;
+pub mod learn;
 pub mod message;
 pub mod model;
 pub mod plan;

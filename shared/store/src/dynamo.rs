@@ -436,6 +436,22 @@ impl Store for DynamoStore {
         .transpose()
     }
 
+    async fn learnings(
+        &self,
+        tenant: &TenantId,
+        skill: &str,
+    ) -> Result<
+        (
+            Vec<mktg_core::learn::Learning>,
+            Vec<mktg_core::learn::LearningUse>,
+        ),
+        StoreError,
+    > {
+        let items = self.partition(&keys::learn_pk(tenant, skill)).await?;
+        let records: Vec<crate::Record> = items.iter().map(from_item).collect::<Result<_, _>>()?;
+        crate::record::learnings(&records)
+    }
+
     async fn approvals(
         &self,
         tenant: &TenantId,

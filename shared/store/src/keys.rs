@@ -34,6 +34,19 @@ pub fn approvals_pk(tenant: &TenantId) -> String {
     format!("T#{tenant}#APPROVALS")
 }
 
+/// A skill's learnings and their uses, per tenant.
+pub fn learn_pk(tenant: &TenantId, skill: &str) -> String {
+    format!("T#{tenant}#LEARN#{skill}")
+}
+
+pub fn learning_sk(created_ms: u64, id: &str) -> String {
+    format!("L#{created_ms:013}#{id}")
+}
+
+pub fn learning_use_sk(goal: &GoalId, task: &TaskId, revision: u32) -> String {
+    format!("USE#{goal}#{task}#{revision:03}")
+}
+
 pub fn output_sk(task: &TaskId, revision: u32) -> String {
     format!("OUT#{task}#{revision:03}")
 }

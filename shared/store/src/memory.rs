@@ -225,6 +225,30 @@ impl Store for MemoryStore {
         .transpose()
     }
 
+    async fn learnings(
+        &self,
+        tenant: &TenantId,
+        skill: &str,
+    ) -> Result<
+        (
+            Vec<mktg_core::learn::Learning>,
+            Vec<mktg_core::learn::LearningUse>,
+        ),
+        StoreError,
+    > {
+        let pk = keys::learn_pk(tenant, skill);
+        let items = self.lock()?;
+        let mut records: Vec<&crate::Record> = items
+            .records
+            .iter()
+            .filter(|((p, _), _)| p == &pk)
+            .map(|(_, r)| r)
+            .collect();
+        records.sort_by(|a, b| a.sk.cmp(&b.sk));
+        let owned: Vec<crate::Record> = records.into_iter().cloned().collect();
+        crate::record::learnings(&owned)
+    }
+
     async fn approvals(
         &self,
         tenant: &TenantId,

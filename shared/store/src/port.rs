@@ -1,4 +1,5 @@
 use async_trait::async_trait;
+use mktg_core::learn::{Learning, LearningUse};
 use mktg_core::{
     Goal, GoalId, Output, Review, Task, TaskId, TenantId, ToolCall, Trace, Turn, Usage,
 };
@@ -139,6 +140,22 @@ pub enum Write {
         tenant: TenantId,
         reference: String,
     },
+    /// A new learning (fails if it exists).
+    NewLearning {
+        tenant: TenantId,
+        learning: Learning,
+    },
+    /// A learning's new state (pruning).
+    Learning {
+        tenant: TenantId,
+        learning: Learning,
+    },
+    /// Which learnings a task revision's prompt carried, and later its score.
+    LearningUse {
+        tenant: TenantId,
+        skill: String,
+        used: LearningUse,
+    },
 }
 
 /// A tool call waiting for `mktg approve` / `mktg deny`.
@@ -276,6 +293,13 @@ pub trait Store: Send + Sync {
         turn: u32,
         id: &str,
     ) -> Result<Option<ToolCall>, StoreError>;
+
+    /// A skill's learnings (oldest first) and their recorded uses.
+    async fn learnings(
+        &self,
+        tenant: &TenantId,
+        skill: &str,
+    ) -> Result<(Vec<Learning>, Vec<LearningUse>), StoreError>;
 
     /// The tenant's tool calls waiting for approval, oldest first.
     async fn approvals(&self, tenant: &TenantId) -> Result<Vec<PendingApproval>, StoreError>;

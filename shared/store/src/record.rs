@@ -361,6 +361,46 @@ pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, 
                 Cond::None,
             )])
         }
+        Write::NewLearning { tenant, learning } => {
+            tenant_matches(key, tenant)?;
+            put(
+                Record::keyed(
+                    keys::learn_pk(tenant, learning.skill.as_str()),
+                    keys::learning_sk(learning.created_ms, &learning.id),
+                    "learning",
+                    learning,
+                )?,
+                Cond::NotExists,
+            )
+        }
+        Write::Learning { tenant, learning } => {
+            tenant_matches(key, tenant)?;
+            put(
+                Record::keyed(
+                    keys::learn_pk(tenant, learning.skill.as_str()),
+                    keys::learning_sk(learning.created_ms, &learning.id),
+                    "learning",
+                    learning,
+                )?,
+                Cond::None,
+            )
+        }
+        Write::LearningUse {
+            tenant,
+            skill,
+            used,
+        } => {
+            tenant_matches(key, tenant)?;
+            put(
+                Record::keyed(
+                    keys::learn_pk(tenant, skill),
+                    keys::learning_use_sk(&used.goal, &used.task, used.revision),
+                    "learning_use",
+                    used,
+                )?,
+                Cond::None,
+            )
+        }
         Write::Budget { tenant, budget } => {
             tenant_matches(key, tenant)?;
             put(
@@ -386,6 +426,28 @@ pub fn totals(counters: &std::collections::BTreeMap<String, u64>) -> CostTotals 
         cache_read_tokens: get("cache_read_tokens"),
         calls: get("calls"),
     }
+}
+
+/// Splits a learn partition into learnings and uses.
+pub fn learnings(
+    records: &[Record],
+) -> Result<
+    (
+        Vec<mktg_core::learn::Learning>,
+        Vec<mktg_core::learn::LearningUse>,
+    ),
+    StoreError,
+> {
+    let mut ls = Vec::new();
+    let mut uses = Vec::new();
+    for r in records {
+        match r.kind {
+            "learning" => ls.push(decode(r)?),
+            "learning_use" => uses.push(decode(r)?),
+            _ => {}
+        }
+    }
+    Ok((ls, uses))
 }
 
 /// Sorts the records of one goal partition into a `GoalState`.
@@ -417,8 +479,21 @@ pub fn goal_state(records: &[Record]) -> Result<crate::GoalState, StoreError> {
 /// Maps a stored kind name back to the static name used in records.
 pub fn kind_name(kind: &str) -> Option<&'static str> {
     [
-        "goal", "task", "turn", "output", "review", "trace", "cost", "parked", "claim", "budget",
-        "call", "approval", "rate",
+        "goal",
+        "task",
+        "turn",
+        "output",
+        "review",
+        "trace",
+        "cost",
+        "parked",
+        "claim",
+        "budget",
+        "call",
+        "approval",
+        "rate",
+        "learning",
+        "learning_use",
     ]
     .into_iter()
     .find(|k| *k == kind)

@@ -1,0 +1,299 @@
+//! After a decision: the revision's score is recorded against the
+//! learnings its prompt carried (or the control group), learnings that do
+//! not help are pruned, and an approved output is distilled into up to 3
+//! new learnings. All best-effort: a learning problem never blocks a review.
+
+use mktg_boot::{Deps, HandlerError};
+use mktg_core::learn::{self, Learning};
+use mktg_core::{Decision, Output, Task, TaskId, Turn};
+use mktg_llm::{CallMeta, ChatMessage, ChatRequest};
+use mktg_store::{CostEntry, GoalKey, StoreError, Write};
+use serde::Deserialize;
+
+/// Longest learning kept, in characters.
+pub const MAX_LEARNING_CHARS: usize = 400;
+
+#[derive(Deserialize)]
+struct Answer {
+    learnings: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    text: String,
+    #[serde(default)]
+    evidence: String,
+}
+
+const SYSTEM: &str = "You keep the playbook of an AI marketing team. From one approved deliverable and its reviews, distil at most 3 lessons that would make the next deliverable of the same kind better. Each lesson is one imperative sentence a specialist can apply to a different product or goal (no names or figures specific to this one), and says what evidence in the reviews backs it. Answer with JSON only: {\"learnings\": [{\"text\": \"...\", \"evidence\": \"...\"}]}";
+
+pub async fn after_decision(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    output: &Output,
+    decision: Decision,
+) -> Result<(), HandlerError> {
+    if !deps.config.learnings.enabled {
+        return Ok(());
+    }
+    let state = deps.store.goal_state(key).await?;
+    let reviews: Vec<_> = state
+        .reviews
+        .iter()
+        .filter(|r| r.task == task.id && r.revision == task.revision)
+        .collect();
+    let score = reviews.iter().filter_map(|r| r.overall).min();
+    if let Some(score) = score {
+        record_score(deps, key, task, score).await?;
+    }
+    if decision != Decision::Approve {
+        return Ok(());
+    }
+    let Some(score) = score else {
+        return Ok(());
+    };
+    let notes: Vec<String> = reviews
+        .iter()
+        .filter(|r| r.overall.is_some())
+        .map(|r| {
+            format!(
+                "{} ({}/10): {}",
+                r.reviewer,
+                r.overall.unwrap_or(0),
+                r.summary
+            )
+        })
+        .collect();
+    let turn = match distil_turn(deps, key, task, output, &notes).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            tracing::warn!("no learnings distilled: {e}");
+            return Ok(());
+        }
+    };
+    let text = turn.text.trim();
+    let json = text
+        .find('{')
+        .and_then(|s| text.rfind('}').map(|e| &text[s..=e]))
+        .unwrap_or(text);
+    let answer: Answer = match serde_json::from_str(json) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("learnings answer is not the expected JSON ({e}); none stored");
+            return Ok(());
+        }
+    };
+    let now = deps.clock.now_ms();
+    let (known, _) = deps
+        .store
+        .learnings(&key.tenant, task.skill.as_str())
+        .await?;
+    for (i, item) in answer.learnings.iter().take(3).enumerate() {
+        let text: String = item.text.trim().chars().take(MAX_LEARNING_CHARS).collect();
+        if text.is_empty() {
+            continue;
+        }
+        // A lesson already in the playbook is not stored twice.
+        if known
+            .iter()
+            .any(|k| k.source_goal != key.goal && learn::similarity(&k.text, &text) >= 0.8)
+        {
+            tracing::info!(%text, "learning already known; not stored again");
+            continue;
+        }
+        let learning = Learning {
+            id: format!("{}.{}.{i}", key.goal, task.id),
+            skill: task.skill.clone(),
+            text,
+            evidence: item
+                .evidence
+                .trim()
+                .chars()
+                .take(MAX_LEARNING_CHARS)
+                .collect(),
+            score,
+            source_goal: key.goal.clone(),
+            source_task: task.id.clone(),
+            created_ms: now,
+            pruned: None,
+        };
+        match deps
+            .store
+            .commit(
+                &GoalKey::tenant_only(key.tenant.clone()),
+                vec![Write::NewLearning {
+                    tenant: key.tenant.clone(),
+                    learning,
+                }],
+            )
+            .await
+        {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Puts the score on this revision's use record and prunes the learnings it
+/// used that, with enough samples, score no better than the control group.
+async fn record_score(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    score: u8,
+) -> Result<(), HandlerError> {
+    let (learnings, mut uses) = deps
+        .store
+        .learnings(&key.tenant, task.skill.as_str())
+        .await?;
+    let Some(mine) = uses
+        .iter_mut()
+        .find(|u| u.goal == key.goal && u.task == task.id && u.revision == task.revision)
+    else {
+        return Ok(());
+    };
+    if mine.score.is_some() {
+        return Ok(());
+    }
+    mine.score = Some(score);
+    let mine = mine.clone();
+    let tenant_key = GoalKey::tenant_only(key.tenant.clone());
+    let mut writes = vec![Write::LearningUse {
+        tenant: key.tenant.clone(),
+        skill: task.skill.to_string(),
+        used: mine.clone(),
+    }];
+    let control: Vec<f64> = uses
+        .iter()
+        .filter(|u| u.control)
+        .filter_map(|u| u.score.map(f64::from))
+        .collect();
+    for id in &mine.learnings {
+        let with: Vec<f64> = uses
+            .iter()
+            .filter(|u| u.learnings.contains(id))
+            .filter_map(|u| u.score.map(f64::from))
+            .collect();
+        let Some(c) = learn::compare(&with, &control) else {
+            continue;
+        };
+        if let Some(reason) = learn::prune_reason(&c, deps.config.learnings.prune_after) {
+            if let Some(l) = learnings.iter().find(|l| &l.id == id && l.pruned.is_none()) {
+                tracing::info!(learning = %id, %reason, "pruning a learning");
+                let mut pruned = l.clone();
+                pruned.pruned = Some(reason);
+                writes.push(Write::Learning {
+                    tenant: key.tenant.clone(),
+                    learning: pruned,
+                });
+            }
+        }
+    }
+    deps.store.commit(&tenant_key, writes).await?;
+    Ok(())
+}
+
+/// The distillation answer, checkpointed under `{task}~learn` and costed
+/// once, like every model call. `None` when the budget says no.
+async fn distil_turn(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    output: &Output,
+    notes: &[String],
+) -> Result<Option<Turn>, HandlerError> {
+    let turn_task = TaskId::new(format!("{}~learn", task.id));
+    if let Some(t) = deps.store.turn(key, &turn_task, task.revision, 0).await? {
+        return Ok(Some(t));
+    }
+    let month = mktg_boot::month_of(deps.clock.now_ms());
+    let limits = mktg_boot::budget::limits(deps, &key.tenant).await?;
+    let spent = mktg_boot::budget::month_spent(deps, &key.tenant, &month).await?;
+    let goal_cost = deps.store.goal_state(key).await?.cost.micros;
+    let tier = "haiku";
+    if let mktg_core::cost::Gate::Park { .. } = mktg_core::cost::gate(
+        task.priority,
+        spent,
+        goal_cost,
+        limits,
+        &deps.config.budget.levels,
+    ) {
+        return Ok(None);
+    }
+    let model = deps
+        .config
+        .models
+        .tiers
+        .get(tier)
+        .map(|t| {
+            if deps.model.provider() == "bedrock" {
+                t.bedrock.clone()
+            } else {
+                t.anthropic.clone()
+            }
+        })
+        .unwrap_or_else(|| tier.to_string());
+    let request = ChatRequest {
+        model,
+        system: SYSTEM.into(),
+        messages: vec![ChatMessage::user(format!(
+            "<skill>{}</skill>\n<reviews>\n{}\n</reviews>\n<approved-deliverable>\n{}\n</approved-deliverable>",
+            task.skill,
+            notes.join("\n"),
+            output.body.trim()
+        ))],
+        max_tokens: 800,
+        tools: vec![],
+        meta: CallMeta {
+            role: "learner".into(),
+            skill: task.skill.to_string(),
+            task: task.id.to_string(),
+            revision: task.revision,
+            turn: 0,
+            step: String::new(),
+        },
+    };
+    let response = deps.model.complete(&request).await?;
+    let micros = mktg_core::cost::cost_micros(
+        &response.usage,
+        &deps.config.models.prices(tier).unwrap_or_default(),
+    );
+    let turn = Turn {
+        task: turn_task.clone(),
+        revision: task.revision,
+        n: 0,
+        request_hash: request.hash(),
+        model: response.model.clone(),
+        scripted: response.scripted,
+        text: response.text,
+        stop_reason: response.stop_reason,
+        usage: response.usage,
+        tier: tier.into(),
+        cost_micros: micros,
+        tool_uses: Vec::new(),
+        at_ms: deps.clock.now_ms(),
+    };
+    let cost = Write::AddCost(CostEntry {
+        tenant: key.tenant.clone(),
+        goal: key.goal.clone(),
+        month,
+        skill: task.skill.to_string(),
+        model: turn.model.clone(),
+        usage: turn.usage,
+        micros,
+    });
+    match deps
+        .store
+        .commit(key, vec![Write::NewTurn(turn.clone()), cost])
+        .await
+    {
+        Ok(()) => Ok(Some(turn)),
+        Err(StoreError::Conflict(_)) => {
+            Ok(deps.store.turn(key, &turn_task, task.revision, 0).await?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
