@@ -279,8 +279,8 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(
             model.calls.load(Ordering::SeqCst),
-            19,
-            "crash at send {crash_at}: no model call paid twice (7 agent turns, 7 reviews, 5 distillations)"
+            20,
+            "crash at send {crash_at}: no model call paid twice (7 agent turns, 7 reviews, 5 distillations, 1 consistency check)"
         );
         assert!(
             goal.outbox.is_empty() && s.tasks.iter().all(|t| t.outbox.is_empty()),
@@ -288,7 +288,7 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
         );
         assert_eq!(retries, 1, "crash at send {crash_at}");
         assert_eq!(
-            s.cost.calls, 19,
+            s.cost.calls, 20,
             "crash at send {crash_at}: each call's cost recorded once"
         );
         assert!(
@@ -317,11 +317,11 @@ async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
     assert_eq!(s.goal.unwrap().status, GoalStatus::Completed);
     assert_eq!(
         model.calls.load(Ordering::SeqCst),
-        19,
+        20,
         "the redelivery reused the stored turn"
     );
-    assert_eq!(s.turns.len(), 19);
-    assert_eq!(s.cost.calls, 19, "each call's cost recorded exactly once");
+    assert_eq!(s.turns.len(), 20);
+    assert_eq!(s.cost.calls, 20, "each call's cost recorded exactly once");
     assert_eq!(
         s.cost.micros,
         s.turns.iter().map(|t| t.cost_micros).sum::<u64>()

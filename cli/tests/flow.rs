@@ -117,9 +117,9 @@ async fn a_content_goal_is_planned_executed_reviewed_revised_and_completed() {
     assert_eq!(s.outputs.len(), 6, "five tasks, one of them twice");
     assert!(s.outputs.iter().all(|o| o.scripted));
     // Six outputs, the content strategist's tool turn, four semantic reviews,
-    // copywriting's three-step review chain, and five distillations of
-    // learnings (one per approval).
-    assert_eq!(s.turns.len(), 19);
+    // copywriting's three-step review chain, five distillations of
+    // learnings (one per approval) and the director's consistency check.
+    assert_eq!(s.turns.len(), 20);
     assert_eq!(s.calls.len(), 1);
     // The revised copywriting prompt carried the feedback: the turn hash differs.
     let events: Vec<String> = t.bus.events().iter().map(|e| e.kind.clone()).collect();
@@ -444,7 +444,7 @@ async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
     let agent_turns = s
         .turns
         .iter()
-        .filter(|t| !t.task.as_str().contains('~'))
+        .filter(|t| s.tasks.iter().any(|task| task.id == t.task))
         .count();
     assert_eq!(agent_turns, 7);
     let learn_turns = s
@@ -459,7 +459,15 @@ async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
         .filter(|r| r.reviewer != "structural")
         .collect();
     let ran = semantic.iter().filter(|r| r.overall.is_some()).count();
-    assert_eq!(s.turns.len(), agent_turns + ran + learn_turns);
+    let director_turns = s
+        .turns
+        .iter()
+        .filter(|t| t.task.as_str() == "consistency")
+        .count();
+    assert_eq!(
+        s.turns.len(),
+        agent_turns + ran + learn_turns + director_turns
+    );
     assert!(semantic
         .iter()
         .filter(|r| r.overall.is_none())

@@ -390,3 +390,44 @@ async fn a_lesson_already_in_the_playbook_is_not_stored_twice() {
         "the second goal's identical lessons were not added"
     );
 }
+
+#[tokio::test]
+async fn a_consistency_conflict_sends_one_targeted_revision_before_the_goal_completes() {
+    let conflict = r#"{"conflicts": [{"revise": "05-schema-markup", "quote": "The site currently ships no structured data at all", "conflicts_with": "04-seo-audit", "problem": "The SEO audit found Organization markup already validating on the homepage.", "fix": "Inventory the live markup and replace it instead of adding a second Organization entity."}]}"#;
+    let (t, model, _dir) = world(&format!(
+        "  - skill: director\n    role: director\n    step: consistency\n    text: '{conflict}'\n"
+    ));
+    let s = run_goal(&t, "g-consistent").await;
+    let goal = s.goal.as_ref().unwrap();
+    assert_eq!(goal.status, GoalStatus::Completed, "{:?}", goal.reason);
+    assert!(goal.consistency_checked);
+    let schema = s
+        .tasks
+        .iter()
+        .find(|x| x.id.as_str() == "05-schema-markup")
+        .unwrap();
+    assert_eq!(schema.revision, 1, "revised once, by the check");
+    assert_eq!(schema.feedback[0].reviewer, "consistency");
+    // Only the conflicting task was reopened.
+    for other in s.tasks.iter().filter(|x| x.id != schema.id) {
+        let expected = u32::from(other.skill.as_str() == "copywriting");
+        assert_eq!(other.revision, expected, "{}", other.id);
+    }
+    // The revision prompt carries the conflict, quoted.
+    let again = &model.find("agent", "schema-markup", 1)[0];
+    assert!(again.messages[0]
+        .text()
+        .contains("The site currently ships no structured data at all"));
+    // The check ran once, although the goal was "all approved" twice.
+    let checks = model
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.meta.step == "consistency")
+        .count();
+    assert_eq!(checks, 1);
+    assert!(s.traces.iter().any(|tr| tr
+        .note
+        .starts_with("consistency check: 1 conflict(s); revising 05-schema-markup")));
+}

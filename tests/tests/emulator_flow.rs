@@ -134,13 +134,13 @@ async fn every_message_delivered_twice_changes_nothing() {
     // revision, plus the content strategist's tool turn and its one tool
     // call, one semantic review (and its model turn) per approval, and the
     // three steps of copywriting's review chain, and one distillation of
-    // learnings per approval.
+    // learnings per approval, and the director's consistency check.
     assert_eq!(state.outputs.len(), 6);
-    assert_eq!(state.turns.len(), 19);
+    assert_eq!(state.turns.len(), 20);
     assert_eq!(state.calls.len(), 1);
     assert_eq!(state.calls[0].status, mktg_core::CallStatus::Done);
     assert_eq!(state.reviews.len(), 13);
-    assert_eq!(state.cost.calls, 19);
+    assert_eq!(state.cost.calls, 20);
     let copy: Vec<Decision> = state
         .reviews
         .iter()

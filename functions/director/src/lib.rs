@@ -4,6 +4,7 @@
 //! it makes bumps the goal's version, so decisions on one goal are
 //! serialized by optimistic concurrency.
 
+mod consistency;
 mod on_event_received;
 mod on_goal_submitted;
 mod on_resume_task;

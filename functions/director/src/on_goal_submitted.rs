@@ -76,6 +76,7 @@ pub async fn run(deps: &Deps, env: &Envelope) -> Result<(), HandlerError> {
         updated_ms: now,
         reason: None,
         outbox: out,
+        consistency_checked: false,
     };
     let mut writes = vec![Write::NewGoal(goal.clone())];
     writes.extend(tasks.into_iter().map(Write::NewTask));
@@ -258,6 +259,7 @@ async fn record_unplannable(
         updated_ms: now,
         reason: Some(reason.clone()),
         outbox: vec![Outgoing::Event(event)],
+        consistency_checked: false,
     };
     let trace = Trace {
         at_ms: now,

@@ -99,7 +99,39 @@ pub async fn run(
                     )?);
                     out.push(ready_message(env, t));
                 }
-                if tasks.iter().all(|t| t.status == TaskStatus::Approved) {
+                let all_approved = tasks.iter().all(|t| t.status == TaskStatus::Approved);
+                let check = all_approved
+                    && !goal.consistency_checked
+                    && tasks.len() > 1
+                    && deps.config.rubrics.consistency_check;
+                let mut revising = false;
+                if check {
+                    let outcome =
+                        crate::consistency::check(deps, &key, &goal, &tasks, &state.outputs)
+                            .await?;
+                    goal_next.consistency_checked = true;
+                    traces.push(Trace {
+                        at_ms: now,
+                        subject: "goal".into(),
+                        from: goal.status.to_string(),
+                        to: goal.status.to_string(),
+                        note: outcome.note,
+                    });
+                    for (id, fb) in outcome.revise {
+                        if let Some(t) = tasks.iter_mut().find(|t| t.id == id) {
+                            traces.push(t.transition(
+                                TaskStatus::Revision,
+                                now,
+                                format!("sent back by the consistency check: {}", fb.summary),
+                            )?);
+                            t.revision += 1;
+                            t.feedback.push(fb);
+                            out.push(ready_message(env, t));
+                            revising = true;
+                        }
+                    }
+                }
+                if all_approved && !revising {
                     traces.push(goal_next.transition(
                         GoalStatus::Completed,
                         now,

@@ -173,14 +173,18 @@ pub fn parse_plan(
 
 /// One planning turn: reuse its checkpoint, or call the model and
 /// checkpoint the answer with its cost. `record` is false for dry runs.
-async fn turn(
+/// One director model call, checkpointed under the pseudo-task `subject`
+/// (`plan`, `consistency`) and costed once; with `record` false (scripted
+/// planning) nothing is stored.
+pub async fn turn(
     deps: &Deps,
     key: &GoalKey,
+    subject: &str,
     n: u32,
     request: &ChatRequest,
     record: bool,
 ) -> Result<String, HandlerError> {
-    let plan_task = TaskId::new(PLAN_TASK);
+    let plan_task = TaskId::new(subject);
     if record {
         if let Some(t) = deps.store.turn(key, &plan_task, 0, n).await? {
             return Ok(t.text);
@@ -272,7 +276,7 @@ pub async fn plan(
             step: String::new(),
         },
     };
-    let first = match turn(deps, key, 0, &request, record).await {
+    let first = match turn(deps, key, PLAN_TASK, 0, &request, record).await {
         Ok(t) => t,
         Err(HandlerError::Fail(why)) => {
             return Ok(Planned::Fallback {
@@ -300,7 +304,7 @@ pub async fn plan(
         errors.join("\n- ")
     )));
     request.meta.turn = 1;
-    let second = match turn(deps, key, 1, &request, record).await {
+    let second = match turn(deps, key, PLAN_TASK, 1, &request, record).await {
         Ok(t) => t,
         Err(HandlerError::Fail(why)) => {
             return Ok(Planned::Fallback {

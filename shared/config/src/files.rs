@@ -357,6 +357,9 @@ pub struct RubricsFile {
     pub rubrics: BTreeMap<String, S<RubricEntry>>,
     #[serde(default)]
     pub chains: BTreeMap<String, S<ChainEntry>>,
+    /// Compare a goal's approved outputs with each other before completing.
+    #[serde(default = "yes")]
+    pub consistency_check: bool,
 }
 
 /// A review chain: after the structural check, each step reviews in turn.

@@ -172,6 +172,9 @@ pub struct Rubrics {
     pub list: Vec<Rubric>,
     /// Review chains by the skill whose output they review.
     pub chains: BTreeMap<SkillName, Chain>,
+    /// Whether the director compares a goal's approved outputs with each
+    /// other before completing it (once per goal).
+    pub consistency_check: bool,
 }
 
 /// The review steps after the structural check: `semantic` (the skill's

@@ -763,6 +763,7 @@ fn load_rubrics(path: &Path, skill_names: &BTreeSet<String>, errors: &mut Errors
         );
     }
     rubrics.pass_overall = file.pass_overall;
+    rubrics.consistency_check = file.consistency_check;
     for (skill, entry) in &file.chains {
         let e = &entry.value;
         if !skill_names.contains(skill) {

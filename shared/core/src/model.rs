@@ -75,6 +75,10 @@ pub struct Goal {
     /// confirmed sent. A redelivered message flushes them (outbox pattern).
     #[serde(default)]
     pub outbox: Vec<Outgoing>,
+    /// Set once the director has compared the approved outputs with each
+    /// other; the check runs once per goal.
+    #[serde(default)]
+    pub consistency_checked: bool,
 }
 
 impl Goal {

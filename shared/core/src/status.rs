@@ -83,7 +83,9 @@ impl TaskStatus {
             Deferred => &[Pending, Failed],
             BudgetBlocked => &[Pending, Assigned, Failed, Cancelled],
             Escalated => &[Assigned, Approved, Failed, Cancelled],
-            Approved | Failed | Cancelled => &[],
+            // Only the director's consistency check reopens an approved task.
+            Approved => &[Revision],
+            Failed | Cancelled => &[],
         }
     }
 
@@ -260,6 +262,7 @@ mod tests {
         (BudgetBlocked, Assigned),
         (BudgetBlocked, Failed),
         (BudgetBlocked, Cancelled),
+        (Approved, Revision),
         (Escalated, Assigned),
         (Escalated, Approved),
         (Escalated, Failed),
@@ -277,12 +280,17 @@ mod tests {
             }
         }
         assert_eq!(allowed, TASK_ALLOWED.len());
-        assert_eq!(15 * 15 - allowed, 175, "refused pairs");
+        assert_eq!(15 * 15 - allowed, 174, "refused pairs");
     }
 
     #[test]
-    fn terminal_task_statuses_allow_nothing() {
+    fn terminal_task_statuses_allow_nothing_but_the_consistency_reopen() {
         for s in TaskStatus::ALL {
+            if s == TaskStatus::Approved {
+                // Only the director's consistency check reopens an approval.
+                assert_eq!(s.next_allowed(), [TaskStatus::Revision]);
+                continue;
+            }
             assert_eq!(s.is_terminal(), s.next_allowed().is_empty(), "{s}");
         }
     }
