@@ -217,9 +217,30 @@ fn structural_review(deps: &Deps, task: &Task, output: &Output) -> Result<Review
 
 /// Writes a review once; if another delivery wrote it first, that one wins.
 async fn write_once(deps: &Deps, key: &GoalKey, review: Review) -> Result<Review, HandlerError> {
+    // The trace line makes each review step visible in `mktg trace`.
+    let trace = mktg_core::Trace {
+        at_ms: review.at_ms,
+        subject: review.task.to_string(),
+        from: TaskStatus::InReview.to_string(),
+        to: TaskStatus::InReview.to_string(),
+        note: format!(
+            "review by {} of revision {}: {}{} - {}",
+            review.reviewer,
+            review.revision,
+            review.decision,
+            review
+                .overall
+                .map(|o| format!(" ({o}/10)"))
+                .unwrap_or_default(),
+            review.summary.chars().take(140).collect::<String>()
+        ),
+    };
     match deps
         .store
-        .commit(key, vec![Write::NewReview(review.clone())])
+        .commit(
+            key,
+            vec![Write::NewReview(review.clone()), Write::Trace(trace)],
+        )
         .await
     {
         Ok(()) => Ok(review),
