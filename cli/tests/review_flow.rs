@@ -431,3 +431,27 @@ async fn a_consistency_conflict_sends_one_targeted_revision_before_the_goal_comp
         .note
         .starts_with("consistency check: 1 conflict(s); revising 05-schema-markup")));
 }
+
+#[tokio::test]
+async fn a_rejected_output_is_replanned_and_the_fresh_attempt_knows_why() {
+    let reject = r#"{"decision":"REJECT","scores":{"evidence":2,"positioning_fit":2,"prioritization":3,"feasibility":3,"measurability":2},"overall":2,"summary":"This is not a content strategy for the goal.","feedback":[{"severity":"critical","quote":"Tallybook Content Strategy","problem":"It plans a different quarter than the goal asks for.","fix":"Plan the content of the quarter the goal names."}]}"#;
+    let (t, model, _dir) = world(&format!(
+        "  - skill: content-strategy\n    role: reviewer\n    revision: 0\n    text: '{reject}'\n"
+    ));
+    let s = run_goal(&t, "g-reject").await;
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    let task = s
+        .tasks
+        .iter()
+        .find(|x| x.skill.as_str() == "content-strategy")
+        .unwrap();
+    assert_eq!(task.revision, 1);
+    assert!(s
+        .traces
+        .iter()
+        .any(|tr| tr.note.contains("rejected; re-planning the task")));
+    let again = &model.find("agent", "content-strategy", 1)[0];
+    assert!(again.messages[0]
+        .text()
+        .contains("Plan the content of the quarter the goal names."));
+}

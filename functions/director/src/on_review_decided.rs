@@ -140,6 +140,22 @@ pub async fn run(
                     out.push(event("goal.completed", None, "COMPLETED", None));
                 }
             }
+            Decision::Reject
+                if deps.config.rubrics.replan_on_reject
+                    && task.revision < deps.config.max_revisions =>
+            {
+                // Re-plan the task: a fresh attempt that knows why the last
+                // one missed; it counts against max_revisions.
+                let t = &mut tasks[idx];
+                traces.push(t.transition(
+                    TaskStatus::Revision,
+                    now,
+                    format!("revision {revision} rejected; re-planning the task"),
+                )?);
+                t.revision += 1;
+                t.feedback.extend(feedback);
+                out.push(ready_message(env, t));
+            }
             Decision::Revise if task.revision < deps.config.max_revisions => {
                 let t = &mut tasks[idx];
                 traces.push(t.transition(

@@ -360,6 +360,10 @@ pub struct RubricsFile {
     /// Compare a goal's approved outputs with each other before completing.
     #[serde(default = "yes")]
     pub consistency_check: bool,
+    /// What a REJECT does: `fail` the task (and the goal), or `replan` it:
+    /// the task starts over, told why the last attempt missed the task.
+    #[serde(default)]
+    pub on_reject: Option<S<String>>,
 }
 
 /// A review chain: after the structural check, each step reviews in turn.

@@ -175,6 +175,9 @@ pub struct Rubrics {
     /// Whether the director compares a goal's approved outputs with each
     /// other before completing it (once per goal).
     pub consistency_check: bool,
+    /// REJECT re-plans the task (a fresh attempt, counted as a revision)
+    /// instead of failing it.
+    pub replan_on_reject: bool,
 }
 
 /// The review steps after the structural check: `semantic` (the skill's

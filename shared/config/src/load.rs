@@ -764,6 +764,17 @@ fn load_rubrics(path: &Path, skill_names: &BTreeSet<String>, errors: &mut Errors
     }
     rubrics.pass_overall = file.pass_overall;
     rubrics.consistency_check = file.consistency_check;
+    if let Some(r) = &file.on_reject {
+        match r.value.as_str() {
+            "fail" => {}
+            "replan" => rubrics.replan_on_reject = true,
+            other => errors.at(
+                path,
+                r,
+                format!("on_reject \"{other}\" is not fail or replan"),
+            ),
+        }
+    }
     for (skill, entry) in &file.chains {
         let e = &entry.value;
         if !skill_names.contains(skill) {
