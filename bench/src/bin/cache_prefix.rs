@@ -91,8 +91,8 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clone();
     println!(
-        "{:<22} {:>4} {:>14} {:>12} {:>8}",
-        "skill", "rev", "cached prefix", "all input", "share"
+        "{:<22} {:<22} {:>4} {:>5} {:>14} {:>12} {:>8}",
+        "skill", "role/step", "rev", "turn", "cached prefix", "all input", "share"
     );
     let (mut cached_sum, mut all_sum) = (0u64, 0u64);
     for r in &seen {
@@ -103,14 +103,29 @@ async fn main() -> anyhow::Result<()> {
             .flatten()
             .filter_map(|b| b["text"].as_str())
             .collect();
-        let cached = tokens(&system);
-        let all = cached + r.messages.iter().map(|m| tokens(&m.text())).sum::<u64>();
+        // The cached prefix is tools + system (both carry cache_control);
+        // the rest is the messages, tool_use and tool_result blocks included.
+        let tool_text = body["tools"].to_string();
+        let cached = tokens(&system)
+            + if body["tools"].is_null() {
+                0
+            } else {
+                tokens(&tool_text)
+            };
+        let all = cached + tokens(&body["messages"].to_string());
         cached_sum += cached;
         all_sum += all;
+        let role = if r.meta.step.is_empty() {
+            r.meta.role.clone()
+        } else {
+            format!("{}/{}", r.meta.role, r.meta.step)
+        };
         println!(
-            "{:<22} {:>4} {:>14} {:>12} {:>7.1}%",
+            "{:<22} {:<22} {:>4} {:>5} {:>14} {:>12} {:>7.1}%",
             r.meta.skill,
+            role,
             r.meta.revision,
+            r.meta.turn,
             cached,
             all,
             cached as f64 * 100.0 / all.max(1) as f64
