@@ -55,6 +55,17 @@ pub async fn run(
                             async move { dispatch(&deps, queue, env).await }
                         })
                         .await;
+                        if let RecordOutcome::Retry(why) = &outcome {
+                            // As under Lambda: the last delivery before the
+                            // DLQ records the failure on the task.
+                            if mktg_boot::dead_letter::is_last_delivery(m.receive_count) {
+                                if let Ok(env) = mktg_boot::decode(&m.body) {
+                                    if let Err(e) = mktg_boot::dead_letter::record(&deps, &env, why).await {
+                                        tracing::error!(error = %e, "could not record the dead-lettered failure");
+                                    }
+                                }
+                            }
+                        }
                         match &outcome {
                             RecordOutcome::Ack => stats.handled.fetch_add(1, Ordering::Relaxed),
                             RecordOutcome::Failed(_) => stats.failed.fetch_add(1, Ordering::Relaxed),

@@ -328,3 +328,87 @@ async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
     );
     assert!(s.cost.micros > 0);
 }
+
+/// An SQS event as Lambda delivers it, with the receive count SQS reports.
+fn sqs_event(env: &Envelope, receive_count: u32) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut record = aws_lambda_events::event::sqs::SqsMessage::default();
+    record.message_id = Some("m-1".into());
+    record.body = Some(serde_json::to_string(env).unwrap());
+    record
+        .attributes
+        .insert("ApproximateReceiveCount".into(), receive_count.to_string());
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![record];
+    event
+}
+
+#[tokio::test]
+async fn a_message_on_its_last_delivery_before_the_dlq_fails_its_task_with_the_cause() {
+    use mktg_boot::dead_letter::MAX_RECEIVE_COUNT;
+    let bus = Arc::new(MemoryBus::new());
+    let store = Arc::new(MemoryStore::new());
+    let deps = deps_with(store.clone(), bus.clone(), counting_model());
+    // Run the goal until its first task is ready, then make its handler
+    // fail every time (a poison message).
+    bus.send_now(&submit(&deps)).await;
+    let director = bus.pop(QueueName::Director).unwrap();
+    dispatch(&deps, QueueName::Director, director)
+        .await
+        .unwrap();
+    let ready = bus.pop(QueueName::Agent).unwrap();
+    let poison = |_env: Envelope| async {
+        Err::<(), _>(HandlerError::Retry(
+            "the model endpoint keeps timing out".into(),
+        ))
+    };
+
+    // Earlier deliveries: retried, nothing recorded.
+    let r = mktg_boot::run_sqs_batch_with(&deps, sqs_event(&ready, MAX_RECEIVE_COUNT - 1), poison)
+        .await;
+    assert_eq!(r.batch_item_failures.len(), 1);
+    let key = GoalKey::new("t".into(), "g".into());
+    let task_id = ready.message.task().unwrap().clone();
+    assert_ne!(
+        store.task(&key, &task_id).await.unwrap().unwrap().status,
+        TaskStatus::Failed
+    );
+
+    // The last one: still reported (SQS moves it to the DLQ), and the task
+    // is FAILED with the cause; the director then fails the goal.
+    let r =
+        mktg_boot::run_sqs_batch_with(&deps, sqs_event(&ready, MAX_RECEIVE_COUNT), poison).await;
+    assert_eq!(
+        r.batch_item_failures.len(),
+        1,
+        "the message still goes to the DLQ"
+    );
+    let task = store.task(&key, &task_id).await.unwrap().unwrap();
+    assert_eq!(task.status, TaskStatus::Failed);
+    let reason = task.reason.unwrap();
+    assert!(
+        reason.contains("dead-letter queue") && reason.contains("keeps timing out"),
+        "{reason}"
+    );
+    drain(&deps, &bus).await;
+    let goal = store.goal(&key).await.unwrap().unwrap();
+    assert_eq!(goal.status, GoalStatus::Failed);
+    assert!(goal.reason.unwrap().contains("dead-letter queue"));
+}
+
+#[test]
+fn every_queue_in_the_template_dead_letters_after_the_count_the_runner_assumes() {
+    let template =
+        std::fs::read_to_string(mktg_testkit::repo_root().join("infra/template.yaml")).unwrap();
+    let counts: Vec<&str> = template
+        .match_indices("maxReceiveCount: ")
+        .map(|(i, m)| {
+            template[i + m.len()..]
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(counts.len(), 4, "one redrive policy per queue");
+    let expected = mktg_boot::dead_letter::MAX_RECEIVE_COUNT.to_string();
+    assert!(counts.iter().all(|c| *c == expected), "{counts:?}");
+}

@@ -8,7 +8,7 @@ mod prompt;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use mktg_boot::{run_sqs_batch, Deps, HandlerError};
+use mktg_boot::{run_sqs_batch_with, Deps, HandlerError};
 use mktg_core::{Envelope, Message};
 
 pub use prompt::{build_request, RequestParts};
@@ -18,7 +18,7 @@ pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
+    Ok(run_sqs_batch_with(deps, event.payload, |env| on_message(deps, env)).await)
 }
 
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {

@@ -15,7 +15,7 @@ pub mod planner;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use mktg_boot::{run_sqs_batch, Deps, HandlerError};
+use mktg_boot::{run_sqs_batch_with, Deps, HandlerError};
 use mktg_core::{Envelope, Message};
 
 pub use on_goal_submitted::{choose_plan, PlanChoice};
@@ -25,7 +25,7 @@ pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
+    Ok(run_sqs_batch_with(deps, event.payload, |env| on_message(deps, env)).await)
 }
 
 /// Handles one message of the director queue.

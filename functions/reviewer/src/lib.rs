@@ -9,7 +9,7 @@ pub mod semantic;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use mktg_boot::{run_sqs_batch, Deps, HandlerError};
+use mktg_boot::{run_sqs_batch_with, Deps, HandlerError};
 use mktg_core::{Envelope, Message};
 
 /// Lambda entry point: one SQS batch from the review queue.
@@ -17,7 +17,7 @@ pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
+    Ok(run_sqs_batch_with(deps, event.payload, |env| on_message(deps, env)).await)
 }
 
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {

@@ -16,7 +16,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
-use mktg_boot::{run_sqs_batch, Deps, HandlerError};
+use mktg_boot::{run_sqs_batch_with, Deps, HandlerError};
 use mktg_core::tools::{window_key, window_remaining_ms, CallStatus, ToolCall};
 use mktg_core::{Envelope, Message, TaskId, Trace};
 use mktg_store::{GoalKey, StoreError, Write};
@@ -32,7 +32,7 @@ pub async fn handle(
     deps: &Deps,
     event: LambdaEvent<SqsEvent>,
 ) -> Result<SqsBatchResponse, lambda_runtime::Error> {
-    Ok(run_sqs_batch(event.payload, |env| on_message(deps, env)).await)
+    Ok(run_sqs_batch_with(deps, event.payload, |env| on_message(deps, env)).await)
 }
 
 pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> {

@@ -3,6 +3,7 @@
 //! and the outbox flush. Only this crate (and tests) names concrete adapters.
 
 pub mod budget;
+pub mod dead_letter;
 mod deps;
 mod error;
 pub mod outbox;
@@ -12,7 +13,7 @@ mod settings;
 
 pub use deps::{choose_model, BootError, Clock, Deps, SystemClock};
 pub use error::HandlerError;
-pub use runner::{decode, handle_record, run_sqs_batch, RecordOutcome};
+pub use runner::{decode, handle_record, run_sqs_batch, run_sqs_batch_with, RecordOutcome};
 pub use settings::{Secret, Settings, SettingsError};
 
 /// JSON logs under Lambda (or when `MKTG_LOG_FORMAT=json`), readable text

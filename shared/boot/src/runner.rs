@@ -126,6 +126,46 @@ where
     response
 }
 
+/// As `run_sqs_batch`, and on a record's last delivery before its
+/// dead-letter queue, a retry is recorded as the task's failure
+/// (`dead_letter::record`).
+pub async fn run_sqs_batch_with<F, Fut>(
+    deps: &crate::Deps,
+    event: SqsEvent,
+    handler: F,
+) -> SqsBatchResponse
+where
+    F: Fn(Envelope) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>>,
+{
+    let mut response = SqsBatchResponse::default();
+    for record in event.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.clone().unwrap_or_default();
+        let receive_count: u32 = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(1);
+        let outcome = handle_record(&id, &body, &handler).await;
+        if let RecordOutcome::Retry(why) = &outcome {
+            if crate::dead_letter::is_last_delivery(receive_count) {
+                if let Ok(env) = decode(&body) {
+                    if let Err(e) = crate::dead_letter::record(deps, &env, why).await {
+                        tracing::error!(error = %e, "could not record the dead-lettered failure");
+                    }
+                }
+            }
+        }
+        if !outcome.deletes_message() {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
