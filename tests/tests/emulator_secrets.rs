@@ -76,3 +76,75 @@ async fn secrets_named_by_reference_reach_the_model_client_and_the_tool_server_o
         "{msg}"
     );
 }
+
+#[tokio::test]
+async fn an_oauth_access_token_is_stored_in_secrets_manager_and_reused_by_the_next_cold_start() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let emu = emulator().await;
+    let idp = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "ya29.minted-once", "token_type": "Bearer", "expires_in": 3600
+        })))
+        .mount(&idp)
+        .await;
+    let (dir, _config, _model) = mktg_testkit::config_with_tools(
+        &format!(
+            "servers:\n  ga4:\n    command: {}\n    args: [stdio]\n    skills: [analytics-tracking]\n    oauth:\n      token_url: {}/token\n      client_id_env: G_CLIENT_ID\n      client_secret_env: G_CLIENT_SECRET\n      refresh_token_env: G_REFRESH_TOKEN\n      access_token_env: G_ACCESS_TOKEN\n",
+            mktg_testkit::everything_server(),
+            idp.uri()
+        ),
+        "replies:\n  - {text: unused}\n",
+    );
+    let prefix = format!("mktg/{}/", fresh_tenant("it-oauth"));
+    let mut env = emu.env.clone();
+    env.insert("MKTG_ROOT".into(), dir.path().display().to_string());
+    env.insert("MKTG_SECRETS_PREFIX".into(), prefix.clone());
+    for (k, v) in [
+        ("G_CLIENT_ID", "cid"),
+        ("G_CLIENT_SECRET", "cs"),
+        ("G_REFRESH_TOKEN", "rt"),
+    ] {
+        env.insert(k.into(), v.into());
+    }
+    for k in ["PATH", "HOME"] {
+        if let Ok(v) = std::env::var(k) {
+            env.insert(k.into(), v);
+        }
+    }
+    let settings = Settings::from_lookup(|k| env.get(k).cloned()).unwrap();
+    let token_seen = |deps: Deps| async move {
+        let out = deps
+            .tools
+            .invoke("ga4", "get-env", serde_json::json!({}), "k", 10_000)
+            .await
+            .unwrap();
+        let seen: serde_json::Value = serde_json::from_str(&out.text).unwrap();
+        seen["G_ACCESS_TOKEN"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    for _cold_start in 0..2 {
+        let lookup = env.clone();
+        let deps =
+            Deps::build_with_secrets(&settings, &emu.aws, &move |k: &str| lookup.get(k).cloned())
+                .await
+                .unwrap();
+        assert_eq!(token_seen(deps).await, "ya29.minted-once");
+    }
+    assert_eq!(
+        idp.received_requests().await.unwrap().len(),
+        1,
+        "the second cold start reused the stored token"
+    );
+    let stored = aws_sdk_secretsmanager::Client::new(&emu.aws)
+        .get_secret_value()
+        .secret_id(format!("{prefix}oauth/ga4"))
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.secret_string().unwrap().contains("ya29.minted-once"));
+}

@@ -108,7 +108,13 @@ impl Deps {
             .flat_map(|s| s.credential_vars())
             .collect();
         let overlay = crate::secrets::credential_overlay(&vars, lookup, &secrets).await?;
-        if !overlay.is_empty() {
+        let oauth = deps
+            .config
+            .tools
+            .servers
+            .values()
+            .any(|s| s.oauth.is_some());
+        if !overlay.is_empty() || oauth {
             let process_env: HashMap<String, String> = vars
                 .iter()
                 .chain(
@@ -126,7 +132,14 @@ impl Deps {
                     .map(|s| s.0.clone())
                     .or_else(|| process_env.get(k).cloned())
             });
-            deps.tools = Arc::new(McpHost::with_env(deps.config.tools.clone(), env));
+            let mut host = McpHost::with_env(deps.config.tools.clone(), env);
+            if oauth {
+                host = host.with_token_store(Arc::new(crate::secrets::SecretsTokenStore {
+                    client: secrets.clone(),
+                    prefix: settings.secrets_prefix.clone(),
+                }));
+            }
+            deps.tools = Arc::new(host);
         }
         Ok(deps)
     }

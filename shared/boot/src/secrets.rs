@@ -48,3 +48,73 @@ pub async fn credential_overlay(
     }
     Ok(out)
 }
+
+/// OAuth access tokens shared between cold starts through Secrets Manager
+/// (encrypted at rest with KMS), one secret per tool server:
+/// `{prefix}oauth/{server}`, holding the token and when to stop using it.
+pub struct SecretsTokenStore {
+    pub client: aws_sdk_secretsmanager::Client,
+    pub prefix: String,
+}
+
+impl SecretsTokenStore {
+    fn name(&self, server: &str) -> String {
+        format!("{}oauth/{server}", self.prefix)
+    }
+}
+
+#[async_trait::async_trait]
+impl mktg_tools::oauth::TokenStore for SecretsTokenStore {
+    async fn get(&self, server: &str) -> Option<mktg_tools::oauth::AccessToken> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(self.name(server))
+            .send()
+            .await
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_str(out.secret_string()?).ok()?;
+        Some(mktg_tools::oauth::AccessToken::from_stored(
+            v.get("access_token")?.as_str()?.to_string(),
+            v.get("refresh_at_epoch").and_then(|t| t.as_u64()),
+        ))
+    }
+
+    async fn put(&self, server: &str, token: &mktg_tools::oauth::AccessToken) {
+        let body = serde_json::json!({
+            "access_token": token.value,
+            "refresh_at_epoch": token.refresh_at_epoch,
+        })
+        .to_string();
+        let name = self.name(server);
+        let put = self
+            .client
+            .put_secret_value()
+            .secret_id(&name)
+            .secret_string(&body)
+            .send()
+            .await;
+        if let Err(e) = put {
+            let missing = e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception());
+            let created = if missing {
+                self.client
+                    .create_secret()
+                    .name(&name)
+                    .secret_string(&body)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+            } else {
+                Err(aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string())
+            };
+            if let Err(e) = created {
+                // The token still works in this process; the next cold
+                // start refreshes again.
+                tracing::warn!(%name, "could not store the access token: {e}");
+            }
+        }
+    }
+}

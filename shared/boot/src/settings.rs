@@ -22,6 +22,9 @@ pub struct Settings {
     /// `ANTHROPIC_API_KEY_SECRET_ID`: a Secrets Manager secret holding the
     /// key, read at cold start when `ANTHROPIC_API_KEY` is not set.
     pub anthropic_api_key_secret_id: Option<String>,
+    /// `MKTG_SECRETS_PREFIX`: secrets this deployment may read and write
+    /// (OAuth access tokens go under `{prefix}oauth/`), default `mktg/`.
+    pub secrets_prefix: String,
     /// `ANTHROPIC_BASE_URL`, for a proxy or a mock server.
     pub anthropic_base_url: Option<String>,
     /// `MKTG_TENANT`, the default tenant of CLI commands.
@@ -99,6 +102,7 @@ impl Settings {
             script: lookup("MKTG_SCRIPT").map(PathBuf::from),
             anthropic_api_key: lookup("ANTHROPIC_API_KEY").map(Secret),
             anthropic_api_key_secret_id: lookup("ANTHROPIC_API_KEY_SECRET_ID"),
+            secrets_prefix: lookup("MKTG_SECRETS_PREFIX").unwrap_or_else(|| "mktg/".into()),
             anthropic_base_url: lookup("ANTHROPIC_BASE_URL"),
             tenant: lookup("MKTG_TENANT").unwrap_or_else(|| "default".into()),
         })

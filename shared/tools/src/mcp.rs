@@ -3,7 +3,7 @@
 //! container, or the CLI's workers); a connection that breaks is dropped and
 //! reopened on the next call.
 
-use crate::oauth::AccessToken;
+use crate::oauth::{AccessToken, TokenStore};
 use crate::{clean_description, ToolDef, ToolError, ToolHost, ToolOutcome};
 use async_trait::async_trait;
 use mktg_config::{ToolServer, ToolTransport, Tools};
@@ -47,6 +47,7 @@ pub struct McpHost {
     clients: Mutex<HashMap<String, Connection>>,
     listed: Mutex<HashMap<String, Vec<ToolDef>>>,
     http: reqwest::Client,
+    token_store: Option<Arc<dyn TokenStore>>,
 }
 
 /// A live connection, and the OAuth access token it was opened with.
@@ -70,7 +71,15 @@ impl McpHost {
             clients: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
             http: reqwest::Client::new(),
+            token_store: None,
         }
+    }
+
+    /// Shares minted OAuth access tokens with other processes through
+    /// `store` (Secrets Manager when deployed).
+    pub fn with_token_store(mut self, store: Arc<dyn TokenStore>) -> Self {
+        self.token_store = Some(store);
+        self
     }
 
     pub fn config(&self) -> &Tools {
@@ -101,14 +110,27 @@ impl McpHost {
         // A server behind OAuth gets a fresh access token for the life of
         // the connection; the connection is renewed before the token ends.
         let token = match &server.oauth {
-            Some(oauth) => Some(
-                crate::oauth::refresh(oauth, self.env.as_ref(), &self.http)
-                    .await
-                    .map_err(|reason| ToolError::Connect {
-                        server: server.name.clone(),
-                        reason,
-                    })?,
-            ),
+            Some(oauth) => {
+                let stored = match &self.token_store {
+                    Some(store) => store.get(&server.name).await.filter(AccessToken::is_fresh),
+                    None => None,
+                };
+                match stored {
+                    Some(t) => Some(t),
+                    None => {
+                        let t = crate::oauth::refresh(oauth, self.env.as_ref(), &self.http)
+                            .await
+                            .map_err(|reason| ToolError::Connect {
+                                server: server.name.clone(),
+                                reason,
+                            })?;
+                        if let Some(store) = &self.token_store {
+                            store.put(&server.name, &t).await;
+                        }
+                        Some(t)
+                    }
+                }
+            }
             None => None,
         };
         let connect = self.connect(server, token.as_ref());

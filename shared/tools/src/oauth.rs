@@ -1,9 +1,9 @@
 //! OAuth2 refresh-token flow (the Google tools: GA4, Search Console, Tag
 //! Manager, Ads). The `oauth2` crate builds the request and parses the
-//! answer; reqwest carries it. Access tokens live in this process only and
-//! are never written anywhere: a cold start mints a fresh one from the
-//! refresh token (read from the environment, which the deployment fills
-//! from Secrets Manager).
+//! answer; reqwest carries it. A minted access token is kept in memory and,
+//! through a `TokenStore` (Secrets Manager when deployed: encrypted at
+//! rest), shared with the next cold start, which reuses it until 60 s
+//! before it expires instead of refreshing again.
 
 use mktg_config::OAuth;
 use oauth2::basic::BasicClient;
@@ -18,12 +18,39 @@ pub struct AccessToken {
     pub value: String,
     /// When to stop using it (expiry less the margin); `None`: no expiry given.
     pub refresh_at: Option<Instant>,
+    /// The same moment as epoch seconds, for storing.
+    pub refresh_at_epoch: Option<u64>,
 }
 
 impl AccessToken {
     pub fn is_fresh(&self) -> bool {
         self.refresh_at.is_none_or(|t| Instant::now() < t)
     }
+
+    /// A stored token, usable until `refresh_at_epoch` (epoch seconds).
+    pub fn from_stored(value: String, refresh_at_epoch: Option<u64>) -> AccessToken {
+        let now = epoch_now();
+        AccessToken {
+            value,
+            refresh_at: refresh_at_epoch
+                .map(|t| Instant::now() + Duration::from_secs(t.saturating_sub(now))),
+            refresh_at_epoch,
+        }
+    }
+}
+
+fn epoch_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Where minted access tokens are kept between processes, by server name.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync {
+    async fn get(&self, server: &str) -> Option<AccessToken>;
+    async fn put(&self, server: &str, token: &AccessToken);
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,10 +112,10 @@ pub async fn refresh(
         };
         format!("token refresh at {} failed: {detail}", oauth.token_url)
     })?;
+    let usable = token.expires_in().map(|d| d.saturating_sub(REFRESH_MARGIN));
     Ok(AccessToken {
         value: token.access_token().secret().clone(),
-        refresh_at: token
-            .expires_in()
-            .map(|d| Instant::now() + d.saturating_sub(REFRESH_MARGIN)),
+        refresh_at: usable.map(|d| Instant::now() + d),
+        refresh_at_epoch: usable.map(|d| epoch_now() + d.as_secs()),
     })
 }
