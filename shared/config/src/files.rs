@@ -80,6 +80,10 @@ pub struct SkillEntry {
     pub tier: S<String>,
     #[serde(default)]
     pub inputs_from: Vec<S<String>>,
+    /// Skills whose later findings this one revises with (loop-back edges,
+    /// kept out of `inputs_from` so that graph stays acyclic).
+    #[serde(default)]
+    pub feedback_from: Vec<S<String>>,
     /// Tool capabilities the skill needs (e.g. email.send); tools.yaml says
     /// which configured server provides each.
     #[serde(default)]

@@ -44,6 +44,8 @@ pub struct Skill {
     pub description: String,
     pub tier: String,
     pub inputs_from: Vec<SkillName>,
+    /// Loop-back edges: skills whose findings it revises with.
+    pub feedback_from: Vec<SkillName>,
     /// Tool capabilities it needs (e.g. `email.send`), routed to whichever
     /// configured server provides them.
     pub capabilities: Vec<String>,
@@ -403,6 +405,7 @@ impl Config {
             return false;
         };
         c.inputs_from.contains(dep)
+            || c.feedback_from.contains(dep)
             || matches!(d.squad.as_str(), "foundation" | "strategy")
             || c.squad == "measure"
     }

@@ -168,7 +168,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                 ),
             );
         }
-        for input in &entry.inputs_from {
+        for input in entry.inputs_from.iter().chain(&entry.feedback_from) {
             if !skill_names.contains(&input.value) {
                 errors.at(
                     &skills_path,
@@ -213,6 +213,11 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                     .collect(),
                 capabilities: entry.capabilities.iter().map(|c| c.value.clone()).collect(),
                 rubric: entry.rubric.as_ref().map(|r| r.value.clone()),
+                feedback_from: entry
+                    .feedback_from
+                    .iter()
+                    .map(|s| SkillName::new(s.value.clone()))
+                    .collect(),
                 review: StructuralRules {
                     required_sections: entry.review.required_sections.clone(),
                     min_words: entry.review.min_words,
@@ -221,6 +226,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             },
         );
     }
+    check_acyclic(&sf, &skills_path, &mut errors);
     for squad in sf.squads.keys() {
         if !sf.skills.iter().any(|s| &s.squad.value == squad) {
             errors.file(&skills_path, format!("squad \"{squad}\" has no skills"));
@@ -742,6 +748,62 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         tools: route_capabilities(tools, &skills_for_routing),
         rubrics,
     })
+}
+
+/// The `inputs_from` graph must be acyclic; a cycle is reported at the
+/// edge that closes it, with the loop spelled out.
+fn check_acyclic(sf: &SkillsFile, path: &Path, errors: &mut Errors) {
+    let edges: BTreeMap<&str, Vec<&S<String>>> = sf
+        .skills
+        .iter()
+        .map(|s| (s.name.value.as_str(), s.inputs_from.iter().collect()))
+        .collect();
+    // Depth-first search; state 1 = on the stack, 2 = done.
+    fn visit<'a>(
+        node: &'a str,
+        edges: &BTreeMap<&'a str, Vec<&'a S<String>>>,
+        state: &mut BTreeMap<&'a str, u8>,
+        stack: &mut Vec<&'a str>,
+        found: &mut Vec<(&'a S<String>, String)>,
+    ) {
+        state.insert(node, 1);
+        stack.push(node);
+        for edge in edges.get(node).into_iter().flatten() {
+            let next = edge.value.as_str();
+            match state.get(next).copied() {
+                Some(1) => {
+                    let from = stack.iter().position(|n| *n == next).unwrap_or(0);
+                    let mut cycle: Vec<&str> = stack[from..].to_vec();
+                    cycle.push(next);
+                    // Edges point from consumer to input; show the flow.
+                    cycle.reverse();
+                    found.push((*edge, cycle.join(" → ")));
+                }
+                Some(_) => {}
+                None => {
+                    if edges.contains_key(next) {
+                        visit(next, edges, state, stack, found);
+                    }
+                }
+            }
+        }
+        stack.pop();
+        state.insert(node, 2);
+    }
+    let mut state = BTreeMap::new();
+    let mut found = Vec::new();
+    for node in edges.keys() {
+        if !state.contains_key(node) {
+            visit(node, &edges, &mut state, &mut Vec::new(), &mut found);
+        }
+    }
+    for (edge, cycle) in found {
+        errors.at(
+            path,
+            edge,
+            format!("inputs_from makes a cycle: {cycle}; move the edge that closes the loop to feedback_from"),
+        );
+    }
 }
 
 /// rubrics.yaml is optional: without it, reviews are structural only.

@@ -342,3 +342,28 @@ fn rubric_mistakes_are_reported_with_file_and_line() {
     assert!(err.contains("skill \"seo-audit\" is in rubric"), "{err}");
     assert!(err.contains("rubrics.yaml:"), "{err}");
 }
+
+#[test]
+fn a_dependency_cycle_is_reported_at_the_edge_that_closes_it() {
+    let (_dir, paths) = copy_of_real_config();
+    let file = paths.config_dir.join("skills.yaml");
+    replace_in(
+        &file,
+        "    inputs_from: [content-strategy, pricing-strategy, competitor-alternatives]\n",
+        "    inputs_from: [content-strategy, pricing-strategy, competitor-alternatives, page-cro]\n",
+    );
+    let err = load(&paths).unwrap_err();
+    let text = err.to_string();
+    // Reported at an edge of the loop (page-cro's own inputs_from line).
+    let line = line_of(&file, "  - name: page-cro") + 4;
+    assert!(
+        err.0
+            .iter()
+            .any(|e| e.line == Some(line) && e.message.contains("inputs_from makes a cycle")),
+        "{text}"
+    );
+    assert!(
+        text.contains("copywriting") && text.contains("page-cro") && text.contains("feedback_from"),
+        "{text}"
+    );
+}
