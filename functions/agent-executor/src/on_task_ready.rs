@@ -11,7 +11,7 @@
 //! invoker sends ToolsDone when the last call of a turn has its result,
 //! which brings the task back here for its next turn.
 
-use crate::prompt::{build_request, model_id, RequestParts};
+use crate::prompt::{build_request, RequestParts};
 use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
 use mktg_core::cost::{cost_micros, gate, Gate};
 use mktg_core::learn::{self, Learning, LearningUse};
@@ -290,7 +290,7 @@ async fn execute(
                 upstream: &upstream,
                 previous: previous.as_ref(),
                 turn: n,
-                model: &model_id(&deps.config, deps.model.provider(), &tier),
+                model: &deps.config.models.model_id(&tier, deps.model.provider()),
                 tools: &tools,
                 history: &history,
                 last_turn,

@@ -187,19 +187,3 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
         },
     }
 }
-
-/// The model id of a tier for the provider in use (models.yaml).
-pub fn model_id(config: &Config, provider: &str, tier: &str) -> String {
-    config
-        .models
-        .tiers
-        .get(tier)
-        .map(|t| {
-            if provider == "bedrock" {
-                t.bedrock.clone()
-            } else {
-                t.anthropic.clone()
-            }
-        })
-        .unwrap_or_else(|| tier.to_string())
-}

@@ -41,10 +41,6 @@ pub struct Outcome {
     pub note: String,
 }
 
-fn squash(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Runs the check (its answer checkpointed as turn `consistency`/0).
 pub async fn check(
     deps: &Deps,
@@ -71,19 +67,7 @@ pub async fn check(
             );
         }
     }
-    let model = deps
-        .config
-        .models
-        .tiers
-        .get(TIER)
-        .map(|t| {
-            if deps.model.provider() == "bedrock" {
-                t.bedrock.clone()
-            } else {
-                t.anthropic.clone()
-            }
-        })
-        .unwrap_or_else(|| TIER.into());
+    let model = deps.config.models.model_id(TIER, deps.model.provider());
     let request = ChatRequest {
         model,
         system: SYSTEM.into(),
@@ -111,10 +95,7 @@ pub async fn check(
         }
         Err(e) => return Err(e),
     };
-    let json = text
-        .find('{')
-        .and_then(|s| text.rfind('}').map(|e| &text[s..=e]))
-        .unwrap_or(&text);
+    let json = mktg_llm::json_object(&text).unwrap_or(&text);
     let answer: Answer = match serde_json::from_str(json) {
         Ok(a) => a,
         Err(e) => {
@@ -132,7 +113,8 @@ pub async fn check(
             continue;
         };
         let quote_ok = !item.quote.trim().is_empty()
-            && latest(task).is_some_and(|o| squash(&o.body).contains(&squash(&item.quote)));
+            && latest(task)
+                .is_some_and(|o| mktg_core::review::contains_passage(&o.body, &item.quote));
         if !quote_ok {
             dropped += 1;
             continue;

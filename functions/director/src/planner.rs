@@ -128,11 +128,8 @@ pub fn parse_plan(
     config: &Config,
     answer: &str,
 ) -> Result<(Vec<PlannedTask>, String), Vec<String>> {
-    let start = answer.find('{');
-    let end = answer.rfind('}');
-    let json = match (start, end) {
-        (Some(a), Some(b)) if a < b => &answer[a..=b],
-        _ => return Err(vec!["the answer contains no JSON object".into()]),
+    let Some(json) = mktg_llm::json_object(answer) else {
+        return Err(vec!["the answer contains no JSON object".into()]);
     };
     let plan: PlanJson = serde_json::from_str(json)
         .map_err(|e| vec![format!("the JSON does not match the required shape: {e}")])?;
@@ -251,15 +248,12 @@ pub async fn plan(
     category: &str,
     record: bool,
 ) -> Result<Planned, HandlerError> {
-    let model = deps.config.models.tiers.get(PLAN_TIER).map(|t| {
-        if deps.model.provider() == "bedrock" {
-            t.bedrock.clone()
-        } else {
-            t.anthropic.clone()
-        }
-    });
+    let model = deps
+        .config
+        .models
+        .model_id(PLAN_TIER, deps.model.provider());
     let mut request = ChatRequest {
-        model: model.unwrap_or_else(|| PLAN_TIER.into()),
+        model,
         system: system_prompt(&deps.config),
         messages: vec![ChatMessage::user(format!(
             "<goal>\n{}\n</goal>\nThe goal reads as a \"{category}\" goal. Plan it.",

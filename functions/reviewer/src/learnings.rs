@@ -74,10 +74,7 @@ pub async fn after_decision(
         }
     };
     let text = turn.text.trim();
-    let json = text
-        .find('{')
-        .and_then(|s| text.rfind('}').map(|e| &text[s..=e]))
-        .unwrap_or(text);
+    let json = mktg_llm::json_object(text).unwrap_or(text);
     let answer: Answer = match serde_json::from_str(json) {
         Ok(a) => a,
         Err(e) => {
@@ -223,19 +220,7 @@ async fn distil_turn(
     ) {
         return Ok(None);
     }
-    let model = deps
-        .config
-        .models
-        .tiers
-        .get(tier)
-        .map(|t| {
-            if deps.model.provider() == "bedrock" {
-                t.bedrock.clone()
-            } else {
-                t.anthropic.clone()
-            }
-        })
-        .unwrap_or_else(|| tier.to_string());
+    let model = deps.config.models.model_id(tier, deps.model.provider());
     let request = ChatRequest {
         model,
         system: SYSTEM.into(),

@@ -291,7 +291,7 @@ async fn semantic_review(
             .map(|s| s.tier.clone())
             .unwrap_or_default()
     };
-    let model = agent_model_id(deps, &tier);
+    let model = deps.config.models.model_id(&tier, deps.model.provider());
     let pass = deps.config.rubrics.pass_overall;
     let mut last: Option<(String, Vec<String>)> = None;
     for attempt in 0..2u32 {
@@ -331,21 +331,6 @@ async fn semantic_review(
         }
     }
     Ok(Semantic::Unusable(last.map(|(_, p)| p).unwrap_or_default()))
-}
-
-fn agent_model_id(deps: &Deps, tier: &str) -> String {
-    deps.config
-        .models
-        .tiers
-        .get(tier)
-        .map(|t| {
-            if deps.model.provider() == "bedrock" {
-                t.bedrock.clone()
-            } else {
-                t.anthropic.clone()
-            }
-        })
-        .unwrap_or_else(|| tier.to_string())
 }
 
 /// The review's model answer for `attempt`: the checkpoint if a crashed

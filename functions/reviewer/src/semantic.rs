@@ -170,18 +170,6 @@ pub fn build_request(r: ReviewRequest<'_>) -> ChatRequest {
     }
 }
 
-/// The JSON object in a model answer: the answer itself, or the part
-/// between the first `{` and the last `}` (models like code fences).
-fn json_part(text: &str) -> Option<&str> {
-    let start = text.find('{')?;
-    let end = text.rfind('}')?;
-    (end > start).then(|| &text[start..=end])
-}
-
-fn squash(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn score(value: &serde_json::Value) -> Option<u8> {
     value
         .as_u64()
@@ -198,7 +186,7 @@ pub fn parse(
     pass_overall: u8,
     output: &str,
 ) -> Result<Verdict, Vec<String>> {
-    let Some(json) = json_part(text) else {
+    let Some(json) = mktg_llm::json_object(text) else {
         return Err(vec!["the answer contains no JSON object".into()]);
     };
     let answer: Answer = serde_json::from_str(json)
@@ -250,7 +238,6 @@ pub fn parse(
     if answer.summary.trim().is_empty() {
         problems.push("the summary is empty".into());
     }
-    let haystack = squash(output);
     let mut findings = Vec::new();
     for (i, item) in answer.feedback.iter().enumerate() {
         let n = i + 1;
@@ -270,7 +257,7 @@ pub fn parse(
         }
         if item.quote.trim().is_empty() {
             problems.push(format!("feedback {n}: quote the passage it is about"));
-        } else if !haystack.contains(&squash(&item.quote)) {
+        } else if !mktg_core::review::contains_passage(output, &item.quote) {
             problems.push(format!(
                 "feedback {n}: the quote \"{}\" is not in the deliverable; copy the passage exactly",
                 item.quote.chars().take(80).collect::<String>()

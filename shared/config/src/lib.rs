@@ -350,6 +350,21 @@ impl Tools {
 }
 
 impl Models {
+    /// The model id of a tier for a provider (`bedrock` ids or Anthropic
+    /// ids); an unknown tier is passed through as the id.
+    pub fn model_id(&self, tier: &str, provider: &str) -> String {
+        self.tiers
+            .get(tier)
+            .map(|t| {
+                if provider == "bedrock" {
+                    t.bedrock.clone()
+                } else {
+                    t.anthropic.clone()
+                }
+            })
+            .unwrap_or_else(|| tier.to_string())
+    }
+
     /// Prices of a tier, as the cost rule wants them.
     pub fn prices(&self, tier: &str) -> Option<mktg_core::cost::Prices> {
         self.tiers.get(tier).map(|t| mktg_core::cost::Prices {

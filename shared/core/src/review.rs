@@ -84,6 +84,13 @@ pub fn word_count(text: &str) -> usize {
         .count()
 }
 
+/// Whether `text` contains `passage`, comparing runs of whitespace as one
+/// space (how a quoted passage is checked against an output).
+pub fn contains_passage(text: &str, passage: &str) -> bool {
+    let squash = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    squash(text).contains(&squash(passage))
+}
+
 /// Headings of a Markdown text (any level), trimmed, without the `#`s.
 pub fn headings(text: &str) -> Vec<String> {
     text.lines()

@@ -125,6 +125,14 @@ pub struct ChatResponse {
     pub scripted: bool,
 }
 
+/// The JSON object in a model's answer: the part from the first `{` to the
+/// last `}` (models like code fences and prose around it).
+pub fn json_object(text: &str) -> Option<&str> {
+    let start = text.find('{')?;
+    let end = text.rfind('}')?;
+    (end > start).then(|| &text[start..=end])
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum LlmError {
     /// Rate limits, overload, 5xx, timeouts: try again later.
