@@ -12,14 +12,13 @@
 //! which brings the task back here for its next turn.
 
 use crate::prompt::{build_request, RequestParts};
-use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
-use mktg_core::cost::{cost_micros, gate, Gate};
+use mktg_boot::checkpoint::{self, CallAt};
+use mktg_boot::{budget, outbox, Deps, HandlerError};
+use mktg_core::cost::Gate;
 use mktg_core::learn::{self, Learning, LearningUse};
 use mktg_core::tools::{repeats, CallStatus, Effect, ToolCall};
-use mktg_core::{
-    DomainEvent, Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn, TurnToolUse,
-};
-use mktg_store::{CostEntry, GoalKey, GoalState, Parked, PendingApproval, StoreError, Write};
+use mktg_core::{DomainEvent, Envelope, Message, Outgoing, Output, Task, TaskId, TaskStatus, Turn};
+use mktg_store::{GoalKey, GoalState, Parked, PendingApproval, StoreError, Write};
 use mktg_tools::ToolDef;
 
 pub async fn run(
@@ -249,16 +248,14 @@ async fn execute(
         }
         None => {
             // The budget gate runs before every call that would cost money.
-            let month = month_of(deps.clock.now_ms());
-            let limits = budget::limits(deps, &key.tenant).await?;
-            let spent = budget::month_spent(deps, &key.tenant, &month).await?;
+            let gate =
+                budget::gate_call(deps, &key.tenant, task.priority, state.cost.micros).await?;
             let skill_tier = deps
                 .config
                 .skill(&task.skill)
                 .map(|s| s.tier.clone())
                 .unwrap_or_else(|| "sonnet".into());
-            let levels = &deps.config.budget.levels;
-            let tier = match gate(task.priority, spent, state.cost.micros, limits, levels) {
+            let tier = match gate {
                 Gate::Park { level, reason } => return park(deps, key, task, level, reason).await,
                 Gate::Proceed { level, force_tier } => {
                     if let Some(level) = level {
@@ -296,68 +293,20 @@ async fn execute(
                 last_turn,
                 learnings: &learnings,
             });
-            let response = deps.model.complete(&request).await?;
-            let prices = deps.config.models.prices(&tier).unwrap_or_default();
-            let micros = cost_micros(&response.usage, &prices);
-            let tool_uses = response
-                .tool_uses
-                .iter()
-                .map(|t| TurnToolUse {
-                    id: t.id.clone(),
-                    name: t.name.clone(),
-                    // serde_json keeps object keys sorted: canonical text.
-                    input: t.input.to_string(),
-                })
-                .collect();
-            let turn = Turn {
-                task: task.id.clone(),
-                revision: task.revision,
-                n,
-                request_hash: request.hash(),
-                model: response.model.clone(),
-                scripted: response.scripted,
-                text: response.text,
-                stop_reason: response.stop_reason,
-                usage: response.usage,
-                tier,
-                cost_micros: micros,
-                tool_uses,
-                at_ms: deps.clock.now_ms(),
-            };
-            // The turn is written once, so the cost recorded with it in the
-            // same transaction is recorded exactly once.
-            let cost = Write::AddCost(CostEntry {
-                tenant: key.tenant.clone(),
-                goal: key.goal.clone(),
-                month: month.clone(),
-                skill: task.skill.to_string(),
-                model: turn.model.clone(),
-                usage: turn.usage,
-                micros,
-            });
-            match deps
-                .store
-                .commit(
-                    key,
-                    [Write::NewTurn(turn.clone()), cost]
-                        .into_iter()
-                        .chain(used)
-                        .collect(),
-                )
-                .await
-            {
-                Ok(()) => {
-                    budget::announce_levels(deps, key, &month).await?;
-                    turn
-                }
-                // Another delivery checkpointed first: use its answer.
-                Err(StoreError::Conflict(_)) => deps
-                    .store
-                    .turn(key, &task.id, task.revision, n)
-                    .await?
-                    .ok_or_else(|| HandlerError::Retry("turn checkpoint vanished".into()))?,
-                Err(e) => return Err(e.into()),
-            }
+            checkpoint::call_and_record(
+                deps,
+                key,
+                CallAt {
+                    task: task.id.clone(),
+                    revision: task.revision,
+                    n,
+                    tier: &tier,
+                    skill: task.skill.as_str(),
+                },
+                &request,
+                used.into_iter().collect(),
+            )
+            .await?
         }
     };
 

@@ -7,13 +7,13 @@
 //! Each model turn is checkpointed (task `plan`) and its cost recorded with
 //! it, so a redelivered GoalSubmitted never pays for planning twice.
 
-use mktg_boot::{budget, month_of, Deps, HandlerError};
+use mktg_boot::checkpoint::{self, CallAt};
+use mktg_boot::{Deps, HandlerError};
 use mktg_config::Config;
-use mktg_core::cost::cost_micros;
 use mktg_core::plan::{validate_dag, PlannedTask};
-use mktg_core::{SkillName, TaskId, Turn};
+use mktg_core::{SkillName, TaskId};
 use mktg_llm::{Block, CallMeta, ChatMessage, ChatRequest};
-use mktg_store::{CostEntry, GoalKey, StoreError, Write};
+use mktg_store::GoalKey;
 use serde::Deserialize;
 use std::fmt::Write as _;
 
@@ -187,57 +187,21 @@ pub async fn turn(
             return Ok(t.text);
         }
     }
-    let response = deps.model.complete(request).await?;
     if !record {
-        return Ok(response.text);
+        return Ok(deps.model.complete(request).await?.text);
     }
-    let now = deps.clock.now_ms();
-    let micros = cost_micros(
-        &response.usage,
-        &deps.config.models.prices(PLAN_TIER).unwrap_or_default(),
-    );
-    let turn = Turn {
-        task: plan_task.clone(),
+    let at = CallAt {
+        task: plan_task,
         revision: 0,
         n,
-        request_hash: request.hash(),
-        model: response.model.clone(),
-        scripted: response.scripted,
-        text: response.text.clone(),
-        stop_reason: response.stop_reason.clone(),
-        usage: response.usage,
-        tier: PLAN_TIER.into(),
-        cost_micros: micros,
-        tool_uses: Vec::new(),
-        at_ms: now,
+        tier: PLAN_TIER,
+        skill: "director",
     };
-    let month = month_of(now);
-    let cost = Write::AddCost(CostEntry {
-        tenant: key.tenant.clone(),
-        goal: key.goal.clone(),
-        month: month.clone(),
-        skill: "director".into(),
-        model: response.model,
-        usage: response.usage,
-        micros,
-    });
-    match deps
-        .store
-        .commit(key, vec![Write::NewTurn(turn), cost])
-        .await
-    {
-        Ok(()) => {
-            budget::announce_levels(deps, key, &month).await?;
-            Ok(response.text)
-        }
-        Err(StoreError::Conflict(_)) => Ok(deps
-            .store
-            .turn(key, &plan_task, 0, n)
+    Ok(
+        checkpoint::call_and_record(deps, key, at, request, Vec::new())
             .await?
-            .map(|t| t.text)
-            .unwrap_or(response.text)),
-        Err(e) => Err(e.into()),
-    }
+            .text,
+    )
 }
 
 /// Asks the model for a plan, with one repair round.

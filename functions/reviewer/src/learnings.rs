@@ -3,11 +3,12 @@
 //! not help are pruned, and an approved output is distilled into up to 3
 //! new learnings. All best-effort: a learning problem never blocks a review.
 
+use mktg_boot::checkpoint::{self, CallAt};
 use mktg_boot::{Deps, HandlerError};
 use mktg_core::learn::{self, Learning};
 use mktg_core::{Decision, Output, Task, TaskId, Turn};
 use mktg_llm::{CallMeta, ChatMessage, ChatRequest};
-use mktg_store::{CostEntry, GoalKey, StoreError, Write};
+use mktg_store::{GoalKey, StoreError, Write};
 use serde::Deserialize;
 
 /// Longest learning kept, in characters.
@@ -206,18 +207,11 @@ async fn distil_turn(
     if let Some(t) = deps.store.turn(key, &turn_task, task.revision, 0).await? {
         return Ok(Some(t));
     }
-    let month = mktg_boot::month_of(deps.clock.now_ms());
-    let limits = mktg_boot::budget::limits(deps, &key.tenant).await?;
-    let spent = mktg_boot::budget::month_spent(deps, &key.tenant, &month).await?;
-    let goal_cost = deps.store.goal_state(key).await?.cost.micros;
     let tier = "haiku";
-    if let mktg_core::cost::Gate::Park { .. } = mktg_core::cost::gate(
-        task.priority,
-        spent,
-        goal_cost,
-        limits,
-        &deps.config.budget.levels,
-    ) {
+    let goal_cost = deps.store.goal_state(key).await?.cost.micros;
+    if let mktg_core::cost::Gate::Park { .. } =
+        mktg_boot::budget::gate_call(deps, &key.tenant, task.priority, goal_cost).await?
+    {
         return Ok(None);
     }
     let model = deps.config.models.model_id(tier, deps.model.provider());
@@ -241,44 +235,14 @@ async fn distil_turn(
             step: String::new(),
         },
     };
-    let response = deps.model.complete(&request).await?;
-    let micros = mktg_core::cost::cost_micros(
-        &response.usage,
-        &deps.config.models.prices(tier).unwrap_or_default(),
-    );
-    let turn = Turn {
-        task: turn_task.clone(),
+    let at = CallAt {
+        task: turn_task,
         revision: task.revision,
         n: 0,
-        request_hash: request.hash(),
-        model: response.model.clone(),
-        scripted: response.scripted,
-        text: response.text,
-        stop_reason: response.stop_reason,
-        usage: response.usage,
-        tier: tier.into(),
-        cost_micros: micros,
-        tool_uses: Vec::new(),
-        at_ms: deps.clock.now_ms(),
+        tier,
+        skill: task.skill.as_str(),
     };
-    let cost = Write::AddCost(CostEntry {
-        tenant: key.tenant.clone(),
-        goal: key.goal.clone(),
-        month,
-        skill: task.skill.to_string(),
-        model: turn.model.clone(),
-        usage: turn.usage,
-        micros,
-    });
-    match deps
-        .store
-        .commit(key, vec![Write::NewTurn(turn.clone()), cost])
-        .await
-    {
-        Ok(()) => Ok(Some(turn)),
-        Err(StoreError::Conflict(_)) => {
-            Ok(deps.store.turn(key, &turn_task, task.revision, 0).await?)
-        }
-        Err(e) => Err(e.into()),
-    }
+    Ok(Some(
+        checkpoint::call_and_record(deps, key, at, &request, Vec::new()).await?,
+    ))
 }

@@ -7,13 +7,14 @@
 //! on, a redelivery is acknowledged and does nothing.
 
 use crate::semantic::{self, ReviewRequest, Verdict};
-use mktg_boot::{budget, month_of, outbox, Deps, HandlerError};
-use mktg_core::cost::{cost_micros, gate, Gate};
+use mktg_boot::checkpoint::{self, CallAt};
+use mktg_boot::{budget, outbox, Deps, HandlerError};
+use mktg_core::cost::Gate;
 use mktg_core::review::structural;
 use mktg_core::{
     Decision, Envelope, Message, Outgoing, Output, Review, Task, TaskId, TaskStatus, Turn,
 };
-use mktg_store::{CostEntry, GoalKey, GoalState, StoreError, Write};
+use mktg_store::{GoalKey, GoalState, StoreError, Write};
 
 pub const STRUCTURAL: &str = "structural";
 pub const SEMANTIC: &str = "semantic";
@@ -334,15 +335,11 @@ async fn semantic_review(
 }
 
 /// The review's model answer for `attempt`: the checkpoint if a crashed
-/// delivery left one, otherwise a call (after the budget gate) whose answer
-/// and cost are written in one commit. `None` when the budget says no.
-/// Which review answer: the task's step and attempt.
-struct Attempt<'a> {
-    task: &'a Task,
-    step: &'a str,
-    n: u32,
-}
-
+/// delivery left one, otherwise a call (after the budget gate), recorded
+/// once with its cost. `None` when the budget says no.
+///
+/// `02-copywriting~review` for the semantic step, `~review-page-cro` for a
+/// chain step: each step's answers are checkpointed apart.
 async fn checkpointed_call(
     deps: &Deps,
     key: &GoalKey,
@@ -351,82 +348,36 @@ async fn checkpointed_call(
     request: &mktg_llm::ChatRequest,
     tier: &str,
 ) -> Result<Option<Turn>, HandlerError> {
-    let Attempt {
-        task,
-        step,
-        n: attempt,
-    } = at;
-    // `02-copywriting~review` for the semantic step, `~review-page-cro` for
-    // a chain step: each step's answers are checkpointed apart.
+    let Attempt { task, step, n } = at;
     let turn_task = if step == SEMANTIC {
         TaskId::new(format!("{}~review", task.id))
     } else {
         TaskId::new(format!("{}~review-{step}", task.id))
     };
-    if let Some(t) = deps
-        .store
-        .turn(key, &turn_task, task.revision, attempt)
-        .await?
-    {
+    if let Some(t) = deps.store.turn(key, &turn_task, task.revision, n).await? {
         return Ok(Some(t));
     }
-    let month = month_of(deps.clock.now_ms());
-    let limits = budget::limits(deps, &key.tenant).await?;
-    let spent = budget::month_spent(deps, &key.tenant, &month).await?;
-    let tier = match gate(
-        task.priority,
-        spent,
-        state.cost.micros,
-        limits,
-        &deps.config.budget.levels,
-    ) {
+    let tier = match budget::gate_call(deps, &key.tenant, task.priority, state.cost.micros).await? {
         Gate::Park { .. } => return Ok(None),
         Gate::Proceed { force_tier, .. } => force_tier.unwrap_or_else(|| tier.to_string()),
     };
-    let response = deps.model.complete(request).await?;
-    let micros = cost_micros(
-        &response.usage,
-        &deps.config.models.prices(&tier).unwrap_or_default(),
-    );
-    let turn = Turn {
-        task: turn_task.clone(),
+    let at = CallAt {
+        task: turn_task,
         revision: task.revision,
-        n: attempt,
-        request_hash: request.hash(),
-        model: response.model.clone(),
-        scripted: response.scripted,
-        text: response.text,
-        stop_reason: response.stop_reason,
-        usage: response.usage,
-        tier,
-        cost_micros: micros,
-        tool_uses: Vec::new(),
-        at_ms: deps.clock.now_ms(),
+        n,
+        tier: &tier,
+        skill: task.skill.as_str(),
     };
-    let cost = Write::AddCost(CostEntry {
-        tenant: key.tenant.clone(),
-        goal: key.goal.clone(),
-        month: month.clone(),
-        skill: task.skill.to_string(),
-        model: turn.model.clone(),
-        usage: turn.usage,
-        micros,
-    });
-    match deps
-        .store
-        .commit(key, vec![Write::NewTurn(turn.clone()), cost])
-        .await
-    {
-        Ok(()) => {
-            budget::announce_levels(deps, key, &month).await?;
-            Ok(Some(turn))
-        }
-        Err(StoreError::Conflict(_)) => Ok(deps
-            .store
-            .turn(key, &turn_task, task.revision, attempt)
-            .await?),
-        Err(e) => Err(e.into()),
-    }
+    Ok(Some(
+        checkpoint::call_and_record(deps, key, at, request, Vec::new()).await?,
+    ))
+}
+
+/// Which review answer: the task's step and attempt.
+struct Attempt<'a> {
+    task: &'a Task,
+    step: &'a str,
+    n: u32,
 }
 
 /// The reviewer could not get a usable answer twice: the task fails with

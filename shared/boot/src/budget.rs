@@ -75,3 +75,24 @@ pub async fn announce_levels(deps: &Deps, key: &GoalKey, month: &str) -> Result<
     }
     Ok(())
 }
+
+/// The budget gate before a model call: this tenant's limits, the month's
+/// spend so far and the goal's spend (`goal_micros`) against budget.yaml's
+/// levels, for a call of `priority`.
+pub async fn gate_call(
+    deps: &Deps,
+    tenant: &TenantId,
+    priority: mktg_core::Priority,
+    goal_micros: u64,
+) -> Result<mktg_core::cost::Gate, HandlerError> {
+    let month = crate::month_of(deps.clock.now_ms());
+    let limits = limits(deps, tenant).await?;
+    let spent = month_spent(deps, tenant, &month).await?;
+    Ok(mktg_core::cost::gate(
+        priority,
+        spent,
+        goal_micros,
+        limits,
+        &deps.config.budget.levels,
+    ))
+}

@@ -3,6 +3,7 @@
 //! and the outbox flush. Only this crate (and tests) names concrete adapters.
 
 pub mod budget;
+pub mod checkpoint;
 pub mod dead_letter;
 mod deps;
 mod error;
