@@ -193,3 +193,134 @@ async fn commit_decision(
         Err(e) => Err(e.into()),
     }
 }
+
+/// Budget-shift proposals waiting for a person, oldest first.
+pub async fn pending_shifts(
+    deps: &Deps,
+    tenant: &TenantId,
+) -> Result<Vec<serde_json::Value>, ApprovalError> {
+    Ok(deps
+        .store
+        .docs(tenant, scheduler_tick::jobs::PROPOSALS)
+        .await?
+        .into_iter()
+        .map(|(_, body)| body)
+        .filter(|b| b["status"] == "pending")
+        .collect())
+}
+
+/// Whether a reference names a budget-shift proposal.
+pub fn is_shift(reference: &str) -> bool {
+    reference.starts_with("shift-")
+}
+
+/// Approves or denies a budget-shift proposal. Approving writes the new
+/// channel allocation and puts `budget.shift_approved` on the bus (events
+/// mapping `budget-shift-approved` starts the goal that carries it out in
+/// the ad platforms). Approving again re-puts the event (same id, so at
+/// most one goal); deciding a proposal another way is refused.
+pub async fn decide_shift(
+    deps: &Deps,
+    tenant: &TenantId,
+    id: &str,
+    approve: bool,
+    by: &str,
+    reason: &str,
+) -> Result<serde_json::Value, ApprovalError> {
+    use scheduler_tick::jobs::{ALLOCATION, PROPOSALS};
+    let all = deps.store.docs(tenant, PROPOSALS).await?;
+    let Some((_, mut proposal)) = all.iter().find(|(pid, _)| pid == id).cloned() else {
+        return Err(ApprovalError::NotPending {
+            wanted: id.to_string(),
+            hint: format!(
+                "; proposals: {}",
+                if all.is_empty() {
+                    "none".to_string()
+                } else {
+                    all.iter()
+                        .map(|(p, _)| p.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        });
+    };
+    let wanted = if approve { "approved" } else { "denied" };
+    let status = proposal["status"].as_str().unwrap_or("pending").to_string();
+    if status != "pending" && status != wanted {
+        return Err(ApprovalError::Handler(format!(
+            "proposal {id} was already {status} ({})",
+            proposal["decided_by"].as_str().unwrap_or("?")
+        )));
+    }
+    let scope = GoalKey::tenant_only(tenant.clone());
+    if status == "pending" {
+        proposal["status"] = serde_json::json!(wanted);
+        proposal["decided_by"] = serde_json::json!(if approve {
+            format!("approved by {by}")
+        } else {
+            format!("denied by {by}: {reason}")
+        });
+        proposal["decided_ms"] = serde_json::json!(deps.clock.now_ms());
+        let mut writes = vec![
+            // Decided once: a concurrent second decision loses here.
+            Write::Claim {
+                tenant: tenant.clone(),
+                kind: "shift-decision".into(),
+                key: id.to_string(),
+                expires_at: 0,
+            },
+            Write::Doc {
+                tenant: tenant.clone(),
+                collection: PROPOSALS.into(),
+                id: id.to_string(),
+                body: proposal.clone(),
+                new_only: false,
+                ttl: None,
+            },
+        ];
+        if approve {
+            writes.push(Write::Doc {
+                tenant: tenant.clone(),
+                collection: ALLOCATION.into(),
+                id: "current".into(),
+                body: serde_json::json!({
+                    "channels": proposal["shift"]["after"],
+                    "from_proposal": id,
+                    "at_ms": deps.clock.now_ms(),
+                }),
+                new_only: false,
+                ttl: None,
+            });
+        }
+        match deps.store.commit(&scope, writes).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => return Err(ApprovalError::Raced(id.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if approve {
+        let shift = &proposal["shift"];
+        let detail = serde_json::json!({
+            "id": format!("shift:{id}"),
+            "tenant": tenant,
+            "source": "approval",
+            "type": "budget.shift_approved",
+            "received_ms": deps.clock.now_ms(),
+            "data": {
+                "proposal": id,
+                "from": shift["from"], "to": shift["to"], "amount": shift["amount"],
+                "from_roi": shift["from_roi"], "to_roi": shift["to_roi"],
+            },
+        });
+        deps.bus
+            .put_external(
+                mktg_boot::metrics::MEASURE_SOURCE,
+                "budget.shift_approved",
+                &detail.to_string(),
+            )
+            .await
+            .map_err(|e| ApprovalError::Handler(format!("{e}; run the command again")))?;
+    }
+    Ok(proposal)
+}

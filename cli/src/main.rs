@@ -105,7 +105,8 @@ enum Command {
         #[command(subcommand)]
         action: ToolsAction,
     },
-    /// List tool calls that wait for a person (writes and spends).
+    /// List what waits for a person: tool calls that write or spend, and
+    /// budget-shift proposals (shift-…).
     Approvals,
     /// Learnings: `learnings report` shows, per skill and learning, the mean
     /// review score with and without it, samples and a 95% interval;
@@ -121,16 +122,18 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         goals: usize,
     },
-    /// Approve a waiting tool call; it then runs exactly once. CALL is the
-    /// reference from `mktg approvals` (the call id alone is enough).
+    /// Approve a waiting tool call (it then runs exactly once) or a budget
+    /// shift (shift-…: the channel allocation changes and a goal to apply it
+    /// starts). CALL is the reference from `mktg approvals` (the call id
+    /// alone is enough).
     Approve {
         call: String,
         /// Who approves, for the record.
         #[arg(long, env = "USER", default_value = "cli")]
         by: String,
     },
-    /// Deny a waiting tool call; the agent is told why and continues
-    /// without it.
+    /// Deny a waiting tool call (the agent is told why and continues
+    /// without it) or a budget shift (nothing changes).
     Deny {
         call: String,
         /// Why, in words the agent will read.
@@ -181,6 +184,15 @@ enum LearningsAction {
     List {
         #[arg(long)]
         skill: Option<String>,
+    },
+    /// Patterns: validated learnings that held across at least two goals,
+    /// as the compound-learnings job (schedules.yaml) last aggregated them.
+    Patterns {
+        #[arg(long)]
+        skill: Option<String>,
+        /// Aggregate now instead of showing the last run.
+        #[arg(long)]
+        refresh: bool,
     },
 }
 
@@ -324,10 +336,31 @@ async fn run(cli: Cli) -> Result<()> {
         | Command::Schedules { .. }
         | Command::WebhookSign { .. }
         | Command::Tools { .. } => Ok(()),
+        Command::Learnings {
+            action: LearningsAction::Patterns { skill, refresh },
+        } => {
+            if refresh {
+                let summary = scheduler_tick::jobs::run(
+                    &deps,
+                    &tenant,
+                    mktg_config::Job::CompoundLearnings,
+                    chrono::Utc::now(),
+                )
+                .await?;
+                println!("aggregated: {summary}");
+            }
+            let docs = deps
+                .store
+                .docs(&tenant, scheduler_tick::jobs::PATTERNS)
+                .await?;
+            print!("{}", show::patterns(&docs, skill.as_deref()));
+            Ok(())
+        }
         Command::Learnings { action } => {
             let (skill_filter, report) = match &action {
                 LearningsAction::Report { skill } => (skill.clone(), true),
                 LearningsAction::List { skill } => (skill.clone(), false),
+                LearningsAction::Patterns { .. } => unreachable!("handled above"),
             };
             if let Some(s) = &skill_filter {
                 if deps
@@ -401,8 +434,17 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Approvals => {
             let pending = mktg_cli::approvals::list(&deps, &tenant).await?;
-            if pending.is_empty() {
-                println!("no tool call is waiting for approval");
+            let shifts = mktg_cli::approvals::pending_shifts(&deps, &tenant).await?;
+            if pending.is_empty() && shifts.is_empty() {
+                println!("nothing is waiting for approval");
+            }
+            for p in &shifts {
+                let s = &p["shift"];
+                let id = p["id"].as_str().unwrap_or("?");
+                println!(
+                    "{id}  budget shift: move {} USD/month from {} ({} revenue per dollar) to {} ({})\n    before: {}  after: {}\n    mktg approve {id}   |   mktg deny {id} --reason \"...\"",
+                    s["amount"], s["from"].as_str().unwrap_or("?"), s["from_roi"], s["to"].as_str().unwrap_or("?"), s["to_roi"], s["before"], s["after"]
+                );
             }
             for a in pending {
                 println!(
@@ -410,6 +452,19 @@ async fn run(cli: Cli) -> Result<()> {
                     a.reference, a.tool, a.effect, a.goal, a.task, a.input, a.call, a.call
                 );
             }
+            Ok(())
+        }
+        Command::Approve { call, by } if mktg_cli::approvals::is_shift(&call) => {
+            let p = mktg_cli::approvals::decide_shift(&deps, &tenant, &call, true, &by, "").await?;
+            println!(
+                "approved {call}: the allocation is now {}; a goal to carry it out in the ad platforms starts (its spend tools still ask for approval)",
+                p["shift"]["after"]
+            );
+            Ok(())
+        }
+        Command::Deny { call, reason, by } if mktg_cli::approvals::is_shift(&call) => {
+            mktg_cli::approvals::decide_shift(&deps, &tenant, &call, false, &by, &reason).await?;
+            println!("denied {call}; the allocation stays as it is");
             Ok(())
         }
         Command::Approve { call, by } => {
@@ -1126,6 +1181,7 @@ fn schedules(root: &std::path::Path, next: usize) -> Result<()> {
         let starts = match &s.target {
             mktg_config::ScheduleTarget::Goal(g) => format!("goal: {g}"),
             mktg_config::ScheduleTarget::Pipeline(p) => format!("pipeline: {p}"),
+            mktg_config::ScheduleTarget::Job(j) => format!("job: {}", j.name()),
         };
         let fires: Vec<String> = scheduler_tick::next_fires(s, now, next)
             .iter()

@@ -431,3 +431,43 @@ pub fn learnings(
     }
     s
 }
+
+/// The patterns of each skill (`mktg learnings patterns`).
+pub fn patterns(docs: &[(String, serde_json::Value)], skill: Option<&str>) -> String {
+    use mktg_core::learn::Pattern;
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let mut any = false;
+    for (name, body) in docs {
+        if skill.is_some_and(|s| s != name) {
+            continue;
+        }
+        let list: Vec<Pattern> =
+            serde_json::from_value(body["patterns"].clone()).unwrap_or_default();
+        if list.is_empty() {
+            continue;
+        }
+        any = true;
+        let _ = writeln!(out, "{name}");
+        for p in list {
+            let lift = p
+                .diff
+                .map(|d| format!(", {d:+.2} vs control"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  • {}\n    held in {} goals, {} learnings, mean score {:.1}{lift}",
+                p.text,
+                p.goals.len(),
+                p.learnings.len(),
+                p.mean_score
+            );
+        }
+    }
+    if !any {
+        out.push_str(
+            "no patterns yet: a pattern needs validated learnings from at least two goals (run `mktg learnings patterns --refresh` to aggregate now)\n",
+        );
+    }
+    out
+}

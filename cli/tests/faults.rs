@@ -148,6 +148,13 @@ impl Store for CrashingStore {
     > {
         self.inner.learnings(tenant, skill).await
     }
+    async fn docs(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.inner.docs(tenant, collection).await
+    }
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         self.inner.claimed(tenant, kind, key).await
     }

@@ -134,6 +134,14 @@ impl Store for CountingStore {
         self.counts.add("dynamodb Query (approvals)");
         self.inner.approvals(tenant).await
     }
+    async fn docs(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        self.counts.add("dynamodb Query (docs)");
+        self.inner.docs(tenant, collection).await
+    }
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         self.counts.add("dynamodb GetItem (claim)");
         self.inner.claimed(tenant, kind, key).await

@@ -261,7 +261,10 @@ async fn execute(
                     if let Some(level) = level {
                         tracing::warn!(%level, "calling the model under a budget level");
                     }
-                    force_tier.unwrap_or(skill_tier)
+                    // A budget level's forced tier beats a healing retry's.
+                    force_tier
+                        .or_else(|| task.strategy.tier.clone())
+                        .unwrap_or(skill_tier)
                 }
             };
             // The last allowed turn offers no tools: the agent must answer.
@@ -269,7 +272,7 @@ async fn execute(
             let tools = if last_turn {
                 Vec::new()
             } else {
-                deps.tools.tools_for_skill(&task.skill).await
+                offered_tools(deps, task).await
             };
             let history: Vec<(Turn, Vec<ToolCall>)> = turns_of(state, task)
                 .into_iter()
@@ -310,6 +313,12 @@ async fn execute(
         }
     };
 
+    if turn.stop_reason == "refusal" {
+        return Err(HandlerError::Fail(format!(
+            "the model refused the task (stop_reason refusal): {}",
+            turn.text.chars().take(200).collect::<String>()
+        )));
+    }
     if !turn.tool_uses.is_empty() {
         if n + 1 == max_turns {
             return Err(HandlerError::Fail(format!(
@@ -480,7 +489,7 @@ async fn queue_tool_calls(
     state: &GoalState,
     turn: &Turn,
 ) -> Result<(), HandlerError> {
-    let offered: Vec<ToolDef> = deps.tools.tools_for_skill(&task.skill).await;
+    let offered: Vec<ToolDef> = offered_tools(deps, task).await;
     let earlier: Vec<ToolCall> = state
         .calls
         .iter()
@@ -640,4 +649,15 @@ async fn queue_tool_calls(
         )),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The tools this attempt may use: the skill's, minus the servers a
+/// self-healing retry left out.
+async fn offered_tools(deps: &Deps, task: &Task) -> Vec<ToolDef> {
+    deps.tools
+        .tools_for_skill(&task.skill)
+        .await
+        .into_iter()
+        .filter(|d| !task.strategy.without_servers.contains(&d.server))
+        .collect()
 }

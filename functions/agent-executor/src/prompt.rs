@@ -76,7 +76,34 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
         }
         let _ = writeln!(user, "</learnings>\n");
     }
-    if task.revision > 0 {
+    if let Some(h) = task
+        .heal
+        .last()
+        .filter(|h| h.failed_revision + 1 == task.revision)
+    {
+        let _ = writeln!(
+            user,
+            "<retry attempt=\"{}\">\nThe previous attempt at this task failed ({}): {}",
+            h.attempt,
+            h.kind,
+            h.reason.chars().take(300).collect::<String>()
+        );
+        if !task.strategy.without_servers.is_empty() {
+            let _ = writeln!(
+                user,
+                "The tools of {} are unavailable for this attempt; work without them and say what you could not check.",
+                task.strategy.without_servers.join(", ")
+            );
+        }
+        let _ = writeln!(user, "</retry>\n");
+    }
+    if task.strategy.narrow {
+        let _ = writeln!(
+            user,
+            "<scope>\nNarrow the scope: deliver the single most important part of this task, complete and well done, and list what you left out for a follow-up.\n</scope>\n"
+        );
+    }
+    if task.revision > 0 && (previous.is_some() || !task.feedback.is_empty()) {
         if let Some(prev) = previous {
             let _ = writeln!(
                 user,

@@ -8,7 +8,7 @@
 //! holds the lease.
 
 use crate::on_goal_submitted;
-use mktg_boot::{outbox, Deps, HandlerError};
+use mktg_boot::{metrics, outbox, Deps, HandlerError};
 use mktg_config::ScheduleTarget;
 use mktg_core::events::{check, render, Scalar};
 use mktg_core::{Envelope, GoalSource, Message};
@@ -42,6 +42,16 @@ pub async fn run(
     if let Some(existing) = deps.store.goal(&key).await? {
         tracing::info!(%event_id, "event already started its goal; duplicate");
         return outbox::flush_goal(deps, &existing).await;
+    }
+    if event_type == metrics::OBSERVED_EVENT {
+        // A measurement, not a request for work: store it and let the
+        // anomaly check decide whether it means anything.
+        let data: serde_json::Value = serde_json::from_str(data_json).unwrap_or_default();
+        let obs = metrics::parse_observed(&data, received_ms)
+            .map_err(|why| HandlerError::Fail(format!("event {event_id}: {why}")))?;
+        let observed = metrics::observe(deps, &env.tenant, &obs).await?;
+        tracing::info!(%event_id, metric = %obs.metric, value = obs.value, ?observed, "metric observed");
+        return Ok(());
     }
     let data = flatten(data_json);
     let mut reasons = Vec::new();
@@ -94,6 +104,10 @@ pub async fn run(
             format!("Respond to {event_type} ({}): {data_json}", mapping.id),
             Some(p.clone()),
         ),
+        ScheduleTarget::Job(job) => {
+            tracing::warn!(mapping = %mapping.id, job = job.name(), "an event mapping cannot start a job");
+            return Ok(());
+        }
     };
     tracing::info!(%event_id, mapping = %mapping.id, "event starts a goal");
     let goal = Envelope::new(

@@ -142,7 +142,7 @@ pub async fn run(
             }
             Decision::Reject
                 if deps.config.rubrics.replan_on_reject
-                    && task.revision < deps.config.max_revisions =>
+                    && task.review_rounds() < deps.config.max_revisions =>
             {
                 // Re-plan the task: a fresh attempt that knows why the last
                 // one missed; it counts against max_revisions.
@@ -156,7 +156,7 @@ pub async fn run(
                 t.feedback.extend(feedback);
                 out.push(ready_message(env, t));
             }
-            Decision::Revise if task.revision < deps.config.max_revisions => {
+            Decision::Revise if task.review_rounds() < deps.config.max_revisions => {
                 let t = &mut tasks[idx];
                 traces.push(t.transition(
                     TaskStatus::Revision,

@@ -1,9 +1,15 @@
-//! A task failed outside review: the goal cannot finish, so it fails
+//! A task failed outside review. First, self-healing: the failure is
+//! classified and, within `self_heal.max_attempts`, the task is tried again
+//! as a new revision with a strategy that avoids what went wrong
+//! (`mktg_core::heal`). Otherwise the goal cannot finish, so it fails
 //! visibly and the tasks that can no longer run are cancelled.
 
 use crate::MAX_DECISION_ATTEMPTS;
 use mktg_boot::{outbox, Deps, HandlerError};
-use mktg_core::{DomainEvent, Envelope, GoalStatus, Outgoing, TaskId, TaskStatus};
+use mktg_core::heal::{classify, plan, FailureKind, HealAttempt};
+use mktg_core::tools::CallStatus;
+use mktg_core::{DomainEvent, Envelope, GoalStatus, Message, Outgoing, Task, TaskId, TaskStatus};
+use mktg_store::GoalState;
 use mktg_store::{GoalKey, StoreError, Write};
 
 pub async fn run(
@@ -15,7 +21,7 @@ pub async fn run(
     let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
     for _ in 0..MAX_DECISION_ATTEMPTS {
         let state = deps.store.goal_state(&key).await?;
-        let Some(goal) = state.goal else {
+        let Some(goal) = state.goal.clone() else {
             return Err(HandlerError::Fail(format!(
                 "goal {} does not exist",
                 env.goal
@@ -25,6 +31,47 @@ pub async fn run(
             return outbox::flush_goal(deps, &goal).await;
         }
         let now = deps.clock.now_ms();
+        if let Some(task) = state.tasks.iter().find(|t| &t.id == task_id) {
+            if task.status == TaskStatus::Failed {
+                if let Some((task_next, trace, kind)) = heal(deps, &state, task, reason, now) {
+                    let mut goal_next = goal.clone();
+                    goal_next.version += 1;
+                    goal_next.outbox.push(Outgoing::Event(DomainEvent::new(
+                        "task.healing",
+                        env.tenant.clone(),
+                        env.goal.clone(),
+                        Some(task_id.clone()),
+                        "ASSIGNED",
+                        Some(format!("{kind}: {}", task_next.strategy.describe())),
+                        now,
+                    )));
+                    let writes = vec![
+                        Write::Goal {
+                            goal: goal_next.clone(),
+                            expect_version: goal.version,
+                        },
+                        Write::Task {
+                            task: task_next.clone(),
+                            expect_version: task.version,
+                        },
+                        Write::Trace(trace),
+                    ];
+                    match deps.store.commit(&key, writes).await {
+                        Ok(()) => {
+                            outbox::flush_goal(deps, &goal_next).await?;
+                            return outbox::flush_task(deps, &task_next).await;
+                        }
+                        Err(StoreError::Conflict(_)) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            } else if task.status != TaskStatus::Cancelled {
+                // Already retried (this is a redelivered failure) or never
+                // failed: nothing to decide.
+                tracing::info!(status = %task.status, "task is not failed; duplicate failure notice");
+                return outbox::flush_goal(deps, &goal).await;
+            }
+        }
         let mut goal_next = goal.clone();
         let why = format!("task {task_id} failed: {reason}");
         let mut writes = Vec::new();
@@ -77,4 +124,97 @@ pub async fn run(
     Err(HandlerError::Retry(format!(
         "gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts"
     )))
+}
+
+/// Servers whose calls failed (not answered, crashed, timed out) in the
+/// task's current revision.
+fn failing_servers(state: &GoalState, task: &Task) -> Vec<String> {
+    let mut servers: Vec<String> = state
+        .calls
+        .iter()
+        .filter(|c| c.task == task.id && c.revision == task.revision)
+        .filter(|c| c.status == CallStatus::Failed && !c.server.is_empty())
+        .map(|c| c.server.clone())
+        .collect();
+    servers.sort();
+    servers.dedup();
+    servers
+}
+
+/// The retried task (FAILED → ASSIGNED at the next revision, with its new
+/// strategy and the attempt recorded), its trace line and the failure's
+/// kind; `None` when the failure is not healed or the attempts are used up.
+fn heal(
+    deps: &Deps,
+    state: &GoalState,
+    task: &Task,
+    reason: &str,
+    now: u64,
+) -> Option<(Task, mktg_core::Trace, FailureKind)> {
+    let limits = deps.config.self_heal;
+    let servers = failing_servers(state, task);
+    let kind = classify(reason, &servers);
+    let used = u32::try_from(task.heal.len()).unwrap_or(u32::MAX);
+    if used >= limits.max_attempts {
+        tracing::info!(%kind, used, "self-healing attempts used up");
+        return None;
+    }
+    let skill_tier = deps
+        .config
+        .skill(&task.skill)
+        .map(|s| s.tier.clone())
+        .unwrap_or_else(|| "sonnet".into());
+    let current_tier = task.strategy.tier.clone().unwrap_or(skill_tier);
+    let strategy = plan(
+        kind,
+        reason,
+        &task.strategy,
+        &current_tier,
+        &deps.config.models.tiers_by_strength(),
+        &servers,
+    )?;
+    let delay_secs = if kind == FailureKind::RateLimited {
+        limits.rate_limit_delay_secs
+    } else {
+        0
+    };
+    let mut next = task.clone();
+    let attempt = used + 1;
+    let note = format!(
+        "self-heal attempt {attempt}/{}: {kind} ({}) → retry {}{}",
+        limits.max_attempts,
+        reason.chars().take(160).collect::<String>(),
+        strategy.describe(),
+        if delay_secs > 0 {
+            format!(" in {delay_secs}s")
+        } else {
+            String::new()
+        }
+    );
+    let trace = next.transition(TaskStatus::Assigned, now, note).ok()?;
+    next.heal.push(HealAttempt {
+        attempt,
+        failed_revision: task.revision,
+        kind,
+        reason: reason.to_string(),
+        strategy: strategy.clone(),
+        delay_secs,
+        at_ms: now,
+    });
+    next.strategy = strategy;
+    next.revision += 1;
+    next.reason = None;
+    next.outbox.push(Outgoing::Message(
+        Envelope::new(
+            task.tenant.clone(),
+            task.goal.clone(),
+            Message::TaskReady {
+                task: task.id.clone(),
+                revision: next.revision,
+            },
+        )
+        .delayed(delay_secs),
+    ));
+    tracing::warn!(task = %task.id, %kind, attempt, strategy = %next.strategy.describe(), "self-healing");
+    Some((next, trace, kind))
 }

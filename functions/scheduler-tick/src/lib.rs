@@ -8,6 +8,8 @@
 //! re-sending (it sees the claim without its `sent` mark), and the director
 //! ignores a second submission of the same goal.
 
+pub mod jobs;
+
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lambda_runtime::LambdaEvent;
 use mktg_boot::{budget, month_of, Deps, HandlerError};
@@ -26,6 +28,8 @@ pub struct TickReport {
     pub already: Vec<String>,
     /// Schedule id and why it was skipped.
     pub skipped: Vec<(String, String)>,
+    /// Jobs run by this tick: slot key and what the job did.
+    pub jobs: Vec<(String, String)>,
 }
 
 /// Lambda entry point. The event (an EventBridge scheduled event) only says
@@ -93,6 +97,7 @@ pub fn slot_goal(tenant: &TenantId, schedule: &Schedule, slot: DateTime<Utc>) ->
             format!("Scheduled {} for {date}", schedule.name),
             Some(p.clone()),
         ),
+        ScheduleTarget::Job(job) => (format!("job {}", job.name()), None),
     };
     let slot_ms = u64::try_from(slot.timestamp_millis()).unwrap_or(0);
     Envelope::new(
@@ -154,7 +159,13 @@ pub async fn tick(deps: &Deps, tenant: &TenantId, now_ms: u64) -> Result<TickRep
                 continue;
             }
             let envelope = slot_goal(tenant, schedule, slot);
-            deps.bus.send(&envelope).await?;
+            let job_done = match &schedule.target {
+                ScheduleTarget::Job(job) => Some(jobs::run(deps, tenant, *job, slot).await?),
+                _ => {
+                    deps.bus.send(&envelope).await?;
+                    None
+                }
+            };
             let mark = Write::Claim {
                 tenant: tenant.clone(),
                 kind: "schedule".into(),
@@ -165,8 +176,16 @@ pub async fn tick(deps: &Deps, tenant: &TenantId, now_ms: u64) -> Result<TickRep
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            tracing::info!(schedule = %schedule.id, goal_id = %envelope.goal, %slot, "schedule fired");
-            report.fired.push(envelope.goal.to_string());
+            match job_done {
+                Some(summary) => {
+                    tracing::info!(schedule = %schedule.id, %slot, %summary, "job ran");
+                    report.jobs.push((key, summary));
+                }
+                None => {
+                    tracing::info!(schedule = %schedule.id, goal_id = %envelope.goal, %slot, "schedule fired");
+                    report.fired.push(envelope.goal.to_string());
+                }
+            }
         }
     }
     Ok(report)

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod dead_letter;
 mod deps;
 mod error;
+pub mod metrics;
 pub mod outbox;
 mod runner;
 pub mod secrets;

@@ -64,10 +64,13 @@ impl Bus for SqsEventBridgeBus {
         let url = self.urls.get(envelope.message.queue())?;
         let body = serde_json::to_string(envelope)
             .map_err(|e| BusError::Permanent(format!("cannot encode message: {e}")))?;
+        let delay = (envelope.delay_secs > 0)
+            .then(|| i32::try_from(envelope.delay_secs.min(900)).unwrap_or(900));
         self.sqs
             .send_message()
             .queue_url(url)
             .message_body(body)
+            .set_delay_seconds(delay)
             .send()
             .await
             .map_err(|e| sdk_error("SendMessage", e))?;

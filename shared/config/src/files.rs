@@ -26,6 +26,32 @@ pub struct Defaults {
     pub max_repeated_tool_calls: u32,
     #[serde(default)]
     pub learnings: LearningsEntry,
+    #[serde(default)]
+    pub self_heal: SelfHealEntry,
+}
+
+/// Self-healing: how many adjusted retries a failed task gets before its
+/// goal fails, and how long a rate-limited retry waits.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SelfHealEntry {
+    #[serde(default = "two")]
+    pub max_attempts: u32,
+    #[serde(default = "sixty")]
+    pub rate_limit_delay_secs: u32,
+}
+
+impl Default for SelfHealEntry {
+    fn default() -> Self {
+        SelfHealEntry {
+            max_attempts: 2,
+            rate_limit_delay_secs: 60,
+        }
+    }
+}
+
+fn sixty() -> u32 {
+    60
 }
 
 /// Learnings: how many go into a prompt, the share of task revisions run
@@ -217,6 +243,10 @@ pub struct ScheduleEntry {
     pub goal: Option<String>,
     #[serde(default)]
     pub pipeline: Option<String>,
+    /// A job of the system instead of a goal: check-metrics,
+    /// compound-learnings or propose-budget-shifts.
+    #[serde(default)]
+    pub job: Option<String>,
     #[serde(default = "yes")]
     pub enabled: bool,
 }
@@ -396,4 +426,110 @@ pub struct DimensionEntry {
     pub name: String,
     pub description: String,
     pub levels: BTreeMap<u8, String>,
+}
+
+/// metrics.yaml: what the anomaly check watches, and the channels whose
+/// return decides budget-shift proposals.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    #[serde(default)]
+    pub method: MethodEntry,
+    #[serde(default)]
+    pub metrics: Vec<S<MetricEntry>>,
+    #[serde(default)]
+    pub reallocation: Option<S<ReallocationEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodEntry {
+    #[serde(default = "twenty_eight")]
+    pub window_days: u32,
+    #[serde(default = "weekly")]
+    pub seasonality: String,
+    #[serde(default = "four")]
+    pub min_points: usize,
+    #[serde(default = "three_f")]
+    pub z_threshold: f64,
+}
+
+impl Default for MethodEntry {
+    fn default() -> Self {
+        MethodEntry {
+            window_days: 28,
+            seasonality: weekly(),
+            min_points: 4,
+            z_threshold: 3.0,
+        }
+    }
+}
+
+fn twenty_eight() -> u32 {
+    28
+}
+fn weekly() -> String {
+    "weekly".into()
+}
+fn four() -> usize {
+    4
+}
+fn three_f() -> f64 {
+    3.0
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricEntry {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub unit: Option<String>,
+    #[serde(default = "both")]
+    pub watch: String,
+    #[serde(default)]
+    pub min_change: f64,
+    #[serde(default)]
+    pub dimensions: Vec<String>,
+    #[serde(default)]
+    pub source: Option<SourceEntry>,
+}
+
+fn both() -> String {
+    "both".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEntry {
+    pub tool: String,
+    #[serde(default)]
+    pub arguments: BTreeMap<String, serde_json::Value>,
+    pub value: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReallocationEntry {
+    /// Monthly ad spend per channel today, in USD.
+    pub channels: BTreeMap<String, f64>,
+    #[serde(default = "spend")]
+    pub spend_metric: String,
+    #[serde(default = "revenue")]
+    pub revenue_metric: String,
+    #[serde(default = "twenty_eight")]
+    pub window_days: u32,
+    /// Propose only when the best channel's return per dollar beats the
+    /// worst's by at least this much.
+    pub min_roi_gap: f64,
+    /// At most this share of the worst channel's budget moves at once.
+    pub max_shift_percent: f64,
+}
+
+fn spend() -> String {
+    "spend".into()
+}
+fn revenue() -> String {
+    "revenue".into()
 }

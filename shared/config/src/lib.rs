@@ -8,7 +8,7 @@ mod files;
 mod load;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use files::{LearningsEntry as Learnings, TierEntry};
+pub use files::{LearningsEntry as Learnings, SelfHealEntry as SelfHeal, TierEntry};
 pub use load::load;
 
 use mktg_core::model::Priority;
@@ -98,6 +98,84 @@ pub enum ScheduleTarget {
     Goal(String),
     /// A pipeline template by name.
     Pipeline(String),
+    /// A job of the system itself, run by the tick.
+    Job(Job),
+}
+
+/// The system's own scheduled jobs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Job {
+    /// Pull the metrics of metrics.yaml that have a source and check them
+    /// for anomalies.
+    CheckMetrics,
+    /// Aggregate validated learnings into patterns per skill.
+    CompoundLearnings,
+    /// Propose budget shifts between channels from their return.
+    ProposeBudgetShifts,
+}
+
+impl Job {
+    pub const ALL: [(&'static str, Job); 3] = [
+        ("check-metrics", Job::CheckMetrics),
+        ("compound-learnings", Job::CompoundLearnings),
+        ("propose-budget-shifts", Job::ProposeBudgetShifts),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Job::ALL
+            .iter()
+            .find(|(_, j)| *j == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("job")
+    }
+}
+
+/// A metric the anomaly check watches (metrics.yaml).
+#[derive(Clone, Debug)]
+pub struct Metric {
+    pub id: String,
+    pub name: String,
+    pub unit: String,
+    pub watch: mktg_core::anomaly::Watch,
+    /// The smallest absolute change that may count, in the metric's unit.
+    pub min_change: f64,
+    /// Series of the metric (channels, pages); empty: one series.
+    pub dimensions: Vec<String>,
+    pub source: Option<MetricSource>,
+}
+
+/// Where the check pulls a metric from: a read tool of tools.yaml.
+#[derive(Clone, Debug)]
+pub struct MetricSource {
+    /// `server__tool`, as agents see it.
+    pub tool: String,
+    pub arguments: serde_json::Value,
+    /// JSON pointer to the number in the tool's JSON result.
+    pub value: String,
+}
+
+/// Channels whose return decides budget-shift proposals.
+#[derive(Clone, Debug)]
+pub struct Reallocation {
+    pub channels: BTreeMap<String, f64>,
+    pub spend_metric: String,
+    pub revenue_metric: String,
+    pub window_days: u32,
+    pub min_roi_gap: f64,
+    pub max_shift_percent: f64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Metrics {
+    pub method: mktg_core::anomaly::Method,
+    pub list: Vec<Metric>,
+    pub reallocation: Option<Reallocation>,
+}
+
+impl Metrics {
+    pub fn get(&self, id: &str) -> Option<&Metric> {
+        self.list.iter().find(|m| m.id == id)
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -137,6 +215,7 @@ pub struct Config {
     pub max_turns: u32,
     pub max_repeated_tool_calls: u32,
     pub learnings: Learnings,
+    pub self_heal: SelfHeal,
     pub squads: BTreeMap<String, String>,
     pub skills: BTreeMap<SkillName, Skill>,
     pub fallback_category: String,
@@ -146,6 +225,7 @@ pub struct Config {
     pub models: Models,
     pub schedules: Schedules,
     pub mappings: Vec<Mapping>,
+    pub metrics: Metrics,
     pub tools: Tools,
     pub rubrics: Rubrics,
 }
@@ -366,6 +446,17 @@ impl Models {
     }
 
     /// Prices of a tier, as the cost rule wants them.
+    /// Tier names from the weakest (cheapest output) to the strongest.
+    pub fn tiers_by_strength(&self) -> Vec<String> {
+        let mut tiers: Vec<(f64, String)> = self
+            .tiers
+            .iter()
+            .map(|(name, t)| (t.output_per_mtok, name.clone()))
+            .collect();
+        tiers.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        tiers.into_iter().map(|(_, n)| n).collect()
+    }
+
     pub fn prices(&self, tier: &str) -> Option<mktg_core::cost::Prices> {
         self.tiers.get(tier).map(|t| mktg_core::cost::Prices {
             input: t.input_per_mtok,

@@ -2,13 +2,13 @@
 
 use crate::error::{ConfigError, ConfigErrors};
 use crate::files::{
-    BudgetFile, CondValue, EventsFile, ModelsFile, PipelinesFile, RateEntry, RoutingFile,
-    RubricsFile, SchedulesFile, SkillsFile, StepEntry, ToolsFile, S,
+    BudgetFile, CondValue, EventsFile, MetricsFile, ModelsFile, PipelinesFile, RateEntry,
+    RoutingFile, RubricsFile, SchedulesFile, SkillsFile, StepEntry, ToolsFile, S,
 };
 use crate::{
-    closest, Budget, Category, Chain, Config, Dimension, Mapping, Models, OAuth, Paths, Pipeline,
-    Rubric, Rubrics, Schedule, ScheduleTarget, Schedules, Skill, ToolOverride, ToolServer,
-    ToolTransport, Tools,
+    closest, Budget, Category, Chain, Config, Dimension, Job, Mapping, Metric, MetricSource,
+    Metrics, Models, OAuth, Paths, Pipeline, Reallocation, Rubric, Rubrics, Schedule,
+    ScheduleTarget, Schedules, Skill, ToolOverride, ToolServer, ToolTransport, Tools,
 };
 use mktg_core::ids::is_valid_id;
 use mktg_core::model::Priority;
@@ -110,6 +110,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         .unwrap_or_default();
     let tools = load_tools(&dir.join("tools.yaml"), &root, &known_skills, &mut errors);
     let rubrics = load_rubrics(&dir.join("rubrics.yaml"), &known_skills, &mut errors);
+    let metrics = load_metrics(&dir.join("metrics.yaml"), &tools, &mut errors);
 
     let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf), Some(schf), Some(evf)) = (
         skills_file,
@@ -555,9 +556,27 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                 Priority::default()
             }),
         };
-        let target = match (&e.goal, &e.pipeline) {
-            (Some(g), None) => Some(ScheduleTarget::Goal(g.clone())),
-            (None, Some(p)) => {
+        let target = match (&e.goal, &e.pipeline, &e.job) {
+            (None, None, Some(j)) => match Job::ALL.iter().find(|(n, _)| n == j) {
+                Some((_, job)) => Some(ScheduleTarget::Job(*job)),
+                None => {
+                    let names: BTreeSet<String> =
+                        Job::ALL.iter().map(|(n, _)| n.to_string()).collect();
+                    errors.at(
+                        &schedules_path,
+                        entry,
+                        format!(
+                            "schedule \"{}\": unknown job \"{j}\"{} (jobs: {})",
+                            e.id,
+                            hint(j, &names),
+                            names.iter().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                    None
+                }
+            },
+            (Some(g), None, None) => Some(ScheduleTarget::Goal(g.clone())),
+            (None, Some(p), None) => {
                 if !pipeline_names.contains(p) {
                     errors.at(
                         &schedules_path,
@@ -576,7 +595,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
                     &schedules_path,
                     entry,
                     format!(
-                        "schedule \"{}\" needs exactly one of goal or pipeline",
+                        "schedule \"{}\" needs exactly one of goal, pipeline or job",
                         e.id
                     ),
                 );
@@ -722,6 +741,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         max_turns: sf.defaults.max_turns,
         max_repeated_tool_calls: sf.defaults.max_repeated_tool_calls,
         learnings: sf.defaults.learnings,
+        self_heal: sf.defaults.self_heal,
         squads: sf.squads,
         skills,
         fallback_category: rf.fallback_category.value,
@@ -745,6 +765,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             list: schedules,
         },
         mappings,
+        metrics,
         tools: route_capabilities(tools, &skills_for_routing),
         rubrics,
     })
@@ -807,6 +828,187 @@ fn check_acyclic(sf: &SkillsFile, path: &Path, errors: &mut Errors) {
 }
 
 /// rubrics.yaml is optional: without it, reviews are structural only.
+/// metrics.yaml (optional): the anomaly method, the watched metrics and
+/// the channels of budget-shift proposals.
+fn load_metrics(path: &Path, tools: &Tools, errors: &mut Errors) -> Metrics {
+    use mktg_core::anomaly::{Method, Watch};
+    let mut metrics = Metrics::default();
+    if !path.exists() {
+        return metrics;
+    }
+    let Some(file): Option<MetricsFile> = read_yaml(path, errors) else {
+        return metrics;
+    };
+    let m = &file.method;
+    let weekly = match m.seasonality.as_str() {
+        "weekly" => true,
+        "none" => false,
+        other => {
+            errors.file(
+                path,
+                format!("method.seasonality \"{other}\" is not weekly or none"),
+            );
+            true
+        }
+    };
+    if m.window_days < 7 || m.min_points < 2 || m.z_threshold <= 0.0 {
+        errors.file(
+            path,
+            format!(
+                "method needs window_days >= 7, min_points >= 2 and z_threshold > 0 (got {}, {}, {})",
+                m.window_days, m.min_points, m.z_threshold
+            ),
+        );
+    }
+    metrics.method = Method {
+        window_days: m.window_days,
+        weekly,
+        min_points: m.min_points,
+        z_threshold: m.z_threshold,
+    };
+    let mut seen = BTreeSet::new();
+    for entry in &file.metrics {
+        let e = &entry.value;
+        if !seen.insert(e.id.clone()) {
+            errors.at(path, entry, format!("metric \"{}\" is defined twice", e.id));
+        }
+        if !is_valid_id(&e.id) || e.dimensions.iter().any(|d| !is_valid_id(d)) {
+            errors.at(
+                path,
+                entry,
+                format!(
+                    "metric \"{}\": ids and dimensions may use only letters, digits, '-', '_' and '.'",
+                    e.id
+                ),
+            );
+        }
+        let watch = match e.watch.as_str() {
+            "drop" => Watch::Drop,
+            "spike" => Watch::Spike,
+            "both" => Watch::Both,
+            other => {
+                errors.at(
+                    path,
+                    entry,
+                    format!(
+                        "metric \"{}\": watch \"{other}\" is not drop, spike or both",
+                        e.id
+                    ),
+                );
+                Watch::Both
+            }
+        };
+        if e.min_change.is_nan() || e.min_change < 0.0 {
+            errors.at(
+                path,
+                entry,
+                format!("metric \"{}\": min_change must be 0 or more", e.id),
+            );
+        }
+        let source = e.source.as_ref().map(|src| {
+            let server = src.tool.split("__").next().unwrap_or_default();
+            match tools.servers.get(server) {
+                None => errors.at(
+                    path,
+                    entry,
+                    format!(
+                        "metric \"{}\": tool \"{}\" names server \"{server}\", which tools.yaml does not define (tools are named server__tool)",
+                        e.id, src.tool
+                    ),
+                ),
+                Some(s) => {
+                    let tool = src.tool.split_once("__").map(|(_, t)| t).unwrap_or_default();
+                    if s.policy(tool).effect != Effect::Read {
+                        errors.at(
+                            path,
+                            entry,
+                            format!(
+                                "metric \"{}\": tool \"{}\" is not a read tool; the metrics check only reads",
+                                e.id, src.tool
+                            ),
+                        );
+                    }
+                }
+            }
+            if !src.value.is_empty() && !src.value.starts_with('/') {
+                errors.at(
+                    path,
+                    entry,
+                    format!(
+                        "metric \"{}\": value \"{}\" must be a JSON pointer such as /rows/0/value",
+                        e.id, src.value
+                    ),
+                );
+            }
+            MetricSource {
+                tool: src.tool.clone(),
+                arguments: serde_json::Value::Object(
+                    src.arguments.clone().into_iter().collect(),
+                ),
+                value: src.value.clone(),
+            }
+        });
+        metrics.list.push(Metric {
+            id: e.id.clone(),
+            name: e.name.clone().unwrap_or_else(|| e.id.clone()),
+            unit: e.unit.clone().unwrap_or_default(),
+            watch,
+            min_change: e.min_change,
+            dimensions: e.dimensions.clone(),
+            source,
+        });
+    }
+    if let Some(r) = &file.reallocation {
+        let v = &r.value;
+        for (what, metric) in [
+            ("spend_metric", &v.spend_metric),
+            ("revenue_metric", &v.revenue_metric),
+        ] {
+            match metrics.get(metric) {
+                None => errors.at(
+                    path,
+                    r,
+                    format!("reallocation.{what} \"{metric}\" is not a metric of this file"),
+                ),
+                Some(m) => {
+                    for ch in v.channels.keys().filter(|c| !m.dimensions.contains(c)) {
+                        errors.at(
+                            path,
+                            r,
+                            format!(
+                                "reallocation channel \"{ch}\" is not a dimension of metric \"{metric}\""
+                            ),
+                        );
+                    }
+                }
+            }
+        }
+        if v.channels.len() < 2 || v.channels.values().any(|usd| usd.is_nan() || *usd < 0.0) {
+            errors.at(
+                path,
+                r,
+                "reallocation needs at least two channels, each with a budget of 0 USD or more",
+            );
+        }
+        if !(0.0..=100.0).contains(&v.max_shift_percent) || v.min_roi_gap < 0.0 {
+            errors.at(
+                path,
+                r,
+                "reallocation.max_shift_percent must be 0-100 and min_roi_gap 0 or more",
+            );
+        }
+        metrics.reallocation = Some(Reallocation {
+            channels: v.channels.clone(),
+            spend_metric: v.spend_metric.clone(),
+            revenue_metric: v.revenue_metric.clone(),
+            window_days: v.window_days,
+            min_roi_gap: v.min_roi_gap,
+            max_shift_percent: v.max_shift_percent,
+        });
+    }
+    metrics
+}
+
 fn load_rubrics(path: &Path, skill_names: &BTreeSet<String>, errors: &mut Errors) -> Rubrics {
     let mut rubrics = Rubrics::default();
     if !path.exists() {

@@ -147,9 +147,207 @@ pub fn prune_reason(c: &Comparison, min_samples: usize) -> Option<String> {
     ))
 }
 
+/// A lesson that held across goals: validated learnings of one skill, from
+/// at least two different goals, that say nearly the same thing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pattern {
+    /// The id of its best-scored learning: stable while that one lives.
+    pub id: String,
+    pub skill: SkillName,
+    /// The best-scored learning's wording.
+    pub text: String,
+    pub goals: Vec<GoalId>,
+    pub learnings: Vec<String>,
+    pub mean_score: f64,
+    /// Mean review score with any of its learnings minus the control
+    /// group's, when both groups have samples.
+    #[serde(default)]
+    pub diff: Option<f64>,
+}
+
+/// Whether a learning counts as validated: not pruned, backed by a passing
+/// review, and not shown to do worse than the control group.
+pub fn validated(l: &Learning, uses: &[LearningUse], pass: u8) -> bool {
+    if l.pruned.is_some() || l.score < pass {
+        return false;
+    }
+    let with: Vec<f64> = uses
+        .iter()
+        .filter(|u| !u.control && u.learnings.contains(&l.id))
+        .filter_map(|u| u.score.map(f64::from))
+        .collect();
+    let without: Vec<f64> = uses
+        .iter()
+        .filter(|u| u.control)
+        .filter_map(|u| u.score.map(f64::from))
+        .collect();
+    compare(&with, &without).is_none_or(|c| c.diff > 0.0)
+}
+
+/// Groups validated learnings that say nearly the same thing (word overlap
+/// at least `min_similarity` with the group's best) and keeps the groups
+/// that come from at least `min_goals` goals, best supported first.
+pub fn patterns(
+    learnings: &[Learning],
+    uses: &[LearningUse],
+    pass: u8,
+    min_similarity: f64,
+    min_goals: usize,
+) -> Vec<Pattern> {
+    let mut valid: Vec<&Learning> = learnings
+        .iter()
+        .filter(|l| validated(l, uses, pass))
+        .collect();
+    valid.sort_by(|a, b| {
+        b.score
+            .cmp(&a.score)
+            .then(a.created_ms.cmp(&b.created_ms))
+            .then(a.id.cmp(&b.id))
+    });
+    let mut groups: Vec<Vec<&Learning>> = Vec::new();
+    for l in valid {
+        match groups
+            .iter_mut()
+            .find(|g| similarity(&g[0].text, &l.text) >= min_similarity)
+        {
+            Some(g) => g.push(l),
+            None => groups.push(vec![l]),
+        }
+    }
+    let control: Vec<f64> = uses
+        .iter()
+        .filter(|u| u.control)
+        .filter_map(|u| u.score.map(f64::from))
+        .collect();
+    let mut out: Vec<Pattern> = groups
+        .into_iter()
+        .filter_map(|g| {
+            let goals: BTreeSet<GoalId> = g.iter().map(|l| l.source_goal.clone()).collect();
+            if goals.len() < min_goals {
+                return None;
+            }
+            let ids: Vec<String> = g.iter().map(|l| l.id.clone()).collect();
+            let with: Vec<f64> = uses
+                .iter()
+                .filter(|u| !u.control && u.learnings.iter().any(|id| ids.contains(id)))
+                .filter_map(|u| u.score.map(f64::from))
+                .collect();
+            Some(Pattern {
+                id: g[0].id.clone(),
+                skill: g[0].skill.clone(),
+                text: g[0].text.clone(),
+                goals: goals.into_iter().collect(),
+                mean_score: g.iter().map(|l| f64::from(l.score)).sum::<f64>() / g.len() as f64,
+                learnings: ids,
+                diff: compare(&with, &control).map(|c| c.diff),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.goals
+            .len()
+            .cmp(&a.goals.len())
+            .then(b.mean_score.total_cmp(&a.mean_score))
+            .then(a.id.cmp(&b.id))
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn from_goal(id: &str, goal: &str, text: &str, score: u8) -> Learning {
+        Learning {
+            source_goal: goal.into(),
+            ..learning(id, text, score, 1)
+        }
+    }
+
+    #[test]
+    fn patterns_group_similar_validated_learnings_from_different_goals() {
+        let ls = vec![
+            from_goal(
+                "a",
+                "g1",
+                "Lead headlines with the customer's measurable outcome",
+                9,
+            ),
+            from_goal(
+                "b",
+                "g2",
+                "Lead the headline with a measurable customer outcome",
+                8,
+            ),
+            from_goal(
+                "c",
+                "g2",
+                "Keep paragraphs under three sentences for scanning",
+                9,
+            ),
+            // Same idea, but only one goal: no pattern.
+            from_goal(
+                "d",
+                "g3",
+                "Keep paragraphs under three sentences for scanning readers",
+                8,
+            ),
+            // Similar but not validated (low score).
+            from_goal(
+                "e",
+                "g4",
+                "Lead headlines with the customer's measurable outcome",
+                5,
+            ),
+        ];
+        let mut pruned = from_goal(
+            "f",
+            "g5",
+            "Lead headlines with measurable customer outcome",
+            9,
+        );
+        pruned.pruned = Some("did not help".into());
+        let mut all = ls.clone();
+        all.push(pruned);
+        let ps = patterns(&all, &[], 7, 0.35, 2);
+        assert_eq!(ps.len(), 2, "{ps:?}");
+        let headline = ps.iter().find(|p| p.id == "a").expect("headline pattern");
+        assert_eq!(headline.learnings, vec!["a".to_string(), "b".to_string()]);
+        assert_eq!(headline.goals.len(), 2);
+        assert!((headline.mean_score - 8.5).abs() < 1e-9);
+        let paragraphs = ps.iter().find(|p| p.id == "c").expect("paragraph pattern");
+        assert_eq!(paragraphs.goals.len(), 2);
+        assert!(patterns(&all, &[], 7, 0.35, 3).is_empty());
+    }
+
+    #[test]
+    fn a_learning_that_did_worse_than_control_is_not_validated() {
+        let l = from_goal("a", "g1", "Use numbers", 9);
+        let used = |score: u8, control: bool, n: u32| LearningUse {
+            goal: "g".into(),
+            task: "t".into(),
+            revision: n,
+            control,
+            learnings: if control { vec![] } else { vec!["a".into()] },
+            score: Some(score),
+            at_ms: 0,
+        };
+        let worse = vec![
+            used(5, false, 0),
+            used(6, false, 1),
+            used(8, true, 2),
+            used(9, true, 3),
+        ];
+        assert!(!validated(&l, &worse, 7));
+        let better = vec![
+            used(9, false, 0),
+            used(8, false, 1),
+            used(6, true, 2),
+            used(5, true, 3),
+        ];
+        assert!(validated(&l, &better, 7));
+        assert!(validated(&l, &[], 7));
+    }
 
     fn learning(id: &str, text: &str, score: u8, created_ms: u64) -> Learning {
         Learning {

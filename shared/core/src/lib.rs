@@ -4,14 +4,17 @@
 //! This crate performs no IO, reads no clock and no environment, and knows
 //! nothing about AWS or HTTP. Callers pass `now` and ids in.
 
+pub mod anomaly;
 pub mod cost;
 pub mod events;
+pub mod heal;
 pub mod ids;
 pub mod keys;
 pub mod learn;
 pub mod message;
 pub mod model;
 pub mod plan;
+pub mod realloc;
 pub mod review;
 pub mod status;
 pub mod tools;

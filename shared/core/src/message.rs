@@ -15,6 +15,14 @@ pub struct Envelope {
     pub tenant: TenantId,
     pub goal: GoalId,
     pub message: Message,
+    /// Deliver no sooner than this many seconds after sending (SQS caps it
+    /// at 900); 0 for now.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub delay_secs: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -204,7 +212,14 @@ impl Envelope {
             tenant,
             goal,
             message,
+            delay_secs: 0,
         }
+    }
+
+    /// The same envelope, delivered no sooner than `secs` from sending.
+    pub fn delayed(mut self, secs: u32) -> Self {
+        self.delay_secs = secs;
+        self
     }
 }
 

@@ -133,6 +133,21 @@ pub struct Task {
     pub reason: Option<String>,
     #[serde(default)]
     pub outbox: Vec<Outgoing>,
+    /// Self-healing retries so far, oldest first.
+    #[serde(default)]
+    pub heal: Vec<crate::heal::HealAttempt>,
+    /// How the current attempt differs from the plain one.
+    #[serde(default)]
+    pub strategy: crate::heal::Strategy,
+}
+
+impl Task {
+    /// Revisions that came from reviews (not from self-healing retries):
+    /// what `max_revisions` limits.
+    pub fn review_rounds(&self) -> u32 {
+        self.revision
+            .saturating_sub(u32::try_from(self.heal.len()).unwrap_or(u32::MAX))
+    }
 }
 
 impl Task {
@@ -266,6 +281,8 @@ mod tests {
             feedback: vec![],
             reason: None,
             outbox: vec![],
+            heal: Vec::new(),
+            strategy: Default::default(),
         }
     }
 

@@ -44,6 +44,8 @@ pub fn tasks_for_steps(
                 feedback: vec![],
                 reason: None,
                 outbox: vec![],
+                heal: Vec::new(),
+                strategy: Default::default(),
             });
         }
         previous = current;
@@ -311,6 +313,8 @@ pub fn tasks_for_dag(
             feedback: vec![],
             reason: None,
             outbox: vec![],
+            heal: Vec::new(),
+            strategy: Default::default(),
         })
         .collect()
 }

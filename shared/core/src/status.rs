@@ -85,7 +85,9 @@ impl TaskStatus {
             Escalated => &[Assigned, Approved, Failed, Cancelled],
             // Only the director's consistency check reopens an approved task.
             Approved => &[Revision],
-            Failed | Cancelled => &[],
+            // Only the director's self-healing retries a failed task.
+            Failed => &[Assigned],
+            Cancelled => &[],
         }
     }
 
@@ -263,6 +265,7 @@ mod tests {
         (BudgetBlocked, Failed),
         (BudgetBlocked, Cancelled),
         (Approved, Revision),
+        (Failed, Assigned),
         (Escalated, Assigned),
         (Escalated, Approved),
         (Escalated, Failed),
@@ -280,15 +283,20 @@ mod tests {
             }
         }
         assert_eq!(allowed, TASK_ALLOWED.len());
-        assert_eq!(15 * 15 - allowed, 174, "refused pairs");
+        assert_eq!(15 * 15 - allowed, 173, "refused pairs");
     }
 
     #[test]
-    fn terminal_task_statuses_allow_nothing_but_the_consistency_reopen() {
+    fn terminal_task_statuses_allow_nothing_but_the_consistency_reopen_and_healing() {
         for s in TaskStatus::ALL {
             if s == TaskStatus::Approved {
                 // Only the director's consistency check reopens an approval.
                 assert_eq!(s.next_allowed(), [TaskStatus::Revision]);
+                continue;
+            }
+            if s == TaskStatus::Failed {
+                // Only the director's self-healing retries a failure.
+                assert_eq!(s.next_allowed(), [TaskStatus::Assigned]);
                 continue;
             }
             assert_eq!(s.is_terminal(), s.next_allowed().is_empty(), "{s}");

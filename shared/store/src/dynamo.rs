@@ -470,6 +470,16 @@ impl Store for DynamoStore {
         items.iter().map(|i| decode(&from_item(i)?)).collect()
     }
 
+    async fn docs(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let items = self.partition(&keys::doc_pk(tenant, collection)).await?;
+        let records: Vec<crate::Record> = items.iter().map(from_item).collect::<Result<_, _>>()?;
+        crate::record::docs(&records)
+    }
+
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         Ok(self
             .get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())

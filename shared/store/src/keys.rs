@@ -47,6 +47,11 @@ pub fn learning_use_sk(goal: &GoalId, task: &TaskId, revision: u32) -> String {
     format!("USE#{goal}#{task}#{revision:03}")
 }
 
+/// A tenant's documents of one collection (`Write::Doc`).
+pub fn doc_pk(tenant: &TenantId, collection: &str) -> String {
+    format!("T#{tenant}#DOC#{collection}")
+}
+
 pub fn output_sk(task: &TaskId, revision: u32) -> String {
     format!("OUT#{task}#{revision:03}")
 }

@@ -276,6 +276,22 @@ impl Store for MemoryStore {
             .collect()
     }
 
+    async fn docs(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let pk = keys::doc_pk(tenant, collection);
+        let items = self.lock()?;
+        let records: Vec<Record> = items
+            .records
+            .iter()
+            .filter(|((p, _), _)| p == &pk)
+            .map(|(_, r)| r.clone())
+            .collect();
+        crate::record::docs(&records)
+    }
+
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         Ok(self
             .get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())?

@@ -156,6 +156,17 @@ pub enum Write {
         skill: String,
         used: LearningUse,
     },
+    /// A tenant-level document `id` of `collection` (metric observations,
+    /// learned patterns, budget proposals), as JSON. `new_only` makes a
+    /// second write of the same id a conflict; `ttl` lets DynamoDB expire it.
+    Doc {
+        tenant: TenantId,
+        collection: String,
+        id: String,
+        body: serde_json::Value,
+        new_only: bool,
+        ttl: Option<u64>,
+    },
 }
 
 /// A tool call waiting for `mktg approve` / `mktg deny`.
@@ -303,6 +314,13 @@ pub trait Store: Send + Sync {
 
     /// The tenant's tool calls waiting for approval, oldest first.
     async fn approvals(&self, tenant: &TenantId) -> Result<Vec<PendingApproval>, StoreError>;
+
+    /// The documents of a collection (see `Write::Doc`), ordered by id.
+    async fn docs(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+    ) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
 
     /// Whether a claim exists (see `Write::Claim`).
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError>;

@@ -401,6 +401,26 @@ pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, 
                 Cond::None,
             )
         }
+        Write::Doc {
+            tenant,
+            collection,
+            id,
+            body,
+            new_only,
+            ttl,
+        } => {
+            tenant_matches(key, tenant)?;
+            let mut r = Record::keyed(keys::doc_pk(tenant, collection), id.clone(), "doc", body)?;
+            r.ttl = *ttl;
+            put(
+                r,
+                if *new_only {
+                    Cond::NotExists
+                } else {
+                    Cond::None
+                },
+            )
+        }
         Write::Budget { tenant, budget } => {
             tenant_matches(key, tenant)?;
             put(
@@ -426,6 +446,16 @@ pub fn totals(counters: &std::collections::BTreeMap<String, u64>) -> CostTotals 
         cache_read_tokens: get("cache_read_tokens"),
         calls: get("calls"),
     }
+}
+
+/// The documents of a doc partition, ordered by id.
+pub fn docs(records: &[Record]) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+    let mut out: Vec<(String, serde_json::Value)> = records
+        .iter()
+        .map(|r| Ok((r.sk.clone(), decode(r)?)))
+        .collect::<Result<_, StoreError>>()?;
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 /// Splits a learn partition into learnings and uses.
@@ -494,6 +524,7 @@ pub fn kind_name(kind: &str) -> Option<&'static str> {
         "rate",
         "learning",
         "learning_use",
+        "doc",
     ]
     .into_iter()
     .find(|k| *k == kind)
