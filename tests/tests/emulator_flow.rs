@@ -180,11 +180,15 @@ async fn two_ticks_at_once_through_dynamodb_start_one_goal() {
         scheduler_tick::tick(&deps, &tenant, now)
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(
-        a.fired.len() + b.fired.len() + a.already.len() + b.already.len(),
-        2,
-        "{a:?} {b:?}"
-    );
+    // The metrics job is due at 06:00 too; count the goal schedule only.
+    let social = |r: &scheduler_tick::TickReport| {
+        r.fired
+            .iter()
+            .chain(&r.already)
+            .filter(|k| k.contains("daily-social"))
+            .count()
+    };
+    assert_eq!(social(&a) + social(&b), 2, "{a:?} {b:?}");
     let key = GoalKey::new(tenant.clone(), GoalId::new("s-daily-social-202611250600"));
     let state = settled(&deps, &key).await;
     workers.stop().await;
