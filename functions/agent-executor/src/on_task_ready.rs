@@ -159,10 +159,17 @@ async fn learnings_for(
     let chosen: Vec<Learning> = if control {
         Vec::new()
     } else {
-        learn::select(&all, &goal.text, deps.clock.now_ms(), settings.per_prompt)
-            .into_iter()
-            .cloned()
-            .collect()
+        learn::select_with_patterns(
+            &all,
+            &uses,
+            deps.config.rubrics.pass_overall.max(1),
+            &goal.text,
+            deps.clock.now_ms(),
+            settings.per_prompt,
+        )
+        .into_iter()
+        .cloned()
+        .collect()
     };
     if all.is_empty() {
         // Nothing to validate yet: no use to record.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use mktg_boot::metrics::{self, date_of_day, day_of_ms};
 use mktg_boot::{Deps, HandlerError};
 use mktg_config::Job;
-use mktg_core::learn::patterns;
+use mktg_core::learn::{patterns, PATTERN_MIN_GOALS, PATTERN_SIMILARITY};
 use mktg_core::realloc::{propose, ChannelReturn};
 use mktg_core::TenantId;
 use mktg_store::{GoalKey, StoreError, Write};
@@ -19,11 +19,6 @@ pub const PATTERNS: &str = "patterns";
 pub const PROPOSALS: &str = "proposals";
 /// Collection holding the approved channel allocation (id `current`).
 pub const ALLOCATION: &str = "allocation";
-
-/// How similar two learnings must be (word overlap) to count as one idea.
-const PATTERN_SIMILARITY: f64 = 0.35;
-/// From how many goals an idea must come to be a pattern.
-const PATTERN_MIN_GOALS: usize = 2;
 
 pub async fn run(
     deps: &Deps,

@@ -165,6 +165,42 @@ pub struct Pattern {
     pub diff: Option<f64>,
 }
 
+/// How similar two learnings must be (word overlap) to count as one idea.
+pub const PATTERN_SIMILARITY: f64 = 0.35;
+/// From how many goals an idea must come to be a pattern.
+pub const PATTERN_MIN_GOALS: usize = 2;
+
+/// What goes into a prompt: the lead learning of each pattern first (ideas
+/// that held across goals), then the best of the rest by `select`, at most
+/// `k` in all.
+pub fn select_with_patterns<'a>(
+    learnings: &'a [Learning],
+    uses: &[LearningUse],
+    pass: u8,
+    goal_text: &str,
+    now_ms: u64,
+    k: usize,
+) -> Vec<&'a Learning> {
+    let leads: Vec<String> = patterns(learnings, uses, pass, PATTERN_SIMILARITY, PATTERN_MIN_GOALS)
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    let mut chosen: Vec<&Learning> = leads
+        .iter()
+        .filter_map(|id| learnings.iter().find(|l| &l.id == id))
+        .take(k)
+        .collect();
+    for l in select(learnings, goal_text, now_ms, learnings.len()) {
+        if chosen.len() >= k {
+            break;
+        }
+        if !chosen.iter().any(|c| c.id == l.id) {
+            chosen.push(l);
+        }
+    }
+    chosen
+}
+
 /// Whether a learning counts as validated: not pruned, backed by a passing
 /// review, and not shown to do worse than the control group.
 pub fn validated(l: &Learning, uses: &[LearningUse], pass: u8) -> bool {
@@ -318,6 +354,13 @@ mod tests {
         let paragraphs = ps.iter().find(|p| p.id == "c").expect("paragraph pattern");
         assert_eq!(paragraphs.goals.len(), 2);
         assert!(patterns(&all, &[], 7, 0.35, 3).is_empty());
+        // In a prompt, the pattern leads come first, then the best others.
+        let chosen: Vec<&str> = select_with_patterns(&all, &[], 7, "", 1, 3)
+            .into_iter()
+            .map(|l| l.id.as_str())
+            .collect();
+        assert_eq!(&chosen[..2], ["a", "c"]);
+        assert_eq!(chosen.len(), 3);
     }
 
     #[test]
