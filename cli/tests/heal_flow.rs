@@ -341,3 +341,53 @@ async fn when_the_attempts_run_out_the_goal_fails_with_every_attempt_recorded() 
         .filter(|t| t.id != task.id)
         .all(|t| matches!(t.status, TaskStatus::Cancelled | TaskStatus::Approved)));
 }
+
+#[tokio::test]
+async fn a_task_dead_lettered_by_rate_limits_is_retried_later_on_another_tier() {
+    let w = world(Fault::RefuseOn("none"), 8);
+    w.t.bus.send_now(&submit(&w, "g-429")).await;
+    // Run until the strategist's TaskReady is queued, then let it die the
+    // way five 429-retried deliveries do: its last delivery records it.
+    let ready = loop {
+        let env =
+            w.t.bus
+                .pop(QueueName::Director)
+                .or_else(|| w.t.bus.pop(QueueName::Agent));
+        let env = env.expect("the strategist's turn is queued before the queues drain");
+        if let Message::TaskReady { task, .. } = &env.message {
+            if task.as_str().ends_with("content-strategy") {
+                break env;
+            }
+        }
+        let q = mktg_testkit::queue_of(&env);
+        dispatch(&w.t.deps, q, env).await.unwrap();
+    };
+    mktg_boot::dead_letter::record(
+        &w.t.deps,
+        &ready,
+        "model call failed: anthropic returned 429 rate_limit_error (retry-after 30)",
+    )
+    .await
+    .unwrap();
+    // The director hears of it and schedules the retry with a delay.
+    let failed_notice = w.t.bus.pop(QueueName::Director).unwrap();
+    dispatch(&w.t.deps, QueueName::Director, failed_notice)
+        .await
+        .unwrap();
+    let retry = w.t.bus.pending(QueueName::Agent);
+    let retry = retry
+        .iter()
+        .find(|e| matches!(&e.message, Message::TaskReady { task, revision: 1 } if task.as_str().ends_with("content-strategy")))
+        .expect("a retry at revision 1");
+    assert_eq!(retry.delay_secs, 60, "rate_limit_delay_secs of skills.yaml");
+    let s = state(&w, "g-429").await;
+    let task = strategist(&s);
+    assert_eq!(task.heal[0].kind, FailureKind::RateLimited);
+    assert_eq!(task.heal[0].delay_secs, 60);
+    assert_eq!(task.strategy.tier.as_deref(), Some("sonnet"));
+    // And the goal still completes.
+    let failed = drain(&w).await;
+    assert!(failed.is_empty(), "{failed:?}");
+    let s = state(&w, "g-429").await;
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+}

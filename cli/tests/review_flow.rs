@@ -455,3 +455,39 @@ async fn a_rejected_output_is_replanned_and_the_fresh_attempt_knows_why() {
         .text()
         .contains("Plan the content of the quarter the goal names."));
 }
+
+#[tokio::test]
+async fn with_on_reject_fail_a_rejection_heals_once_with_a_narrower_scope() {
+    let reject = r#"{"decision":"REJECT","scores":{"evidence":2,"positioning_fit":2,"prioritization":3,"feasibility":3,"measurability":2},"overall":2,"summary":"This tries to plan everything at once.","feedback":[{"severity":"critical","quote":"Tallybook Content Strategy","problem":"Too broad to act on.","fix":"Plan one pillar well."}]}"#;
+    let (mut t, model, _dir) = world(&format!(
+        "  - skill: content-strategy\n    role: reviewer\n    revision: 0\n    text: '{reject}'\n"
+    ));
+    let mut config = (*t.deps.config).clone();
+    config.rubrics.replan_on_reject = false;
+    t.deps.config = Arc::new(config);
+    let s = run_goal(&t, "g-reject-heal").await;
+    let goal = s.goal.as_ref().unwrap();
+    assert_eq!(goal.status, GoalStatus::Completed, "{:?}", goal.reason);
+    let task = s
+        .tasks
+        .iter()
+        .find(|x| x.skill.as_str() == "content-strategy")
+        .unwrap();
+    assert_eq!(task.revision, 1);
+    assert_eq!(task.heal.len(), 1);
+    assert_eq!(
+        task.heal[0].kind,
+        mktg_core::heal::FailureKind::QualityRejected
+    );
+    assert!(task.strategy.narrow);
+    assert!(s.traces.iter().any(|tr| tr
+        .note
+        .starts_with("self-heal attempt 1/2: quality rejected (rejected by review: This tries to plan everything at once.) → retry narrower scope")));
+    let again = &model.find("agent", "content-strategy", 1)[0];
+    let prompt = again.messages[0].text();
+    assert!(prompt.contains("<scope>\nNarrow the scope"), "{prompt}");
+    assert!(
+        prompt.contains("Plan one pillar well."),
+        "the reviewer's fix reaches the retry"
+    );
+}

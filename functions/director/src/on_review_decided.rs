@@ -13,6 +13,7 @@
 
 use crate::MAX_DECISION_ATTEMPTS;
 use mktg_boot::{outbox, Deps, HandlerError};
+use mktg_core::heal::FailureKind;
 use mktg_core::plan::releasable;
 use mktg_core::review::Feedback;
 use mktg_core::{
@@ -198,31 +199,46 @@ pub async fn run(
                 traces.push(t.transition(TaskStatus::Failed, now, reason.clone())?);
                 t.reason = Some(reason.clone());
                 t.feedback.extend(feedback);
-                for other in tasks.iter_mut().filter(|t| t.status == TaskStatus::Pending) {
-                    traces.push(other.transition(
-                        TaskStatus::Cancelled,
-                        now,
-                        format!("{task_id} was rejected"),
-                    )?);
-                }
-                traces.push(goal_next.transition(
-                    GoalStatus::Failed,
+                // Self-healing first: a narrower attempt, within the limit.
+                if let Some((healed, trace, _)) = crate::on_task_failed::heal(
+                    deps,
+                    &state.calls,
+                    t,
+                    &format!("rejected by review: {reason}"),
+                    Some(FailureKind::QualityRejected),
                     now,
-                    format!("task {task_id} rejected"),
-                )?);
-                goal_next.reason = Some(format!("task {task_id}: {reason}"));
-                out.push(event(
-                    "task.failed",
-                    Some(task_id.clone()),
-                    "FAILED",
-                    Some(reason),
-                ));
-                out.push(event(
-                    "goal.failed",
-                    None,
-                    "FAILED",
-                    goal_next.reason.clone(),
-                ));
+                ) {
+                    *t = healed;
+                    traces.push(trace);
+                    let ready = t.outbox.pop();
+                    out.extend(ready);
+                } else {
+                    for other in tasks.iter_mut().filter(|t| t.status == TaskStatus::Pending) {
+                        traces.push(other.transition(
+                            TaskStatus::Cancelled,
+                            now,
+                            format!("{task_id} was rejected"),
+                        )?);
+                    }
+                    traces.push(goal_next.transition(
+                        GoalStatus::Failed,
+                        now,
+                        format!("task {task_id} rejected"),
+                    )?);
+                    goal_next.reason = Some(format!("task {task_id}: {reason}"));
+                    out.push(event(
+                        "task.failed",
+                        Some(task_id.clone()),
+                        "FAILED",
+                        Some(reason),
+                    ));
+                    out.push(event(
+                        "goal.failed",
+                        None,
+                        "FAILED",
+                        goal_next.reason.clone(),
+                    ));
+                }
             }
         }
 

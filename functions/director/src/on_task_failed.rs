@@ -7,9 +7,8 @@
 use crate::MAX_DECISION_ATTEMPTS;
 use mktg_boot::{outbox, Deps, HandlerError};
 use mktg_core::heal::{classify, plan, FailureKind, HealAttempt};
-use mktg_core::tools::CallStatus;
+use mktg_core::tools::{CallStatus, ToolCall};
 use mktg_core::{DomainEvent, Envelope, GoalStatus, Message, Outgoing, Task, TaskId, TaskStatus};
-use mktg_store::GoalState;
 use mktg_store::{GoalKey, StoreError, Write};
 
 pub async fn run(
@@ -33,7 +32,9 @@ pub async fn run(
         let now = deps.clock.now_ms();
         if let Some(task) = state.tasks.iter().find(|t| &t.id == task_id) {
             if task.status == TaskStatus::Failed {
-                if let Some((task_next, trace, kind)) = heal(deps, &state, task, reason, now) {
+                if let Some((task_next, trace, kind)) =
+                    heal(deps, &state.calls, task, reason, None, now)
+                {
                     let mut goal_next = goal.clone();
                     goal_next.version += 1;
                     goal_next.outbox.push(Outgoing::Event(DomainEvent::new(
@@ -128,9 +129,8 @@ pub async fn run(
 
 /// Servers whose calls failed (not answered, crashed, timed out) in the
 /// task's current revision.
-fn failing_servers(state: &GoalState, task: &Task) -> Vec<String> {
-    let mut servers: Vec<String> = state
-        .calls
+fn failing_servers(calls: &[ToolCall], task: &Task) -> Vec<String> {
+    let mut servers: Vec<String> = calls
         .iter()
         .filter(|c| c.task == task.id && c.revision == task.revision)
         .filter(|c| c.status == CallStatus::Failed && !c.server.is_empty())
@@ -143,17 +143,19 @@ fn failing_servers(state: &GoalState, task: &Task) -> Vec<String> {
 
 /// The retried task (FAILED → ASSIGNED at the next revision, with its new
 /// strategy and the attempt recorded), its trace line and the failure's
-/// kind; `None` when the failure is not healed or the attempts are used up.
-fn heal(
+/// kind (`known`, or classified from the reason); `None` when the failure
+/// is not healed or the attempts are used up. `task` must be FAILED.
+pub(crate) fn heal(
     deps: &Deps,
-    state: &GoalState,
+    calls: &[ToolCall],
     task: &Task,
     reason: &str,
+    known: Option<FailureKind>,
     now: u64,
 ) -> Option<(Task, mktg_core::Trace, FailureKind)> {
     let limits = deps.config.self_heal;
-    let servers = failing_servers(state, task);
-    let kind = classify(reason, &servers);
+    let servers = failing_servers(calls, task);
+    let kind = known.unwrap_or_else(|| classify(reason, &servers));
     let used = u32::try_from(task.heal.len()).unwrap_or(u32::MAX);
     if used >= limits.max_attempts {
         tracing::info!(%kind, used, "self-healing attempts used up");
