@@ -320,6 +320,9 @@ async fn execute(
         }
     };
 
+    // The answer is checkpointed; neither its output nor its tool calls
+    // are stored yet.
+    mktg_boot::crash_point!("agent.after_checkpoint");
     if turn.stop_reason == "refusal" {
         return Err(HandlerError::Fail(format!(
             "the model refused the task (stop_reason refusal): {}",

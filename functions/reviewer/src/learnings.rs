@@ -69,6 +69,10 @@ pub async fn after_decision(
     let turn = match distil_turn(deps, key, task, output, &notes).await {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(()),
+        // A crash or a throttled call: the review is not decided yet, so the
+        // redelivery distils again (and records the call's cost then).
+        Err(e @ HandlerError::Retry(_)) => return Err(e),
+        // Never blocking: a distillation that cannot work is skipped.
         Err(e) => {
             tracing::warn!("no learnings distilled: {e}");
             return Ok(());

@@ -177,6 +177,8 @@ async fn run(
             policy.timeout_ms,
         )
         .await;
+    // The tool did its work; its result is not stored yet.
+    mktg_boot::crash_point!("tool.after_effect");
     let now = deps.clock.now_ms();
     let mut done = running.clone();
     match outcome {
@@ -283,6 +285,8 @@ pub async fn resume_if_turn_done(
     if calls.len() < expected || !calls.iter().all(|c| c.status.is_final()) {
         return Ok(());
     }
+    // Every call is final; the agent has not been told.
+    mktg_boot::crash_point!("tool.fan_in");
     deps.bus
         .send(&Envelope::new(
             key.tenant.clone(),

@@ -33,6 +33,7 @@ pub async fn call_and_record(
     extra: Vec<Write>,
 ) -> Result<Turn, HandlerError> {
     let response = deps.model.complete(request).await?;
+    crate::crash_point!("model.after_answer");
     let now = deps.clock.now_ms();
     let micros = cost_micros(
         &response.usage,

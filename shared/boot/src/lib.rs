@@ -13,6 +13,23 @@ mod runner;
 pub mod secrets;
 mod settings;
 
+pub use fail;
+
+/// A crash injected by tests at a step boundary: with the `fail/failpoints`
+/// feature (test builds only) and the point configured, the handler returns
+/// a retryable error here, as if the invocation died; otherwise a no-op.
+/// Use inside a function returning `Result<_, HandlerError>`.
+#[macro_export]
+macro_rules! crash_point {
+    ($name:literal) => {
+        $crate::fail::fail_point!($name, |_| {
+            Err($crate::HandlerError::Retry(
+                concat!("injected crash at ", $name).into(),
+            ))
+        })
+    };
+}
+
 pub use deps::{choose_model, BootError, Clock, Deps, SystemClock};
 pub use error::HandlerError;
 pub use runner::{decode, handle_record, run_sqs_batch, run_sqs_batch_with, RecordOutcome};

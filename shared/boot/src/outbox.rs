@@ -36,6 +36,8 @@ pub async fn flush_goal(deps: &Deps, goal: &Goal) -> Result<(), HandlerError> {
     if goal.outbox.is_empty() {
         return Ok(());
     }
+    // The director committed a decision and has not told anyone yet.
+    crate::crash_point!("director.after_commit");
     send_all(deps, &goal.outbox).await?;
     let mut next = goal.clone();
     next.outbox.clear();
@@ -57,6 +59,9 @@ pub async fn flush_task(deps: &Deps, task: &Task) -> Result<(), HandlerError> {
     if task.outbox.is_empty() {
         return Ok(());
     }
+    // An agent stored an output, or a reviewer a decision, and the next
+    // function has not heard of it yet.
+    crate::crash_point!("task.after_commit");
     send_all(deps, &task.outbox).await?;
     let mut next = task.clone();
     next.outbox.clear();
