@@ -89,7 +89,7 @@ fn world() -> TestDeps {
     t
 }
 
-fn submit(t: &TestDeps) -> Envelope {
+fn submit() -> Envelope {
     Envelope::new(
         TenantId::new("t"),
         GoalId::new("g"),
@@ -122,7 +122,7 @@ fn act() -> impl Strategy<Value = (usize, Act)> {
 }
 
 async fn run(t: &TestDeps, schedule: &[(usize, Act)]) -> GoalState {
-    let mut pool: Vec<Envelope> = vec![submit(t)];
+    let mut pool: Vec<Envelope> = vec![submit()];
     let mut choices = schedule.iter();
     for _ in 0..50_000 {
         for q in QueueName::ALL {
