@@ -148,6 +148,13 @@ impl Store for CrashingStore {
     > {
         self.inner.learnings(tenant, skill).await
     }
+    async fn goals_since(
+        &self,
+        tenant: &TenantId,
+        since_ms: u64,
+    ) -> Result<Vec<mktg_core::Goal>, StoreError> {
+        self.inner.goals_since(tenant, since_ms).await
+    }
     async fn docs(
         &self,
         tenant: &TenantId,

@@ -134,6 +134,14 @@ impl Store for CountingStore {
         self.counts.add("dynamodb Query (approvals)");
         self.inner.approvals(tenant).await
     }
+    async fn goals_since(
+        &self,
+        tenant: &TenantId,
+        since_ms: u64,
+    ) -> Result<Vec<mktg_core::Goal>, StoreError> {
+        self.counts.add("dynamodb Query (GSI1 goals since)");
+        self.inner.goals_since(tenant, since_ms).await
+    }
     async fn docs(
         &self,
         tenant: &TenantId,

@@ -46,6 +46,10 @@ pub async fn run(
         }
         Job::CompoundLearnings => compound_learnings(deps, tenant).await,
         Job::ProposeBudgetShifts => propose_budget_shifts(deps, tenant, slot_ms).await,
+        // The sweeper judges staleness by the clock, not by the slot.
+        Job::SweepStuckWork => {
+            crate::sweep::run(deps, tenant, deps.clock.now_ms().max(slot_ms)).await
+        }
     }
 }
 

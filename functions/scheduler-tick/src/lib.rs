@@ -9,6 +9,7 @@
 //! ignores a second submission of the same goal.
 
 pub mod jobs;
+pub mod sweep;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use lambda_runtime::LambdaEvent;

@@ -50,6 +50,10 @@ impl Default for SelfHealEntry {
     }
 }
 
+fn forty_five() -> u32 {
+    45
+}
+
 fn sixty() -> u32 {
     60
 }
@@ -224,6 +228,8 @@ pub struct TierEntry {
 #[serde(deny_unknown_fields)]
 pub struct SchedulesFile {
     pub catch_up_minutes: u32,
+    #[serde(default = "forty_five")]
+    pub stale_after_minutes: u32,
     #[serde(default)]
     pub schedules: Vec<S<ScheduleEntry>>,
 }

@@ -112,13 +112,17 @@ pub enum Job {
     CompoundLearnings,
     /// Propose budget shifts between channels from their return.
     ProposeBudgetShifts,
+    /// Re-send the message that drives work which made no progress for
+    /// `stale_after_minutes` (a crashed invocation, a lost message).
+    SweepStuckWork,
 }
 
 impl Job {
-    pub const ALL: [(&'static str, Job); 3] = [
+    pub const ALL: [(&'static str, Job); 4] = [
         ("check-metrics", Job::CheckMetrics),
         ("compound-learnings", Job::CompoundLearnings),
         ("propose-budget-shifts", Job::ProposeBudgetShifts),
+        ("sweep-stuck-work", Job::SweepStuckWork),
     ];
 
     pub fn name(self) -> &'static str {
@@ -203,6 +207,8 @@ pub struct Mapping {
 #[derive(Clone, Debug)]
 pub struct Schedules {
     pub catch_up_minutes: u32,
+    /// Work with no progress for this long is resumed by the sweeper.
+    pub stale_after_minutes: u32,
     pub list: Vec<Schedule>,
 }
 

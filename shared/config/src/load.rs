@@ -762,6 +762,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         },
         schedules: Schedules {
             catch_up_minutes: schf.catch_up_minutes,
+            stale_after_minutes: schf.stale_after_minutes,
             list: schedules,
         },
         mappings,

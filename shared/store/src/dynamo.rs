@@ -383,6 +383,36 @@ impl Store for DynamoStore {
         Ok(goals)
     }
 
+    async fn goals_since(&self, tenant: &TenantId, since_ms: u64) -> Result<Vec<Goal>, StoreError> {
+        let mut goals = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("GSI1")
+                .key_condition_expression("GSI1PK = :pk AND GSI1SK >= :since")
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(keys::goals_by_tenant_pk(tenant)),
+                )
+                .expression_attribute_values(":since", AttributeValue::S(format!("{since_ms:013}")))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(e, "Query GSI1"))?;
+            for item in out.items() {
+                goals.push(decode(&from_item(item)?)?);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(goals)
+    }
+
     async fn costs(
         &self,
         tenant: &TenantId,

@@ -179,6 +179,15 @@ impl Store for MemoryStore {
         records.iter().take(limit).map(decode).collect()
     }
 
+    async fn goals_since(&self, tenant: &TenantId, since_ms: u64) -> Result<Vec<Goal>, StoreError> {
+        Ok(self
+            .goals(tenant, usize::MAX)
+            .await?
+            .into_iter()
+            .filter(|g| g.created_ms >= since_ms)
+            .collect())
+    }
+
     async fn costs(
         &self,
         tenant: &TenantId,

@@ -274,6 +274,9 @@ pub trait Store: Send + Sync {
     /// The tenant's goals, oldest first, at most `limit`.
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError>;
 
+    /// The tenant's goals created at or after `since_ms`, oldest first.
+    async fn goals_since(&self, tenant: &TenantId, since_ms: u64) -> Result<Vec<Goal>, StoreError>;
+
     /// The month's ledger rows: `TOTAL`, `GOAL#…`, `SKILL#…`, `MODEL#…`.
     async fn costs(
         &self,
