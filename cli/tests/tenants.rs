@@ -6,9 +6,7 @@
 
 use mktg_core::learn::{Learning, LearningUse};
 use mktg_core::{Envelope, GoalId, Message, TenantId};
-use mktg_store::{
-    CostEntry, GoalKey, Parked, PendingApproval, Store, StoreError, TenantBudget, Write,
-};
+use mktg_store::{CostEntry, GoalKey, Parked, PendingApproval, StoreError, TenantBudget, Write};
 use mktg_testkit::memory_deps;
 
 fn submit(tenant: &str, text: &str) -> Envelope {
