@@ -24,13 +24,21 @@ struct CrashingBus {
     inner: Arc<MemoryBus>,
     sends: AtomicUsize,
     crash_at: usize,
+    /// Also fail every `n`-th send (SQS errors); 0 for never.
+    every: usize,
 }
 
 #[async_trait]
 impl Bus for CrashingBus {
     async fn send(&self, envelope: &Envelope) -> Result<(), BusError> {
-        if self.sends.fetch_add(1, Ordering::SeqCst) + 1 == self.crash_at {
+        let n = self.sends.fetch_add(1, Ordering::SeqCst) + 1;
+        if n == self.crash_at {
             return Err(BusError::Transient("injected crash before send".into()));
+        }
+        if self.every > 0 && n % self.every == 0 {
+            return Err(BusError::Transient(
+                "injected SQS error: ServiceUnavailable".into(),
+            ));
         }
         self.inner.send(envelope).await
     }
@@ -48,16 +56,43 @@ impl Bus for CrashingBus {
 }
 
 /// Fails the first commit that stores an output: a crash after the model
-/// answered and the turn was checkpointed.
+/// answered and the turn was checkpointed. With `throttle_every` > 0 it
+/// also throttles every n-th commit and goal read, as DynamoDB does
+/// (ProvisionedThroughputExceeded), which the adapter reports as transient.
 struct CrashingStore {
     inner: MemoryStore,
     crashed: AtomicUsize,
+    throttle_every: usize,
+    ops: AtomicUsize,
+}
+
+impl CrashingStore {
+    fn new(throttle_every: usize) -> Self {
+        CrashingStore {
+            inner: MemoryStore::new(),
+            crashed: AtomicUsize::new(0),
+            throttle_every,
+            ops: AtomicUsize::new(0),
+        }
+    }
+
+    fn throttle(&self) -> Result<(), StoreError> {
+        let n = self.ops.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.throttle_every > 0 && n % self.throttle_every == 0 {
+            return Err(StoreError::Transient(
+                "injected ProvisionedThroughputExceededException".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Store for CrashingStore {
     async fn commit(&self, key: &GoalKey, writes: Vec<Write>) -> Result<(), StoreError> {
-        if writes.iter().any(|w| matches!(w, Write::NewOutput(_)))
+        self.throttle()?;
+        if self.throttle_every == 0
+            && writes.iter().any(|w| matches!(w, Write::NewOutput(_)))
             && self.crashed.fetch_add(1, Ordering::SeqCst) == 0
         {
             return Err(StoreError::Transient(
@@ -67,6 +102,7 @@ impl Store for CrashingStore {
         self.inner.commit(key, writes).await
     }
     async fn goal(&self, key: &GoalKey) -> Result<Option<mktg_core::Goal>, StoreError> {
+        self.throttle()?;
         self.inner.goal(key).await
     }
     async fn task(
@@ -94,6 +130,7 @@ impl Store for CrashingStore {
         self.inner.output(key, task, rev).await
     }
     async fn goal_state(&self, key: &GoalKey) -> Result<GoalState, StoreError> {
+        self.throttle()?;
         self.inner.goal_state(key).await
     }
     async fn goals(
@@ -266,6 +303,7 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
             inner: inner.clone(),
             sends: AtomicUsize::new(0),
             crash_at,
+            every: 0,
         });
         let store = Arc::new(MemoryStore::new());
         let model = counting_model();
@@ -315,10 +353,7 @@ async fn a_crash_between_any_commit_and_its_send_is_repaired_by_redelivery() {
 #[tokio::test]
 async fn a_crash_after_the_model_answered_reuses_the_checkpointed_answer() {
     let bus = Arc::new(MemoryBus::new());
-    let store = Arc::new(CrashingStore {
-        inner: MemoryStore::new(),
-        crashed: AtomicUsize::new(0),
-    });
+    let store = Arc::new(CrashingStore::new(0));
     let model = counting_model();
     let deps = deps_with(store.clone(), bus.clone(), model.clone());
     bus.send_now(&submit(&deps)).await;
@@ -425,4 +460,42 @@ fn every_queue_in_the_template_dead_letters_after_the_count_the_runner_assumes()
     assert_eq!(counts.len(), 4, "one redrive policy per queue");
     let expected = mktg_boot::dead_letter::MAX_RECEIVE_COUNT.to_string();
     assert!(counts.iter().all(|c| *c == expected), "{counts:?}");
+}
+
+#[tokio::test]
+async fn throttled_dynamodb_and_failing_sqs_sends_lose_and_double_nothing() {
+    // Every 7th store operation is throttled and every 5th send fails, for
+    // a whole goal; each failure is retried the way SQS redelivers.
+    let inner = Arc::new(MemoryBus::new());
+    let bus = Arc::new(CrashingBus {
+        inner: inner.clone(),
+        sends: AtomicUsize::new(0),
+        crash_at: 0,
+        every: 5,
+    });
+    let store = Arc::new(CrashingStore::new(7));
+    let model = counting_model();
+    let deps = deps_with(store.clone(), bus, model.clone());
+    inner.send_now(&submit(&deps)).await;
+    let retries = drain(&deps, &inner).await;
+    let s = store
+        .inner
+        .goal_state(&GoalKey::new("t".into(), "g".into()))
+        .await
+        .unwrap();
+    let goal = s.goal.unwrap();
+    assert_eq!(goal.status, GoalStatus::Completed, "{:?}", goal.reason);
+    assert!(s.tasks.iter().all(|t| t.status == TaskStatus::Approved));
+    assert_eq!(s.outputs.len(), 6, "no output lost or doubled");
+    assert!(
+        retries > 20,
+        "the faults really happened: {retries} retries"
+    );
+    // A throttled checkpoint loses that answer (the model is asked again);
+    // what is stored is paid once.
+    assert_eq!(s.turns.len(), 20);
+    assert_eq!(s.cost.calls, 20, "each stored call's cost recorded once");
+    assert!(model.calls.load(Ordering::SeqCst) >= 20);
+    assert!(goal.outbox.is_empty() && s.tasks.iter().all(|t| t.outbox.is_empty()));
+    assert!(s.calls.len() == 1 && s.calls[0].status == mktg_core::CallStatus::Done);
 }
