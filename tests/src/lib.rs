@@ -6,6 +6,8 @@
 //! they never skip.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod load;
+
 use async_trait::async_trait;
 use mktg_boot::{Deps, Settings};
 use mktg_bus::{Bus, BusError, SqsConsumer};

@@ -2,6 +2,8 @@
 //! the scripted model and a stepping clock, a driver that delivers queued
 //! messages to the handlers like the queues would, fixtures and `eventually`.
 
+pub mod counting;
+
 use mktg_boot::{Clock, Deps, HandlerError};
 use mktg_bus::MemoryBus;
 use mktg_config::{Config, Paths};
