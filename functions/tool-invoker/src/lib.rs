@@ -152,11 +152,32 @@ async fn run(
                     .map(|(_, len, _)| window_remaining_ms(*len, now))
                     .min()
                     .unwrap_or(1_000);
-                tracing::info!(call = %call.reference(), wait_ms = wait, "rate limit reached; retrying later");
-                return Err(HandlerError::Retry(format!(
-                    "rate limit of {} reached; the window ends in {wait} ms",
-                    call.name
-                )));
+                // Come back when the window ends, not after the queue's
+                // visibility timeout: the same message, delayed, and this
+                // delivery acknowledged. A duplicate is harmless (the claim
+                // runs a call once).
+                let secs = u32::try_from(wait.div_ceil(1000)).unwrap_or(900).clamp(1, 900);
+                tracing::info!(call = %call.reference(), wait_ms = wait, "rate limit reached; re-queued for when the window ends");
+                deps.bus
+                    .send(
+                        &Envelope::new(
+                            key.tenant.clone(),
+                            key.goal.clone(),
+                            Message::ToolCall {
+                                task: task_id.clone(),
+                                revision,
+                                turn,
+                                call: call_id.to_string(),
+                            },
+                        )
+                        .delayed(secs),
+                    )
+                    .await
+                    .map_err(|e| HandlerError::Retry(format!(
+                        "rate limit of {} reached and the delayed retry could not be queued: {e}",
+                        call.name
+                    )))?;
+                return Ok(());
             }
             return Err(HandlerError::Retry("call changed while claiming it".into()));
         }
