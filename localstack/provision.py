@@ -37,7 +37,7 @@ ENV_NAMES = {
 
 
 def with_code_locations(body: str, bucket: str) -> str:
-    """Point each function's `CodeUri: .` (the sam build convention) at the
+    """Point each function's `CodeUri: ..` (the repository root, for sam build) at the
     zip the deploy step uploads to the emulator's S3, s3://bucket/<binary>.zip.
     The SAM transform insists on an S3 location even for functions that the
     DeployFunctions condition leaves out."""
@@ -46,7 +46,7 @@ def with_code_locations(body: str, bucket: str) -> str:
         stripped = line.strip()
         if stripped.startswith("Binary:"):
             binary = stripped.split(":", 1)[1].strip()
-        if stripped == "CodeUri: ." and binary:
+        if stripped in ("CodeUri: .", "CodeUri: ..") and binary:
             indent = line[: len(line) - len(line.lstrip())]
             line = f"{indent}CodeUri: s3://{bucket}/{binary}.zip"
             binary = None
