@@ -17,6 +17,8 @@ pub struct DevStats {
     pub handled: AtomicU64,
     pub failed: AtomicU64,
     pub retried: AtomicU64,
+    /// Time spent in handlers, in microseconds (what Lambda would bill).
+    pub busy_us: AtomicU64,
 }
 
 /// Polls every queue until `stop` is set.
@@ -50,11 +52,16 @@ pub async fn run(
                 let jobs = batch.into_iter().map(|m| {
                     let (deps, consumer, url, stats) = (deps.clone(), consumer.clone(), url.clone(), stats.clone());
                     async move {
+                        let began = std::time::Instant::now();
                         let outcome = handle_record(&m.message_id, &m.body, |env| {
                             let deps = deps.clone();
                             async move { dispatch(&deps, queue, env).await }
                         })
                         .await;
+                        stats.busy_us.fetch_add(
+                            u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX),
+                            Ordering::Relaxed,
+                        );
                         if let RecordOutcome::Retry(why) = &outcome {
                             // As under Lambda: the last delivery before the
                             // DLQ records the failure on the task.

@@ -32,6 +32,10 @@ pub struct LoadReport {
     pub aws_per_task: f64,
     pub handled: u64,
     pub retried: u64,
+    /// Requests (and capacity estimates) by kind, over the whole run.
+    pub by_kind: std::collections::BTreeMap<&'static str, u64>,
+    /// Handler time summed over all deliveries, in seconds.
+    pub busy_seconds: f64,
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -124,6 +128,7 @@ pub async fn run(
         seconds,
         handled: stats.handled.load(Ordering::Relaxed),
         retried: stats.retried.load(Ordering::Relaxed),
+        busy_seconds: stats.busy_us.load(Ordering::Relaxed) as f64 / 1e6,
         ..LoadReport::default()
     };
     let mut steps = Vec::new();
@@ -157,7 +162,8 @@ pub async fn run(
     report.step_p50_ms = percentile(&steps, 0.50);
     report.step_p95_ms = percentile(&steps, 0.95);
     report.goals_per_minute = report.completed as f64 / (seconds / 60.0);
-    report.aws_requests = counts.0.lock().map(|c| c.values().sum()).unwrap_or(0);
+    report.aws_requests = counts.requests();
+    report.by_kind = counts.0.lock().map(|c| c.clone()).unwrap_or_default();
     report.aws_per_task = report.aws_requests as f64 / report.tasks.max(1) as f64;
     Ok(report)
 }

@@ -86,7 +86,12 @@ async fn main() -> anyhow::Result<()> {
         .lock()
         .map_err(|_| anyhow::anyhow!("poisoned"))?
         .clone();
-    let total: u64 = counts.values().sum::<u64>() - 1; // the final read above
+    let total: u64 = counts
+        .iter()
+        .filter(|(k, _)| !k.starts_with('~'))
+        .map(|(_, v)| v)
+        .sum::<u64>()
+        - 1; // the final read above
     println!("demo goal: {tasks} tasks, {revisions} task revisions, {deliveries} message deliveries, {} model calls", state.cost.calls);
     for (what, n) in &counts {
         println!("  {what:<44} {n:>5}");

@@ -47,7 +47,10 @@ async fn main() -> anyhow::Result<()> {
     let env: Vec<(String, String)> = dotenvy::from_path_iter(&env_file)
         .map_err(|e| anyhow::anyhow!("{}: {e} (run localstack/up)", env_file.display()))?
         .collect::<Result<_, _>>()?;
-    println!("{:<16} {:>12} {:>12} {:>12} {:>14}", "function", "bootstrap", "init p50", "init max", "peak RSS");
+    println!(
+        "{:<16} {:>12} {:>12} {:>12} {:>14}",
+        "function", "bootstrap", "init p50", "init max", "peak RSS"
+    );
     for f in FUNCTIONS {
         let bin = bin_dir.join(f);
         let size = std::fs::metadata(&bin)

@@ -156,7 +156,9 @@ async fn run(
                 // visibility timeout: the same message, delayed, and this
                 // delivery acknowledged. A duplicate is harmless (the claim
                 // runs a call once).
-                let secs = u32::try_from(wait.div_ceil(1000)).unwrap_or(900).clamp(1, 900);
+                let secs = u32::try_from(wait.div_ceil(1000))
+                    .unwrap_or(900)
+                    .clamp(1, 900);
                 tracing::info!(call = %call.reference(), wait_ms = wait, "rate limit reached; re-queued for when the window ends");
                 deps.bus
                     .send(
@@ -173,10 +175,12 @@ async fn run(
                         .delayed(secs),
                     )
                     .await
-                    .map_err(|e| HandlerError::Retry(format!(
+                    .map_err(|e| {
+                        HandlerError::Retry(format!(
                         "rate limit of {} reached and the delayed retry could not be queued: {e}",
                         call.name
-                    )))?;
+                    ))
+                    })?;
                 return Ok(());
             }
             return Err(HandlerError::Retry("call changed while claiming it".into()));

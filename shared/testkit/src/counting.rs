@@ -11,15 +11,52 @@ use mktg_store::{
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-/// How many times each port method was called.
+/// How many times each port method was called, and an estimate of the
+/// DynamoDB capacity it used: item sizes are approximated by the length of
+/// the domain objects' debug text; a transactional write costs 2 write
+/// units per KB of each item, a consistent read 1 read unit per 4 KB.
 #[derive(Default)]
 pub struct Counts(pub Mutex<BTreeMap<&'static str, u64>>);
 
+/// Keys of the capacity estimates in `Counts`.
+pub const WRU: &str = "~ dynamodb write units (estimate)";
+pub const RRU: &str = "~ dynamodb read units (estimate)";
+
 impl Counts {
     pub fn add(&self, what: &'static str) {
+        self.add_n(what, 1);
+    }
+
+    fn add_n(&self, what: &'static str, n: u64) {
         if let Ok(mut m) = self.0.lock() {
-            *m.entry(what).or_default() += 1;
+            *m.entry(what).or_default() += n;
         }
+    }
+
+    fn read<T: std::fmt::Debug>(&self, v: &T) {
+        let bytes = format!("{v:?}").len() as u64;
+        self.add_n(RRU, bytes.div_ceil(4096).max(1));
+    }
+
+    fn written(&self, writes: &[Write]) {
+        let units: u64 = writes
+            .iter()
+            .map(|w| 2 * (format!("{w:?}").len() as u64).div_ceil(1024).max(1))
+            .sum();
+        self.add_n(WRU, units);
+    }
+
+    /// Requests only (the capacity estimates left out).
+    pub fn requests(&self) -> u64 {
+        self.0
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| !k.starts_with('~'))
+                    .map(|(_, v)| v)
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 }
 
@@ -33,15 +70,24 @@ pub struct CountingStore {
 impl Store for CountingStore {
     async fn commit(&self, key: &GoalKey, writes: Vec<Write>) -> Result<(), StoreError> {
         self.counts.add("dynamodb TransactWriteItems (commit)");
+        self.counts.written(&writes);
         self.inner.commit(key, writes).await
     }
     async fn goal(&self, key: &GoalKey) -> Result<Option<Goal>, StoreError> {
         self.counts.add("dynamodb GetItem (goal)");
-        self.inner.goal(key).await
+        let r = self.inner.goal(key).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn task(&self, key: &GoalKey, task: &TaskId) -> Result<Option<Task>, StoreError> {
         self.counts.add("dynamodb GetItem (task)");
-        self.inner.task(key, task).await
+        let r = self.inner.task(key, task).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn turn(
         &self,
@@ -51,7 +97,11 @@ impl Store for CountingStore {
         n: u32,
     ) -> Result<Option<Turn>, StoreError> {
         self.counts.add("dynamodb GetItem (turn)");
-        self.inner.turn(key, task, revision, n).await
+        let r = self.inner.turn(key, task, revision, n).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn output(
         &self,
@@ -60,15 +110,27 @@ impl Store for CountingStore {
         revision: u32,
     ) -> Result<Option<Output>, StoreError> {
         self.counts.add("dynamodb GetItem (output)");
-        self.inner.output(key, task, revision).await
+        let r = self.inner.output(key, task, revision).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn goal_state(&self, key: &GoalKey) -> Result<GoalState, StoreError> {
         self.counts.add("dynamodb Query (goal partition)");
-        self.inner.goal_state(key).await
+        let r = self.inner.goal_state(key).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError> {
         self.counts.add("dynamodb Query (goals)");
-        self.inner.goals(tenant, limit).await
+        let r = self.inner.goals(tenant, limit).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn costs(
         &self,
@@ -76,19 +138,35 @@ impl Store for CountingStore {
         month: &str,
     ) -> Result<Vec<(String, CostTotals)>, StoreError> {
         self.counts.add("dynamodb Query (cost ledger)");
-        self.inner.costs(tenant, month).await
+        let r = self.inner.costs(tenant, month).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn cost_row(&self, pk: &str, sk: &str) -> Result<CostTotals, StoreError> {
         self.counts.add("dynamodb GetItem (cost row)");
-        self.inner.cost_row(pk, sk).await
+        let r = self.inner.cost_row(pk, sk).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn budget(&self, tenant: &TenantId) -> Result<Option<TenantBudget>, StoreError> {
         self.counts.add("dynamodb GetItem (budget)");
-        self.inner.budget(tenant).await
+        let r = self.inner.budget(tenant).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn parked(&self, tenant: &TenantId) -> Result<Vec<Parked>, StoreError> {
         self.counts.add("dynamodb Query (parked)");
-        self.inner.parked(tenant).await
+        let r = self.inner.parked(tenant).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn lease_holder(
         &self,
@@ -97,7 +175,11 @@ impl Store for CountingStore {
         key: &str,
     ) -> Result<Option<String>, StoreError> {
         self.counts.add("dynamodb GetItem (lease)");
-        self.inner.lease_holder(tenant, kind, key).await
+        let r = self.inner.lease_holder(tenant, kind, key).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn call(
         &self,
@@ -108,7 +190,11 @@ impl Store for CountingStore {
         id: &str,
     ) -> Result<Option<ToolCall>, StoreError> {
         self.counts.add("dynamodb GetItem (tool call)");
-        self.inner.call(key, task, revision, turn, id).await
+        let r = self.inner.call(key, task, revision, turn, id).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn learnings(
         &self,
@@ -116,11 +202,19 @@ impl Store for CountingStore {
         skill: &str,
     ) -> Result<(Vec<Learning>, Vec<LearningUse>), StoreError> {
         self.counts.add("dynamodb Query (learnings)");
-        self.inner.learnings(tenant, skill).await
+        let r = self.inner.learnings(tenant, skill).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn approvals(&self, tenant: &TenantId) -> Result<Vec<PendingApproval>, StoreError> {
         self.counts.add("dynamodb Query (approvals)");
-        self.inner.approvals(tenant).await
+        let r = self.inner.approvals(tenant).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn goals_since(
         &self,
@@ -128,7 +222,11 @@ impl Store for CountingStore {
         since_ms: u64,
     ) -> Result<Vec<mktg_core::Goal>, StoreError> {
         self.counts.add("dynamodb Query (GSI1 goals since)");
-        self.inner.goals_since(tenant, since_ms).await
+        let r = self.inner.goals_since(tenant, since_ms).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn docs(
         &self,
@@ -136,11 +234,19 @@ impl Store for CountingStore {
         collection: &str,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         self.counts.add("dynamodb Query (docs)");
-        self.inner.docs(tenant, collection).await
+        let r = self.inner.docs(tenant, collection).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         self.counts.add("dynamodb GetItem (claim)");
-        self.inner.claimed(tenant, kind, key).await
+        let r = self.inner.claimed(tenant, kind, key).await;
+        if let Ok(v) = &r {
+            self.counts.read(v);
+        }
+        r
     }
 }
 
