@@ -15,37 +15,18 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use async_trait::async_trait;
 use mktg_boot::HandlerError;
 use mktg_cli::dispatch;
 use mktg_core::{
     CallStatus, Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId,
 };
-use mktg_llm::{ChatModel, ChatRequest, ChatResponse, LlmError, ScriptedModel};
+use mktg_llm::ScriptedModel;
 use mktg_store::{GoalKey, GoalState};
+use mktg_testkit::counting::CountingModel;
 use mktg_testkit::{config_with_tools, mcp_python, memory_deps_with, TestDeps};
 use mktg_tools::{McpHost, ToolHost};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-
-struct CountingModel {
-    inner: ScriptedModel,
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl ChatModel for CountingModel {
-    fn provider(&self) -> &str {
-        "scripted"
-    }
-    fn is_scripted(&self) -> bool {
-        true
-    }
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(request).await
-    }
-}
 
 /// The boundaries, each a fail point in the code.
 const POINTS: [&str; 6] = [
@@ -102,10 +83,7 @@ fn setup() -> Setup {
 
 fn world(s: &Setup) -> (TestDeps, Arc<CountingModel>) {
     std::fs::write(s.outbox.path(), "").unwrap();
-    let model = Arc::new(CountingModel {
-        inner: ScriptedModel::load(&s.script).unwrap(),
-        calls: AtomicUsize::new(0),
-    });
+    let model = CountingModel::new(ScriptedModel::load(&s.script).unwrap());
     let mut t = memory_deps_with(s.config.clone(), model.clone());
     // One set of server processes for every run.
     t.deps.tools = s.host.clone();

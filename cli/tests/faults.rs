@@ -11,10 +11,11 @@ use mktg_cli::dispatch;
 use mktg_core::{
     DomainEvent, Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId,
 };
-use mktg_llm::{ChatModel, ChatRequest, ChatResponse, LlmError, ScriptedModel};
+use mktg_llm::ChatModel;
 use mktg_store::{
     CostTotals, GoalKey, GoalState, MemoryStore, Parked, Store, StoreError, TenantBudget, Write,
 };
+use mktg_testkit::counting::CountingModel;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -213,25 +214,6 @@ impl Store for CrashingStore {
 }
 
 /// Counts model calls.
-struct CountingModel {
-    inner: ScriptedModel,
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl ChatModel for CountingModel {
-    fn provider(&self) -> &str {
-        "scripted"
-    }
-    fn is_scripted(&self) -> bool {
-        true
-    }
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(request).await
-    }
-}
-
 fn submit(deps: &Deps) -> Envelope {
     Envelope::new(
         TenantId::new("t"),
@@ -284,11 +266,7 @@ fn deps_with(store: Arc<dyn Store>, bus: Arc<dyn Bus>, model: Arc<dyn ChatModel>
 }
 
 fn counting_model() -> Arc<CountingModel> {
-    let config = mktg_testkit::real_config();
-    Arc::new(CountingModel {
-        inner: ScriptedModel::load(&config.models.scripted_script).unwrap(),
-        calls: AtomicUsize::new(0),
-    })
+    CountingModel::demo()
 }
 
 #[tokio::test]

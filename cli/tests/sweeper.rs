@@ -13,8 +13,9 @@ use mktg_cli::dispatch;
 use mktg_core::{
     DomainEvent, Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId,
 };
-use mktg_llm::{ChatModel, ChatRequest, ChatResponse, LlmError, ScriptedModel};
+use mktg_llm::ScriptedModel;
 use mktg_store::{GoalKey, MemoryStore, Store};
+use mktg_testkit::counting::CountingModel;
 use mktg_testkit::{real_config, StepClock};
 use mktg_tools::{McpHost, ToolHost};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,25 +43,6 @@ impl Bus for LosingBus {
     }
     async fn put_external(&self, s: &str, t: &str, d: &str) -> Result<(), BusError> {
         self.inner.put_external(s, t, d).await
-    }
-}
-
-struct CountingModel {
-    inner: ScriptedModel,
-    calls: AtomicUsize,
-}
-
-#[async_trait]
-impl ChatModel for CountingModel {
-    fn provider(&self) -> &str {
-        "scripted"
-    }
-    fn is_scripted(&self) -> bool {
-        true
-    }
-    async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.complete(request).await
     }
 }
 
@@ -103,10 +85,8 @@ async fn a_lost_message_anywhere_in_a_goal_is_resumed_by_the_sweeper() {
             lost: Mutex::new(None),
         });
         let store = Arc::new(MemoryStore::new());
-        let model = Arc::new(CountingModel {
-            inner: ScriptedModel::load(&config.models.scripted_script).unwrap(),
-            calls: AtomicUsize::new(0),
-        });
+        let model =
+            CountingModel::new(ScriptedModel::load(&config.models.scripted_script).unwrap());
         let clock = Arc::new(StepClock::new(1_700_000_000_000));
         let mut deps = Deps::new(
             store.clone(),

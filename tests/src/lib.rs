@@ -169,3 +169,26 @@ pub fn fresh_tenant(prefix: &str) -> String {
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     )
 }
+
+/// Waits until the goal at `key` is COMPLETED, FAILED or ESCALATED (two
+/// minutes at most) and returns everything stored under it.
+pub async fn settled(deps: &Deps, key: &mktg_store::GoalKey) -> mktg_store::GoalState {
+    let start = std::time::Instant::now();
+    loop {
+        let state = deps
+            .store
+            .goal_state(key)
+            .await
+            .unwrap_or_else(|e| panic!("reading goal {}: {e}", key.goal));
+        if state.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
+            return state;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "goal {} did not settle: {:?}",
+            key.goal,
+            state.traces
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

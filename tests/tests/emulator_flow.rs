@@ -5,11 +5,10 @@
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use mktg_core::{Decision, Envelope, GoalId, GoalStatus, Message, TaskStatus, TenantId};
-use mktg_it::{emulator, fresh_tenant, DuplicatingBus};
-use mktg_store::{GoalKey, GoalState};
+use mktg_it::{emulator, fresh_tenant, settled, DuplicatingBus};
+use mktg_store::GoalKey;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 fn submit(tenant: &TenantId, goal: &GoalId, text: &str, pipeline: Option<&str>) -> Envelope {
     Envelope::new(
@@ -23,22 +22,6 @@ fn submit(tenant: &TenantId, goal: &GoalId, text: &str, pipeline: Option<&str>) 
             submitted_ms: 1,
         },
     )
-}
-
-async fn settled(deps: &mktg_boot::Deps, key: &GoalKey) -> GoalState {
-    let start = Instant::now();
-    loop {
-        let state = deps.store.goal_state(key).await.unwrap();
-        if state.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
-            return state;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "goal did not settle: {:?}",
-            state.traces
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

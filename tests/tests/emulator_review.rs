@@ -6,11 +6,10 @@
 
 use async_trait::async_trait;
 use mktg_core::{Decision, Envelope, GoalId, GoalStatus, Message, TaskStatus, TenantId};
-use mktg_it::{emulator, fresh_tenant};
+use mktg_it::{emulator, fresh_tenant, settled};
 use mktg_llm::{ChatModel, ChatRequest, ChatResponse, LlmError, ScriptedModel};
 use mktg_store::{GoalKey, GoalState};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 struct Recording {
     inner: ScriptedModel,
@@ -28,22 +27,6 @@ impl ChatModel for Recording {
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         self.requests.lock().unwrap().push(request.clone());
         self.inner.complete(request).await
-    }
-}
-
-async fn settled(deps: &mktg_boot::Deps, key: &GoalKey) -> GoalState {
-    let start = Instant::now();
-    loop {
-        let state = deps.store.goal_state(key).await.unwrap();
-        if state.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
-            return state;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "goal did not settle: {:?}",
-            state.traces
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -7,8 +7,8 @@
 use mktg_boot::metrics::{date_of_day, day_of_ms};
 use mktg_core::message::goal_for_event;
 use mktg_core::{GoalStatus, QueueName, TenantId};
-use mktg_it::{emulator, fresh_tenant};
-use mktg_store::{GoalKey, GoalState};
+use mktg_it::{emulator, fresh_tenant, settled};
+use mktg_store::GoalKey;
 use std::time::{Duration, Instant};
 use webhook_intake::{intake, Answer, WebhookSecrets};
 
@@ -42,23 +42,6 @@ async fn post(
 
 fn now_secs(deps: &mktg_boot::Deps) -> i64 {
     i64::try_from(deps.clock.now_ms() / 1000).unwrap()
-}
-
-async fn settled(deps: &mktg_boot::Deps, key: &GoalKey) -> GoalState {
-    let start = Instant::now();
-    loop {
-        let state = deps.store.goal_state(key).await.unwrap();
-        if state.goal.as_ref().is_some_and(|g| g.status.is_settled()) {
-            return state;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "goal {} did not settle: {:?}",
-            key.goal,
-            state.traces
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -276,3 +276,48 @@ impl Bus for CountingBus {
         self.inner.put_external(source, detail_type, detail).await
     }
 }
+
+/// The scripted model, counting its calls.
+pub struct CountingModel {
+    pub inner: mktg_llm::ScriptedModel,
+    pub calls: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingModel {
+    pub fn new(inner: mktg_llm::ScriptedModel) -> Arc<Self> {
+        Arc::new(CountingModel {
+            inner,
+            calls: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// The real config's demo script.
+    pub fn demo() -> Arc<Self> {
+        let config = crate::real_config();
+        Self::new(
+            mktg_llm::ScriptedModel::load(&config.models.scripted_script)
+                .unwrap_or_else(|e| panic!("{e}")),
+        )
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl mktg_llm::ChatModel for CountingModel {
+    fn provider(&self) -> &str {
+        "scripted"
+    }
+    fn is_scripted(&self) -> bool {
+        true
+    }
+    async fn complete(
+        &self,
+        request: &mktg_llm::ChatRequest,
+    ) -> Result<mktg_llm::ChatResponse, mktg_llm::LlmError> {
+        self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.complete(request).await
+    }
+}
