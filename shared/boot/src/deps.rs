@@ -47,6 +47,8 @@ pub enum BootError {
     Model(String),
     #[error("{0}")]
     Secret(String),
+    #[error("{0}")]
+    Budget(String),
 }
 
 impl Deps {
@@ -147,10 +149,12 @@ impl Deps {
     /// As `build`, with an AWS config made by the caller (tests point it at
     /// the emulator without touching the process environment).
     pub fn build_with(settings: &Settings, aws: &aws_config::SdkConfig) -> Result<Deps, BootError> {
-        let config = Arc::new(mktg_config::load(&Paths {
+        let mut config = mktg_config::load(&Paths {
             config_dir: settings.config_dir.clone(),
             skills_dir: settings.skills_dir.clone(),
-        })?);
+        })?;
+        apply_budget_overrides(&mut config, settings)?;
+        let config = Arc::new(config);
         let (model, note) = choose_model(&config, settings, aws)?;
         let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(aws), &settings.table_name);
         let bus = SqsEventBridgeBus::new(
@@ -226,5 +230,75 @@ pub fn choose_model(
         (other, _) => Err(BootError::Model(format!(
             "unknown model provider \"{other}\" (from MKTG_PROVIDER or models.yaml); use auto, anthropic, bedrock or scripted"
         ))),
+    }
+}
+
+/// The deployment's default budgets from the environment (template
+/// parameters `MonthlyBudgetUsd`, `GoalBudgetUsd`); empty or absent keeps
+/// budget.yaml's.
+pub fn apply_budget_overrides(config: &mut Config, settings: &Settings) -> Result<(), BootError> {
+    let parse = |name: &str, raw: &Option<String>| -> Result<Option<f64>, BootError> {
+        match raw.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|usd| usd.is_finite() && *usd > 0.0)
+                .map(Some)
+                .ok_or_else(|| {
+                    BootError::Budget(format!(
+                        "{name}={v} is not an amount of dollars above 0 (set by the template parameter or your environment)"
+                    ))
+                }),
+        }
+    };
+    if let Some(usd) = parse("MKTG_MONTHLY_BUDGET_USD", &settings.monthly_budget_usd)? {
+        config.budget.monthly_usd = usd;
+    }
+    if let Some(usd) = parse("MKTG_GOAL_BUDGET_USD", &settings.goal_budget_usd)? {
+        config.budget.per_goal_usd = usd;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    fn settings(monthly: &str, goal: &str) -> Settings {
+        let env: HashMap<&str, String> = [
+            ("TABLE_NAME", "t".to_string()),
+            ("EVENT_BUS_NAME", "b".to_string()),
+            ("DIRECTOR_QUEUE_URL", "q".to_string()),
+            ("AGENT_QUEUE_URL", "q".to_string()),
+            ("REVIEW_QUEUE_URL", "q".to_string()),
+            ("TOOL_QUEUE_URL", "q".to_string()),
+            ("MKTG_MONTHLY_BUDGET_USD", monthly.to_string()),
+            ("MKTG_GOAL_BUDGET_USD", goal.to_string()),
+        ]
+        .into();
+        Settings::from_lookup(|k| env.get(k).cloned().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn config() -> Config {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        mktg_config::load(&Paths::under(&root)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn template_budgets_override_budget_yaml_and_bad_values_are_named() {
+        let mut c = config();
+        let yaml = (c.budget.monthly_usd, c.budget.per_goal_usd);
+        apply_budget_overrides(&mut c, &settings("", "")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.budget.monthly_usd, c.budget.per_goal_usd), yaml);
+        apply_budget_overrides(&mut c, &settings("250", "4.5")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.budget.monthly_usd, c.budget.per_goal_usd), (250.0, 4.5));
+        let err = apply_budget_overrides(&mut c, &settings("lots", "")).unwrap_err();
+        assert!(
+            err.to_string().contains("MKTG_MONTHLY_BUDGET_USD=lots"),
+            "{err}"
+        );
+        assert!(apply_budget_overrides(&mut c, &settings("", "-1")).is_err());
     }
 }

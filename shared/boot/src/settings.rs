@@ -29,6 +29,11 @@ pub struct Settings {
     pub anthropic_base_url: Option<String>,
     /// `MKTG_TENANT`, the default tenant of CLI commands.
     pub tenant: String,
+    /// `MKTG_MONTHLY_BUDGET_USD` and `MKTG_GOAL_BUDGET_USD`: the deployment's
+    /// default budgets (template parameters), overriding budget.yaml; a
+    /// tenant's `mktg budget set` still overrides both.
+    pub monthly_budget_usd: Option<String>,
+    pub goal_budget_usd: Option<String>,
 }
 
 /// A secret value whose Debug output is redacted, so it cannot reach logs.
@@ -105,6 +110,8 @@ impl Settings {
             secrets_prefix: lookup("MKTG_SECRETS_PREFIX").unwrap_or_else(|| "mktg/".into()),
             anthropic_base_url: lookup("ANTHROPIC_BASE_URL"),
             tenant: lookup("MKTG_TENANT").unwrap_or_else(|| "default".into()),
+            monthly_budget_usd: lookup("MKTG_MONTHLY_BUDGET_USD"),
+            goal_budget_usd: lookup("MKTG_GOAL_BUDGET_USD"),
         })
     }
 }
