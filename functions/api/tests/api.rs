@@ -1,0 +1,291 @@
+//! The API through its router with memory adapters: auth and roles, the
+//! tenant always from the key (another tenant's goal is not found),
+//! pagination, JSON errors, and every answer declared in the OpenAPI
+//! document.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use api::{route, Answer, ApiKeys, OPENAPI};
+use mktg_core::{Message, QueueName};
+use mktg_testkit::{memory_deps, TestDeps};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+fn keys() -> ApiKeys {
+    let h = |k: &str| hex::encode(Sha256::digest(k.as_bytes()));
+    ApiKeys::parse(&format!(
+        "alpha:editor:{},alpha:viewer:{},beta:owner:{}",
+        h("alpha-editor-key"),
+        h("alpha-viewer-key"),
+        h("beta-owner-key")
+    ))
+    .unwrap()
+}
+
+/// The path template of the OpenAPI document a concrete path matches.
+fn template(path: &str) -> String {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["goals", _] => "/goals/{id}".into(),
+        ["goals", _, "outputs"] => "/goals/{id}/outputs".into(),
+        _ => format!("/{}", parts.join("/")),
+    }
+}
+
+struct Client<'a> {
+    t: &'a TestDeps,
+    keys: ApiKeys,
+    doc: Value,
+}
+
+impl Client<'_> {
+    async fn call(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        key: Option<&str>,
+        body: Value,
+    ) -> Answer {
+        let (path, query) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        let auth = key.map(|k| format!("Bearer {k}"));
+        let bytes = if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        };
+        let a = route(
+            &self.t.deps,
+            &self.keys,
+            method,
+            path,
+            query,
+            auth.as_deref(),
+            &bytes,
+        )
+        .await;
+        // Contract: the answer's status is declared for this operation,
+        // and errors have the declared shape.
+        let op = &self.doc["paths"][template(path)][method.to_lowercase()];
+        if a.status != 404 || !op.is_null() {
+            assert!(
+                op["responses"][a.status.to_string()].is_object(),
+                "{method} {path} answered {} which the OpenAPI document does not declare",
+                a.status
+            );
+        }
+        if a.status >= 400 {
+            assert!(
+                a.body["code"].is_string() && a.body["message"].is_string(),
+                "{}",
+                a.body
+            );
+        }
+        a
+    }
+
+    /// Runs the director on what the API queued, so the goals exist.
+    async fn plan(&self) {
+        while let Some(env) = self.t.bus.pop(QueueName::Director) {
+            director::on_message(&self.t.deps, env).await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn keys_roles_tenants_pagination_and_errors() {
+    let t = memory_deps();
+    let c = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(OPENAPI).unwrap(),
+    };
+    // Open routes.
+    assert_eq!(
+        c.call("GET", "/health", None, Value::Null).await.status,
+        200
+    );
+    let doc = c.call("GET", "/openapi.json", None, Value::Null).await;
+    assert_eq!(doc.body["openapi"], "3.1.0");
+    // No key, a wrong key.
+    assert_eq!(c.call("GET", "/goals", None, Value::Null).await.status, 401);
+    assert_eq!(
+        c.call("GET", "/goals", Some("guess"), Value::Null)
+            .await
+            .status,
+        401
+    );
+    // A viewer cannot submit.
+    let no = c
+        .call(
+            "POST",
+            "/goals",
+            Some("alpha-viewer-key"),
+            json!({"text": "Write a blog post"}),
+        )
+        .await;
+    assert_eq!(
+        (no.status, no.body["code"].as_str()),
+        (403, Some("forbidden"))
+    );
+    // Bad bodies, with the reason.
+    for (body, why) in [
+        (json!({"text": ""}), "text must be"),
+        (
+            json!({"text": "x", "pipeline": "Nope"}),
+            "unknown pipeline \"Nope\"",
+        ),
+        (json!({"text": "x", "priority": "P9"}), "P9"),
+        (json!({"goal": "x"}), "not a goal"),
+    ] {
+        let a = c
+            .call("POST", "/goals", Some("alpha-editor-key"), body)
+            .await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert!(
+            a.body["message"].as_str().unwrap().contains(why),
+            "{}",
+            a.body
+        );
+    }
+    assert!(
+        t.bus.pending(QueueName::Director).is_empty(),
+        "nothing queued by refused requests"
+    );
+
+    // Five goals for alpha; the tenant comes from the key, whatever the body says.
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        t.clock.advance(1_000);
+        let a = c
+            .call(
+                "POST",
+                "/goals",
+                Some("alpha-editor-key"),
+                json!({"text": format!("Write blog post {i} about receipts")}),
+            )
+            .await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        ids.push(a.body["goal_id"].as_str().unwrap().to_string());
+    }
+    let queued = t.bus.pending(QueueName::Director);
+    assert!(queued.iter().all(
+        |e| e.tenant.as_str() == "alpha" && matches!(e.message, Message::GoalSubmitted { .. })
+    ));
+    c.plan().await;
+
+    // Pages of two, by cursor.
+    let mut seen = Vec::new();
+    let mut next = String::new();
+    let mut pages = 0;
+    loop {
+        let q = if next.is_empty() {
+            "/goals?limit=2".to_string()
+        } else {
+            format!("/goals?limit=2&cursor={next}")
+        };
+        let page = c
+            .call("GET", &q, Some("alpha-viewer-key"), Value::Null)
+            .await;
+        assert_eq!(page.status, 200);
+        pages += 1;
+        for g in page.body["goals"].as_array().unwrap() {
+            seen.push(g["id"].as_str().unwrap().to_string());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(cur) => next = cur.to_string(),
+            None => break,
+        }
+        assert!(pages < 10);
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids, "every goal once, oldest first");
+
+    // A goal with its tasks, for its tenant only.
+    let mine = c
+        .call(
+            "GET",
+            &format!("/goals/{}", ids[0]),
+            Some("alpha-viewer-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(mine.status, 200);
+    assert_eq!(mine.body["status"], "RUNNING");
+    assert!(!mine.body["tasks"].as_array().unwrap().is_empty());
+    let outputs = c
+        .call(
+            "GET",
+            &format!("/goals/{}/outputs", ids[0]),
+            Some("alpha-viewer-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(outputs.status, 200);
+    // beta (even as owner) does not see alpha's goals.
+    let theirs = c
+        .call(
+            "GET",
+            &format!("/goals/{}", ids[0]),
+            Some("beta-owner-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(theirs.status, 404);
+    let theirs = c
+        .call(
+            "GET",
+            &format!("/goals/{}/outputs", ids[0]),
+            Some("beta-owner-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(theirs.status, 404);
+    let list = c
+        .call("GET", "/goals", Some("beta-owner-key"), Value::Null)
+        .await;
+    assert_eq!(list.body["goals"].as_array().unwrap().len(), 0);
+    // Cost, and an unknown route.
+    let cost = c
+        .call("GET", "/cost", Some("beta-owner-key"), Value::Null)
+        .await;
+    assert_eq!(cost.status, 200);
+    assert_eq!(cost.body["calls"], 0);
+    assert_eq!(
+        c.call("DELETE", "/goals", Some("beta-owner-key"), Value::Null)
+            .await
+            .status,
+        404
+    );
+}
+
+#[test]
+fn the_openapi_document_lists_exactly_the_routes_served() {
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap();
+    let paths: Vec<&String> = doc["paths"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        paths,
+        [
+            "/cost",
+            "/goals",
+            "/goals/{id}",
+            "/goals/{id}/outputs",
+            "/health",
+            "/openapi.json"
+        ]
+    );
+}
+
+#[test]
+fn bad_key_configuration_is_refused_naming_the_entry() {
+    let good = hex::encode(Sha256::digest(b"k"));
+    assert!(ApiKeys::parse("").is_ok());
+    let e = ApiKeys::parse(&format!("alpha:admin:{good}")).unwrap_err();
+    assert!(e.contains("role \"admin\""), "{e}");
+    let e = ApiKeys::parse("alpha:viewer:abc").unwrap_err();
+    assert!(e.contains("64 hex digits"), "{e}");
+    let e = ApiKeys::parse("alpha-viewer").unwrap_err();
+    assert!(e.contains("\"alpha-viewer\""), "{e}");
+    assert!(!e.contains(&good));
+}
