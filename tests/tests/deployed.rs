@@ -97,3 +97,43 @@ async fn the_webhook_function_answers_a_function_url_request() {
     let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
     assert_eq!(body["error"], "unknown_source");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_function_answers_through_its_function_url_event() {
+    let emu = deployed().await;
+    let lambda = aws_sdk_lambda::Client::new(&emu.aws);
+    let functions = lambda.list_functions().send().await.unwrap();
+    let stack = emu.env["MKTG_STACK"].clone();
+    let name = functions
+        .functions()
+        .iter()
+        .filter_map(|f| f.function_name())
+        .find(|n| n.starts_with(&format!("{stack}-ApiFunction")))
+        .expect("api function deployed")
+        .to_string();
+    for (path, want) in [("/health", 200), ("/goals", 401)] {
+        let event = json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"accept": "application/json"},
+            "requestContext": {"http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+                               "accountId": "anonymous", "apiId": "x", "domainName": "x", "domainPrefix": "x", "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:06:00:00 +0000", "timeEpoch": 1_795_586_400_000_i64},
+            "isBase64Encoded": false
+        });
+        let out = lambda
+            .invoke()
+            .function_name(&name)
+            .payload(Blob::new(event.to_string()))
+            .send()
+            .await
+            .unwrap();
+        assert!(out.function_error().is_none(), "{:?}", out.payload());
+        let response: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
+        assert_eq!(response["statusCode"], want, "{path}: {response}");
+        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+        if want == 401 {
+            assert_eq!(body["code"], "unauthorized");
+        } else {
+            assert_eq!(body["status"], "ok");
+        }
+    }
+}
