@@ -1,7 +1,7 @@
 //! The pieces of the `mktg` tool that tests reuse: routing a message to its
 //! function's handler, and `mktg dev`'s queue pollers.
 
-pub mod approvals;
+pub use mktg_actions::approvals;
 pub mod dev;
 pub mod dlq;
 pub mod show;

@@ -1,6 +1,7 @@
 //! The REST API, first slice: health, the OpenAPI document, goals (submit,
-//! list with pagination, get with its tasks), a goal's outputs, and the
-//! month's cost. Every other route answers 404 with a JSON error.
+//! list with pagination, get with its tasks), a goal's outputs, the
+//! month's cost, and approvals (tool calls and budget shifts: list, approve,
+//! deny). Every other route answers 404 with a JSON error.
 //!
 //! Auth: `Authorization: Bearer <key>`. Keys are configured as
 //! `MKTG_API_KEYS=tenant:role:sha256hex,...` (the SHA-256 of each key, so
@@ -9,6 +10,7 @@
 //! `editor` also submits, `owner` may do everything.
 
 use lambda_http::{Body, Request, Response};
+use mktg_actions::approvals::{self, ApprovalError};
 use mktg_boot::Deps;
 use mktg_core::{Envelope, GoalId, Message, Priority, TenantId};
 use mktg_store::GoalKey;
@@ -276,6 +278,69 @@ pub async fn route(
                     "cost_usd": state.cost.micros as f64 / 1e6,
                 }),
             )
+        }
+        ("GET", ["approvals"]) => {
+            let calls = approvals::list(deps, tenant).await;
+            let shifts = approvals::pending_shifts(deps, tenant).await;
+            match (calls, shifts) {
+                (Ok(calls), Ok(shifts)) => ok(
+                    200,
+                    json!({
+                        "tool_calls": calls.iter().map(|a| json!({
+                            "reference": a.reference, "tool": a.tool, "effect": a.effect,
+                            "goal": a.goal, "task": a.task, "input": a.input, "at_ms": a.at_ms,
+                        })).collect::<Vec<_>>(),
+                        "budget_shifts": shifts,
+                    }),
+                ),
+                (Err(e), _) | (_, Err(e)) => error(503, "unavailable", format!("try again: {e}")),
+            }
+        }
+        ("POST", ["approvals", reference, verb @ ("approve" | "deny")]) => {
+            if let Some(no) = needs(Role::Editor) {
+                return no;
+            }
+            let approve = *verb == "approve";
+            let reason = if approve {
+                String::new()
+            } else {
+                match serde_json::from_slice::<Value>(body)
+                    .ok()
+                    .and_then(|b| b["reason"].as_str().map(str::trim).map(String::from))
+                    .filter(|r| !r.is_empty())
+                {
+                    Some(r) => r,
+                    None => {
+                        return error(
+                            400,
+                            "bad_request",
+                            "a denial needs {\"reason\": \"...\"}, which the agent reads",
+                        )
+                    }
+                }
+            };
+            let by = format!("api key ({} {:?})", tenant, principal.role);
+            let decided = if approvals::is_shift(reference) {
+                approvals::decide_shift(deps, tenant, reference, approve, &by, &reason)
+                    .await
+                    .map(|p| json!({"reference": reference, "status": p["status"], "allocation": p["shift"]["after"]}))
+            } else if approve {
+                approvals::approve(deps, tenant, reference, &by)
+                    .await
+                    .map(|c| json!({"reference": c.reference(), "status": c.status.to_string()}))
+            } else {
+                approvals::deny(deps, tenant, reference, &by, &reason)
+                    .await
+                    .map(|c| json!({"reference": c.reference(), "status": c.status.to_string()}))
+            };
+            match decided {
+                Ok(body) => ok(200, body),
+                Err(e @ ApprovalError::NotPending { .. }) => error(404, "not_found", e.to_string()),
+                Err(e @ (ApprovalError::Raced(_) | ApprovalError::Handler(_))) => {
+                    error(409, "conflict", e.to_string())
+                }
+                Err(e @ ApprovalError::Store(_)) => error(503, "unavailable", e.to_string()),
+            }
         }
         ("GET", ["cost"]) => {
             let month = mktg_boot::month_of(deps.clock.now_ms());

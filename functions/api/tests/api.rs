@@ -28,6 +28,7 @@ fn template(path: &str) -> String {
     match parts.as_slice() {
         ["goals", _] => "/goals/{id}".into(),
         ["goals", _, "outputs"] => "/goals/{id}/outputs".into(),
+        ["approvals", _, verb] => format!("/approvals/{{reference}}/{verb}"),
         _ => format!("/{}", parts.join("/")),
     }
 }
@@ -267,6 +268,9 @@ fn the_openapi_document_lists_exactly_the_routes_served() {
     assert_eq!(
         paths,
         [
+            "/approvals",
+            "/approvals/{reference}/approve",
+            "/approvals/{reference}/deny",
             "/cost",
             "/goals",
             "/goals/{id}",
@@ -288,4 +292,109 @@ fn bad_key_configuration_is_refused_naming_the_entry() {
     let e = ApiKeys::parse("alpha-viewer").unwrap_err();
     assert!(e.contains("\"alpha-viewer\""), "{e}");
     assert!(!e.contains(&good));
+}
+
+#[tokio::test]
+async fn budget_shifts_are_listed_and_decided_by_editors_of_their_tenant_only() {
+    let t = memory_deps();
+    let c = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(OPENAPI).unwrap(),
+    };
+    let proposal = json!({
+        "id": "shift-2026-11-30", "status": "pending", "created_ms": 1,
+        "shift": {"from": "linkedin_ads", "to": "google_ads", "amount": 200.0, "from_roi": 0.9, "to_roi": 4.0,
+                  "before": {"google_ads": 3000.0, "linkedin_ads": 1000.0},
+                  "after": {"google_ads": 3200.0, "linkedin_ads": 800.0}},
+    });
+    t.deps
+        .store
+        .commit(
+            &mktg_store::GoalKey::tenant_only("alpha".into()),
+            vec![mktg_store::Write::Doc {
+                tenant: "alpha".into(),
+                collection: "proposals".into(),
+                id: "shift-2026-11-30".into(),
+                body: proposal,
+                new_only: true,
+                ttl: None,
+            }],
+        )
+        .await
+        .unwrap();
+    let listed = c
+        .call("GET", "/approvals", Some("alpha-viewer-key"), Value::Null)
+        .await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["budget_shifts"][0]["id"], "shift-2026-11-30");
+    assert_eq!(listed.body["tool_calls"].as_array().unwrap().len(), 0);
+    // Another tenant sees nothing and cannot decide it.
+    let beta = c
+        .call("GET", "/approvals", Some("beta-owner-key"), Value::Null)
+        .await;
+    assert!(beta.body["budget_shifts"].as_array().unwrap().is_empty());
+    let no = c
+        .call(
+            "POST",
+            "/approvals/shift-2026-11-30/approve",
+            Some("beta-owner-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(no.status, 404, "{}", no.body);
+    // A viewer cannot decide; a denial needs a reason.
+    let no = c
+        .call(
+            "POST",
+            "/approvals/shift-2026-11-30/approve",
+            Some("alpha-viewer-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(no.status, 403);
+    let no = c
+        .call(
+            "POST",
+            "/approvals/shift-2026-11-30/deny",
+            Some("alpha-editor-key"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(no.status, 400);
+    // The editor approves: the allocation changes once.
+    let yes = c
+        .call(
+            "POST",
+            "/approvals/shift-2026-11-30/approve",
+            Some("alpha-editor-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(yes.status, 200, "{}", yes.body);
+    assert_eq!(yes.body["status"], "approved");
+    assert_eq!(yes.body["allocation"]["linkedin_ads"], 800.0);
+    assert_eq!(
+        t.bus.external_events().len(),
+        1,
+        "budget.shift_approved on the bus"
+    );
+    let late = c
+        .call(
+            "POST",
+            "/approvals/shift-2026-11-30/deny",
+            Some("alpha-editor-key"),
+            json!({"reason": "too late"}),
+        )
+        .await;
+    assert_eq!(late.status, 409, "{}", late.body);
+    let unknown = c
+        .call(
+            "POST",
+            "/approvals/t1.0.0.toolu_x/approve",
+            Some("alpha-editor-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(unknown.status, 404);
 }
