@@ -370,11 +370,7 @@ pub fn learnings(
 ) -> String {
     use mktg_core::learn::compare;
     let mut s = String::new();
-    let control: Vec<f64> = uses
-        .iter()
-        .filter(|u| u.control)
-        .filter_map(|u| u.score.map(f64::from))
-        .collect();
+    let control = mktg_core::learn::control_scores(uses);
     let _ = writeln!(
         s,
         "{skill}: {} learning(s); control group: {} scored revision(s){}",
@@ -403,11 +399,7 @@ pub fn learnings(
         if !report {
             continue;
         }
-        let with: Vec<f64> = uses
-            .iter()
-            .filter(|u| u.learnings.contains(&l.id))
-            .filter_map(|u| u.score.map(f64::from))
-            .collect();
+        let with = mktg_core::learn::scores_with(uses, |id| id == l.id);
         match compare(&with, &control) {
             Some(c) => {
                 let _ = writeln!(

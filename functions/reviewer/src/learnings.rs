@@ -168,17 +168,9 @@ async fn record_score(
         skill: task.skill.to_string(),
         used: mine.clone(),
     }];
-    let control: Vec<f64> = uses
-        .iter()
-        .filter(|u| u.control)
-        .filter_map(|u| u.score.map(f64::from))
-        .collect();
+    let control = learn::control_scores(&uses);
     for id in &mine.learnings {
-        let with: Vec<f64> = uses
-            .iter()
-            .filter(|u| u.learnings.contains(id))
-            .filter_map(|u| u.score.map(f64::from))
-            .collect();
+        let with = learn::scores_with(&uses, |used| used == id);
         let Some(c) = learn::compare(&with, &control) else {
             continue;
         };

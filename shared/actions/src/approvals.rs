@@ -101,14 +101,8 @@ pub async fn approve(
         next.status = CallStatus::Pending;
         next.decided_by = Some(format!("approved by {by}"));
         next.version += 1;
-        let trace = Trace {
-            at_ms: now,
-            subject: call.task.to_string(),
-            from: call.status.to_string(),
-            to: next.status.to_string(),
-            note: format!("tool call {} approved by {by}", call.reference()),
-        };
-        commit_decision(deps, &key, &call, &next, trace, &approval).await?;
+        let note = format!("tool call {} approved by {by}", call.reference());
+        commit_decision(deps, &key, &call, &next, now, note, &approval).await?;
     }
     // Sent after the commit; if this send is lost, running the command
     // again sends it again (the invoker runs a call once whatever it gets).
@@ -149,27 +143,31 @@ pub async fn deny(
         );
         next.decided_by = Some(format!("denied by {by}: {reason}"));
         next.version += 1;
-        let trace = Trace {
-            at_ms: now,
-            subject: call.task.to_string(),
-            from: call.status.to_string(),
-            to: next.status.to_string(),
-            note: format!("tool call {} denied by {by}: {reason}", call.reference()),
-        };
-        commit_decision(deps, &key, &call, &next, trace, &approval).await?;
+        let note = format!("tool call {} denied by {by}: {reason}", call.reference());
+        commit_decision(deps, &key, &call, &next, now, note, &approval).await?;
     }
     tool_invoker::resume_if_turn_done(deps, &key, &next).await?;
     Ok(next)
 }
 
+/// Stores a person's decision on `call` (now `next`), clears it from the
+/// pending approvals and traces it, if the call did not change meanwhile.
 async fn commit_decision(
     deps: &Deps,
     key: &GoalKey,
     call: &ToolCall,
     next: &ToolCall,
-    trace: Trace,
+    at_ms: u64,
+    note: String,
     approval: &PendingApproval,
 ) -> Result<(), ApprovalError> {
+    let trace = Trace {
+        at_ms,
+        subject: call.task.to_string(),
+        from: call.status.to_string(),
+        to: next.status.to_string(),
+        note,
+    };
     match deps
         .store
         .commit(

@@ -201,23 +201,35 @@ pub fn select_with_patterns<'a>(
     chosen
 }
 
+/// Review scores of the control group's revisions (run without learnings).
+pub fn control_scores(uses: &[LearningUse]) -> Vec<f64> {
+    uses.iter()
+        .filter(|u| u.control)
+        .filter_map(|u| u.score.map(f64::from))
+        .collect()
+}
+
+/// Review scores of the revisions whose prompt carried a learning that
+/// `carried` accepts.
+pub fn scores_with(uses: &[LearningUse], carried: impl Fn(&str) -> bool) -> Vec<f64> {
+    uses.iter()
+        .filter(|u| !u.control && u.learnings.iter().any(|id| carried(id)))
+        .filter_map(|u| u.score.map(f64::from))
+        .collect()
+}
+
 /// Whether a learning counts as validated: not pruned, backed by a passing
 /// review, and not shown to do worse than the control group.
 pub fn validated(l: &Learning, uses: &[LearningUse], pass: u8) -> bool {
+    validated_against(l, uses, &control_scores(uses), pass)
+}
+
+fn validated_against(l: &Learning, uses: &[LearningUse], control: &[f64], pass: u8) -> bool {
     if l.pruned.is_some() || l.score < pass {
         return false;
     }
-    let with: Vec<f64> = uses
-        .iter()
-        .filter(|u| !u.control && u.learnings.contains(&l.id))
-        .filter_map(|u| u.score.map(f64::from))
-        .collect();
-    let without: Vec<f64> = uses
-        .iter()
-        .filter(|u| u.control)
-        .filter_map(|u| u.score.map(f64::from))
-        .collect();
-    compare(&with, &without).is_none_or(|c| c.diff > 0.0)
+    let with = scores_with(uses, |id| id == l.id);
+    compare(&with, control).is_none_or(|c| c.diff > 0.0)
 }
 
 /// Groups validated learnings that say nearly the same thing (word overlap
@@ -230,9 +242,10 @@ pub fn patterns(
     min_similarity: f64,
     min_goals: usize,
 ) -> Vec<Pattern> {
+    let control = control_scores(uses);
     let mut valid: Vec<&Learning> = learnings
         .iter()
-        .filter(|l| validated(l, uses, pass))
+        .filter(|l| validated_against(l, uses, &control, pass))
         .collect();
     valid.sort_by(|a, b| {
         b.score
@@ -250,11 +263,6 @@ pub fn patterns(
             None => groups.push(vec![l]),
         }
     }
-    let control: Vec<f64> = uses
-        .iter()
-        .filter(|u| u.control)
-        .filter_map(|u| u.score.map(f64::from))
-        .collect();
     let mut out: Vec<Pattern> = groups
         .into_iter()
         .filter_map(|g| {
@@ -263,11 +271,7 @@ pub fn patterns(
                 return None;
             }
             let ids: Vec<String> = g.iter().map(|l| l.id.clone()).collect();
-            let with: Vec<f64> = uses
-                .iter()
-                .filter(|u| !u.control && u.learnings.iter().any(|id| ids.contains(id)))
-                .filter_map(|u| u.score.map(f64::from))
-                .collect();
+            let with = scores_with(uses, |id| ids.iter().any(|i| i == id));
             Some(Pattern {
                 id: g[0].id.clone(),
                 skill: g[0].skill.clone(),
