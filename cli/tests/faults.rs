@@ -186,12 +186,13 @@ impl Store for CrashingStore {
     > {
         self.inner.learnings(tenant, skill).await
     }
-    async fn goals_since(
+    async fn goals_after(
         &self,
         tenant: &TenantId,
-        since_ms: u64,
+        after: &str,
+        limit: usize,
     ) -> Result<Vec<mktg_core::Goal>, StoreError> {
-        self.inner.goals_since(tenant, since_ms).await
+        self.inner.goals_after(tenant, after, limit).await
     }
     async fn docs(
         &self,

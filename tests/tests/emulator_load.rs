@@ -22,4 +22,18 @@ async fn concurrent_goals_are_all_completed_once() {
     assert_eq!(r.duplicated, 0, "{r:?}");
     assert_eq!(r.tasks, n * 5);
     assert!(r.aws_requests > 0 && r.step_p95_ms >= r.step_p50_ms);
+    // Paging through DynamoDB's goal index: after the first goal's sort key
+    // come the other n - 1, in creation order; a millisecond prefix is
+    // inclusive of that millisecond.
+    let deps = emu.deps();
+    let all = deps.store.goals(&tenant, 100).await.unwrap();
+    assert_eq!(all.len(), n);
+    let first = mktg_store::keys::goals_by_tenant_sk(all[0].created_ms, &all[0].id);
+    let rest = deps.store.goals_after(&tenant, &first, 100).await.unwrap();
+    assert_eq!(rest, all[1..].to_vec());
+    let from_ms = format!("{:013}", all[0].created_ms);
+    assert_eq!(
+        deps.store.goals_after(&tenant, &from_ms, 2).await.unwrap(),
+        all[..2].to_vec()
+    );
 }

@@ -175,18 +175,38 @@ pub async fn route(
                 .and_then(|l| l.parse::<usize>().ok())
                 .unwrap_or(20)
                 .clamp(1, MAX_PAGE);
-            let after: u64 = query_param(query, "cursor")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(0);
-            match deps.store.goals_since(tenant, after).await {
-                Ok(goals) => {
-                    let page: Vec<_> = goals
-                        .iter()
-                        .filter(|g| g.created_ms > after || after == 0)
-                        .take(limit)
-                        .collect();
+            // The cursor is the last goal's place in creation order,
+            // `{created_ms}.{goal id}`: goals created in the same
+            // millisecond are neither skipped nor repeated.
+            let after = match query_param(query, "cursor") {
+                None => String::new(),
+                Some(c) => match c.split_once('.') {
+                    Some((ms, goal))
+                        if !ms.is_empty()
+                            && ms.bytes().all(|b| b.is_ascii_digit())
+                            && mktg_core::ids::is_valid_id(goal) =>
+                    {
+                        mktg_store::keys::goals_by_tenant_sk(
+                            ms.parse().unwrap_or(0),
+                            &GoalId::new(goal),
+                        )
+                    }
+                    _ => {
+                        return error(
+                            400,
+                            "bad_request",
+                            format!("cursor \"{c}\" is not a next_cursor this API gave"),
+                        )
+                    }
+                },
+            };
+            match deps.store.goals_after(tenant, &after, limit).await {
+                Ok(page) => {
                     let next = (page.len() == limit)
-                        .then(|| page.last().map(|g| g.created_ms.to_string()))
+                        .then(|| {
+                            page.last()
+                                .map(|g| format!("{:013}.{}", g.created_ms, g.id))
+                        })
                         .flatten();
                     ok(
                         200,

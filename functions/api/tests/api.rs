@@ -201,6 +201,15 @@ async fn keys_roles_tenants_pagination_and_errors() {
         assert!(pages < 10);
     }
     assert_eq!(pages, 3);
+    let bad = c
+        .call(
+            "GET",
+            "/goals?cursor=yesterday",
+            Some("alpha-viewer-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
     assert_eq!(seen, ids, "every goal once, oldest first");
 
     // A goal with its tasks, for its tenant only.

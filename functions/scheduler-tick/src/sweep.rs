@@ -95,7 +95,11 @@ pub async fn run(deps: &Deps, tenant: &TenantId, now_ms: u64) -> Result<String, 
     let window_ms = u64::from(deps.config.schedules.stale_after_minutes.max(1)) * 60_000;
     let goals = deps
         .store
-        .goals_since(tenant, now_ms.saturating_sub(LOOK_BACK_MS))
+        .goals_after(
+            tenant,
+            &format!("{:013}", now_ms.saturating_sub(LOOK_BACK_MS)),
+            usize::MAX,
+        )
         .await?;
     let running: Vec<_> = goals
         .into_iter()

@@ -213,54 +213,6 @@ fn counters_from_item(item: &HashMap<String, AttributeValue>) -> CostTotals {
 
 impl DynamoStore {
     /// Every item of one partition, following pagination.
-    /// The tenant's goals through GSI1 (sorted by creation), oldest first:
-    /// those created at or after `since_ms` when given, at most `limit`.
-    async fn goals_by_tenant(
-        &self,
-        tenant: &TenantId,
-        since_ms: Option<u64>,
-        limit: usize,
-    ) -> Result<Vec<Goal>, StoreError> {
-        let mut goals = Vec::new();
-        let mut start = None;
-        loop {
-            let mut q = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("GSI1")
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(keys::goals_by_tenant_pk(tenant)),
-                );
-            q = match since_ms {
-                Some(since) => q
-                    .key_condition_expression("GSI1PK = :pk AND GSI1SK >= :since")
-                    .expression_attribute_values(
-                        ":since",
-                        AttributeValue::S(format!("{since:013}")),
-                    ),
-                None => q.key_condition_expression("GSI1PK = :pk"),
-            };
-            let out = q
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(e, "Query GSI1"))?;
-            for item in out.items() {
-                goals.push(decode(&from_item(item)?)?);
-                if goals.len() >= limit {
-                    return Ok(goals);
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
-        }
-        Ok(goals)
-    }
-
     async fn partition(
         &self,
         pk: &str,
@@ -400,12 +352,50 @@ impl Store for DynamoStore {
     }
 
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError> {
-        self.goals_by_tenant(tenant, None, limit).await
+        self.goals_after(tenant, "", limit).await
     }
 
-    async fn goals_since(&self, tenant: &TenantId, since_ms: u64) -> Result<Vec<Goal>, StoreError> {
-        self.goals_by_tenant(tenant, Some(since_ms), usize::MAX)
-            .await
+    async fn goals_after(
+        &self,
+        tenant: &TenantId,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Goal>, StoreError> {
+        let mut goals = Vec::new();
+        let mut start = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("GSI1")
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(keys::goals_by_tenant_pk(tenant)),
+                );
+            q = if after.is_empty() {
+                q.key_condition_expression("GSI1PK = :pk")
+            } else {
+                q.key_condition_expression("GSI1PK = :pk AND GSI1SK > :after")
+                    .expression_attribute_values(":after", AttributeValue::S(after.to_string()))
+            };
+            let out = q
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(e, "Query GSI1"))?;
+            for item in out.items() {
+                goals.push(decode(&from_item(item)?)?);
+                if goals.len() >= limit {
+                    return Ok(goals);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(goals)
     }
 
     async fn costs(

@@ -160,32 +160,31 @@ impl Store for MemoryStore {
     }
 
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError> {
+        self.goals_after(tenant, "", limit).await
+    }
+
+    async fn goals_after(
+        &self,
+        tenant: &TenantId,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Goal>, StoreError> {
         let gsi = keys::goals_by_tenant_pk(tenant);
-        let mut records: Vec<Record> = {
+        let mut records: Vec<(String, Record)> = {
             let items = self.lock()?;
             items
                 .records
                 .values()
-                .filter(|r| r.gsi1.as_ref().map(|g| &g.0) == Some(&gsi))
-                .cloned()
+                .filter_map(|r| match &r.gsi1 {
+                    Some((pk, sk)) if *pk == gsi && sk.as_str() > after => {
+                        Some((sk.clone(), r.clone()))
+                    }
+                    _ => None,
+                })
                 .collect()
         };
-        records.sort_by(|a, b| {
-            a.gsi1
-                .as_ref()
-                .map(|g| &g.1)
-                .cmp(&b.gsi1.as_ref().map(|g| &g.1))
-        });
-        records.iter().take(limit).map(decode).collect()
-    }
-
-    async fn goals_since(&self, tenant: &TenantId, since_ms: u64) -> Result<Vec<Goal>, StoreError> {
-        Ok(self
-            .goals(tenant, usize::MAX)
-            .await?
-            .into_iter()
-            .filter(|g| g.created_ms >= since_ms)
-            .collect())
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        records.iter().take(limit).map(|(_, r)| decode(r)).collect()
     }
 
     async fn costs(

@@ -274,8 +274,17 @@ pub trait Store: Send + Sync {
     /// The tenant's goals, oldest first, at most `limit`.
     async fn goals(&self, tenant: &TenantId, limit: usize) -> Result<Vec<Goal>, StoreError>;
 
-    /// The tenant's goals created at or after `since_ms`, oldest first.
-    async fn goals_since(&self, tenant: &TenantId, since_ms: u64) -> Result<Vec<Goal>, StoreError>;
+    /// The tenant's goals after `after` in creation order, oldest first, at
+    /// most `limit`. `after` is exclusive: a sort key from
+    /// `keys::goals_by_tenant_sk` (a page's cursor), a `{ms:013}` prefix
+    /// (every goal created at or after that millisecond), or "" (from the
+    /// first).
+    async fn goals_after(
+        &self,
+        tenant: &TenantId,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<Goal>, StoreError>;
 
     /// The month's ledger rows: `TOTAL`, `GOAL#…`, `SKILL#…`, `MODEL#…`.
     async fn costs(

@@ -216,13 +216,14 @@ impl Store for CountingStore {
         }
         r
     }
-    async fn goals_since(
+    async fn goals_after(
         &self,
         tenant: &TenantId,
-        since_ms: u64,
+        after: &str,
+        limit: usize,
     ) -> Result<Vec<mktg_core::Goal>, StoreError> {
-        self.counts.add("dynamodb Query (GSI1 goals since)");
-        let r = self.inner.goals_since(tenant, since_ms).await;
+        self.counts.add("dynamodb Query (GSI1 goals after)");
+        let r = self.inner.goals_after(tenant, after, limit).await;
         if let Ok(v) = &r {
             self.counts.read(v);
         }
