@@ -63,9 +63,16 @@ async fn a_goal_completes_through_the_emulator_hosted_functions() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_webhook_function_answers_a_function_url_request() {
-    let emu = deployed().await;
+/// Invokes the stack's function `logical` (its logical id in the
+/// template) with a function-URL request, as the URL would, and returns the
+/// status and the JSON body of its answer.
+async fn invoke_url(
+    emu: &mktg_it::Emulator,
+    logical: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u64, Value) {
     let lambda = aws_sdk_lambda::Client::new(&emu.aws);
     let functions = lambda.list_functions().send().await.unwrap();
     let stack = emu.env["MKTG_STACK"].clone();
@@ -73,17 +80,19 @@ async fn the_webhook_function_answers_a_function_url_request() {
         .functions()
         .iter()
         .filter_map(|f| f.function_name())
-        .find(|n| n.starts_with(&format!("{stack}-WebhookIntakeFunction")))
-        .expect("webhook function deployed")
+        .find(|n| n.starts_with(&format!("{stack}-{logical}")))
+        .unwrap_or_else(|| panic!("{logical} is not deployed"))
         .to_string();
-    // A function URL request for a source with no secret configured.
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/hubspot", "rawQueryString": "",
+    let mut event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
         "headers": {"content-type": "application/json"},
-        "requestContext": {"http": {"method": "POST", "path": "/hubspot", "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
+        "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
                            "accountId": "anonymous", "apiId": "x", "domainName": "x", "domainPrefix": "x", "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:06:00:00 +0000", "timeEpoch": 1_795_586_400_000_i64},
-        "body": "{\"id\":\"1\",\"type\":\"x\"}", "isBase64Encoded": false
+        "isBase64Encoded": false
     });
+    if let Some(b) = body {
+        event["body"] = json!(b);
+    }
     let out = lambda
         .invoke()
         .function_name(&name)
@@ -93,47 +102,34 @@ async fn the_webhook_function_answers_a_function_url_request() {
         .unwrap();
     assert!(out.function_error().is_none(), "{:?}", out.payload());
     let response: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
-    assert_eq!(response["statusCode"], 404, "{response}");
-    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let status = response["statusCode"].as_u64().unwrap_or(0);
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_function_answers_a_function_url_request() {
+    let emu = deployed().await;
+    // A function URL request for a source with no secret configured.
+    let (status, body) = invoke_url(
+        &emu,
+        "WebhookIntakeFunction",
+        "POST",
+        "/hubspot",
+        Some("{\"id\":\"1\",\"type\":\"x\"}"),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
     assert_eq!(body["error"], "unknown_source");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_function_answers_through_its_function_url_event() {
     let emu = deployed().await;
-    let lambda = aws_sdk_lambda::Client::new(&emu.aws);
-    let functions = lambda.list_functions().send().await.unwrap();
-    let stack = emu.env["MKTG_STACK"].clone();
-    let name = functions
-        .functions()
-        .iter()
-        .filter_map(|f| f.function_name())
-        .find(|n| n.starts_with(&format!("{stack}-ApiFunction")))
-        .expect("api function deployed")
-        .to_string();
-    for (path, want) in [("/health", 200), ("/goals", 401)] {
-        let event = json!({
-            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-            "headers": {"accept": "application/json"},
-            "requestContext": {"http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
-                               "accountId": "anonymous", "apiId": "x", "domainName": "x", "domainPrefix": "x", "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:06:00:00 +0000", "timeEpoch": 1_795_586_400_000_i64},
-            "isBase64Encoded": false
-        });
-        let out = lambda
-            .invoke()
-            .function_name(&name)
-            .payload(Blob::new(event.to_string()))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.function_error().is_none(), "{:?}", out.payload());
-        let response: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
-        assert_eq!(response["statusCode"], want, "{path}: {response}");
-        let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
-        if want == 401 {
-            assert_eq!(body["code"], "unauthorized");
-        } else {
-            assert_eq!(body["status"], "ok");
-        }
-    }
+    let (status, body) = invoke_url(&emu, "ApiFunction", "GET", "/health", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "ok");
+    let (status, body) = invoke_url(&emu, "ApiFunction", "GET", "/goals", None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["code"], "unauthorized");
 }
