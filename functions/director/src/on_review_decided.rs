@@ -200,7 +200,7 @@ pub async fn run(
                 t.reason = Some(reason.clone());
                 t.feedback.extend(feedback);
                 // Self-healing first: a narrower attempt, within the limit.
-                if let Some((healed, trace, _)) = crate::on_task_failed::heal(
+                if let Some((healed, trace, _, ready)) = crate::on_task_failed::heal(
                     deps,
                     &state.calls,
                     t,
@@ -210,8 +210,7 @@ pub async fn run(
                 ) {
                     *t = healed;
                     traces.push(trace);
-                    let ready = t.outbox.pop();
-                    out.extend(ready);
+                    out.push(ready);
                 } else {
                     for other in tasks.iter_mut().filter(|t| t.status == TaskStatus::Pending) {
                         traces.push(other.transition(

@@ -32,11 +32,14 @@ pub async fn run(
         let now = deps.clock.now_ms();
         if let Some(task) = state.tasks.iter().find(|t| &t.id == task_id) {
             if task.status == TaskStatus::Failed {
-                if let Some((task_next, trace, kind)) =
+                if let Some((task_next, trace, kind, ready)) =
                     heal(deps, &state.calls, task, reason, None, now)
                 {
+                    // The retry's message goes out with the goal's, in one
+                    // flush.
                     let mut goal_next = goal.clone();
                     goal_next.version += 1;
+                    goal_next.outbox.push(ready);
                     goal_next.outbox.push(Outgoing::Event(DomainEvent::new(
                         "task.healing",
                         env.tenant.clone(),
@@ -58,10 +61,7 @@ pub async fn run(
                         Write::Trace(trace),
                     ];
                     match deps.store.commit(&key, writes).await {
-                        Ok(()) => {
-                            outbox::flush_goal(deps, &goal_next).await?;
-                            return outbox::flush_task(deps, &task_next).await;
-                        }
+                        Ok(()) => return outbox::flush_goal(deps, &goal_next).await,
                         Err(StoreError::Conflict(_)) => continue,
                         Err(e) => return Err(e.into()),
                     }
@@ -142,9 +142,10 @@ fn failing_servers(calls: &[ToolCall], task: &Task) -> Vec<String> {
 }
 
 /// The retried task (FAILED → ASSIGNED at the next revision, with its new
-/// strategy and the attempt recorded), its trace line and the failure's
-/// kind (`known`, or classified from the reason); `None` when the failure
-/// is not healed or the attempts are used up. `task` must be FAILED.
+/// strategy and the attempt recorded), its trace line, the failure's kind
+/// (`known`, or classified from the reason) and the TaskReady that starts
+/// the retry (for the caller's outbox); `None` when the failure is not
+/// healed or the attempts are used up. `task` must be FAILED.
 pub(crate) fn heal(
     deps: &Deps,
     calls: &[ToolCall],
@@ -152,7 +153,7 @@ pub(crate) fn heal(
     reason: &str,
     known: Option<FailureKind>,
     now: u64,
-) -> Option<(Task, mktg_core::Trace, FailureKind)> {
+) -> Option<(Task, mktg_core::Trace, FailureKind, Outgoing)> {
     let limits = deps.config.self_heal;
     let servers = failing_servers(calls, task);
     let kind = known.unwrap_or_else(|| classify(reason, &servers));
@@ -206,7 +207,7 @@ pub(crate) fn heal(
     next.strategy = strategy;
     next.revision += 1;
     next.reason = None;
-    next.outbox.push(Outgoing::Message(
+    let ready = Outgoing::Message(
         Envelope::new(
             task.tenant.clone(),
             task.goal.clone(),
@@ -216,7 +217,7 @@ pub(crate) fn heal(
             },
         )
         .delayed(delay_secs),
-    ));
+    );
     tracing::warn!(task = %task.id, %kind, attempt, strategy = %next.strategy.describe(), "self-healing");
-    Some((next, trace, kind))
+    Some((next, trace, kind, ready))
 }
