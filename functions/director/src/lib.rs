@@ -7,6 +7,7 @@
 mod consistency;
 mod on_event_received;
 mod on_goal_submitted;
+mod on_human;
 mod on_resume_task;
 mod on_review_decided;
 mod on_task_failed;
@@ -52,6 +53,14 @@ pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> 
             on_resume_task::run(deps, &env, task, *revision).await
         }
         Message::TaskFailed { task, reason } => on_task_failed::run(deps, &env, task, reason).await,
+        Message::CancelGoal { by, reason } => on_human::cancel(deps, &env, by, reason).await,
+        Message::ResolveEscalation {
+            task,
+            revision,
+            action,
+            by,
+            note,
+        } => on_human::resolve(deps, &env, task, *revision, *action, by, note).await,
         other => Err(HandlerError::Fail(format!(
             "director does not handle {} messages",
             other.kind()

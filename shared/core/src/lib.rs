@@ -20,7 +20,7 @@ pub mod status;
 pub mod tools;
 
 pub use ids::{GoalId, SkillName, TaskId, TenantId};
-pub use message::{DomainEvent, Envelope, Message, Outgoing, QueueName};
+pub use message::{DomainEvent, Envelope, Message, Outgoing, QueueName, Resolution};
 pub use model::{Goal, GoalSource, Output, Priority, Task, Trace, Turn, TurnToolUse, Usage};
 pub use review::{Decision, Finding, Review, Severity};
 pub use status::{GoalStatus, TaskStatus, TransitionError};

@@ -82,6 +82,42 @@ pub enum Message {
         revision: u32,
         turn: u32,
     },
+    /// A person cancels the goal: unfinished tasks stop, calls waiting for
+    /// approval are denied.
+    CancelGoal { by: String, reason: String },
+    /// A person decides an escalated task.
+    ResolveEscalation {
+        task: TaskId,
+        /// The escalated revision decided on.
+        revision: u32,
+        action: Resolution,
+        by: String,
+        #[serde(default)]
+        note: String,
+    },
+}
+
+/// What a person decided for an escalated task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Resolution {
+    /// The last output is good enough: approve it as it is.
+    Accept,
+    /// One more revision, with the person's note as feedback.
+    Retry,
+    /// Stop the goal.
+    Cancel,
+}
+
+impl Resolution {
+    pub fn parse(s: &str) -> Option<Resolution> {
+        match s {
+            "accept" => Some(Resolution::Accept),
+            "retry" => Some(Resolution::Retry),
+            "cancel" => Some(Resolution::Cancel),
+            _ => None,
+        }
+    }
 }
 
 /// The queues of the system; each is consumed by one function.
@@ -120,6 +156,8 @@ impl Message {
             | Message::TaskFailed { .. }
             | Message::ResumeTask { .. }
             | Message::EventReceived { .. }
+            | Message::CancelGoal { .. }
+            | Message::ResolveEscalation { .. }
             | Message::ReviewDecided { .. } => QueueName::Director,
             Message::TaskReady { .. } | Message::ToolsDone { .. } => QueueName::Agent,
             Message::ReviewRequested { .. } | Message::ReviewStep { .. } => QueueName::Review,
@@ -140,12 +178,17 @@ impl Message {
             Message::ToolCall { .. } => "ToolCall",
             Message::ReviewStep { .. } => "ReviewStep",
             Message::ToolsDone { .. } => "ToolsDone",
+            Message::CancelGoal { .. } => "CancelGoal",
+            Message::ResolveEscalation { .. } => "ResolveEscalation",
         }
     }
 
     pub fn task(&self) -> Option<&TaskId> {
         match self {
-            Message::GoalSubmitted { .. } | Message::EventReceived { .. } => None,
+            Message::GoalSubmitted { .. }
+            | Message::EventReceived { .. }
+            | Message::CancelGoal { .. } => None,
+            Message::ResolveEscalation { task, .. } => Some(task),
             Message::TaskReady { task, .. }
             | Message::TaskOutput { task, .. }
             | Message::ReviewRequested { task, .. }
@@ -175,6 +218,12 @@ impl Envelope {
                 keys::task_step(&tenant, &goal, task, "review", *revision)
             }
             Message::TaskFailed { task, .. } => keys::task_step(&tenant, &goal, task, "failed", 0),
+            // A goal is cancelled once; an escalation resolved once per
+            // revision (the handler ignores a stale one).
+            Message::CancelGoal { .. } => format!("{tenant}:{goal}:cancel"),
+            Message::ResolveEscalation { task, revision, .. } => {
+                keys::task_step(&tenant, &goal, task, "resolve", *revision)
+            }
             Message::ResumeTask { task, revision } => {
                 keys::task_step(&tenant, &goal, task, "resume", *revision)
             }
