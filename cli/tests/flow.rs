@@ -350,6 +350,7 @@ async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
         monthly_usd: 1000.0,
         per_goal_usd: (first_task_micros - 1) as f64 / 1e6,
         updated_ms: 0,
+        plan: None,
     };
     t.deps
         .store
@@ -410,6 +411,7 @@ async fn a_goal_over_its_budget_parks_and_resumes_when_the_budget_is_raised() {
         monthly_usd: 1000.0,
         per_goal_usd: 50.0,
         updated_ms: 1,
+        plan: None,
     };
     t.deps
         .store
@@ -483,6 +485,7 @@ async fn at_the_critical_level_calls_are_downgraded_and_each_level_is_announced_
         monthly_usd: 1.0,
         per_goal_usd: 50.0,
         updated_ms: 0,
+        plan: None,
     };
     t.deps
         .store

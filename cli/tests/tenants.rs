@@ -111,6 +111,7 @@ async fn no_write_in_a_commit_for_one_tenant_may_touch_another() {
                 monthly_usd: 1e6,
                 per_goal_usd: 1e6,
                 updated_ms: 1,
+                plan: None,
             },
         },
         Write::TakeRate {

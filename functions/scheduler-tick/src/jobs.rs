@@ -50,6 +50,24 @@ pub async fn run(
         Job::SweepStuckWork => {
             crate::sweep::run(deps, tenant, deps.clock.now_ms().max(slot_ms)).await
         }
+        Job::ReportUsage => report_usage(deps, tenant).await,
+    }
+}
+
+async fn report_usage(deps: &Deps, tenant: &TenantId) -> Result<String, HandlerError> {
+    let Some(stripe) = crate::billing::Stripe::current() else {
+        return Ok("skipped: STRIPE_SECRET_KEY is not set".into());
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(20))
+        .build()
+        .map_err(|e| HandlerError::Retry(e.to_string()))?;
+    match crate::billing::report_usage(deps, tenant, &stripe, &http).await {
+        Ok(crate::billing::Reported::Nothing(why)) => Ok(why),
+        Ok(crate::billing::Reported::Sent { cents, identifier }) => {
+            Ok(format!("reported {cents} cents to Stripe ({identifier})"))
+        }
+        Err(e) => Err(HandlerError::Retry(e.to_string())),
     }
 }
 

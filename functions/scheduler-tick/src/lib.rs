@@ -8,6 +8,7 @@
 //! re-sending (it sees the claim without its `sent` mark), and the director
 //! ignores a second submission of the same goal.
 
+pub mod billing;
 pub mod jobs;
 pub mod sweep;
 

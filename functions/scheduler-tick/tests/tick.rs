@@ -149,6 +149,7 @@ async fn a_throttled_budget_skips_low_priority_schedules() {
                     monthly_usd: 1.0,
                     per_goal_usd: 1.0,
                     updated_ms: 0,
+                    plan: None,
                 },
             }],
         )

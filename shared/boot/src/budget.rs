@@ -9,13 +9,24 @@ use mktg_store::{keys, GoalKey, StoreError, Write};
 /// The tenant's own budget if one was set (`mktg budget set`), otherwise
 /// budget.yaml's.
 pub async fn limits(deps: &Deps, tenant: &TenantId) -> Result<Limits, HandlerError> {
-    let (monthly, per_goal) = match deps.store.budget(tenant).await? {
+    let own = deps.store.budget(tenant).await?;
+    let (mut monthly, mut per_goal) = match &own {
         Some(b) => (b.monthly_usd, b.per_goal_usd),
         None => (
             deps.config.budget.monthly_usd,
             deps.config.budget.per_goal_usd,
         ),
     };
+    // A plan caps what the tenant's own budget allows.
+    if let Some(plan) = deps
+        .config
+        .budget
+        .billing
+        .plan_of(own.as_ref().and_then(|b| b.plan.as_deref()))
+    {
+        monthly = monthly.min(plan.monthly_usd);
+        per_goal = per_goal.min(plan.per_goal_usd);
+    }
     Ok(Limits {
         month_micros: usd_to_micros(monthly),
         goal_micros: usd_to_micros(per_goal),

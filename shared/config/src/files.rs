@@ -189,6 +189,26 @@ pub struct BudgetFile {
     pub monthly_usd: f64,
     pub per_goal_usd: f64,
     pub levels: Vec<S<LevelEntry>>,
+    #[serde(default)]
+    pub billing: Option<S<BillingEntry>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BillingEntry {
+    pub meter_event: String,
+    #[serde(default)]
+    pub default_plan: Option<String>,
+    pub plans: BTreeMap<String, PlanEntry>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanEntry {
+    pub description: String,
+    pub monthly_usd: f64,
+    pub per_goal_usd: f64,
+    pub markup: f64,
 }
 
 #[derive(Debug, Deserialize)]

@@ -77,6 +77,39 @@ pub struct Budget {
     pub monthly_usd: f64,
     pub per_goal_usd: f64,
     pub levels: Vec<mktg_core::cost::Level>,
+    pub billing: Billing,
+}
+
+/// Plans a hosted tenant can be on, and how usage is billed (budget.yaml
+/// `billing:`). With no plans every tenant is limited by its budget only.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Billing {
+    /// The event name of the Stripe meter usage is reported to.
+    pub meter_event: String,
+    /// The plan of a tenant that chose none (none: no plan cap).
+    pub default_plan: Option<String>,
+    pub plans: BTreeMap<String, Plan>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    pub name: String,
+    pub description: String,
+    /// Caps on the tenant's model spend; the budget gate enforces the lower
+    /// of these and the tenant's own budget.
+    pub monthly_usd: f64,
+    pub per_goal_usd: f64,
+    /// Billed amount per dollar of model cost.
+    pub markup: f64,
+}
+
+impl Billing {
+    /// The plan a tenant is on: the one it chose, else the default.
+    pub fn plan_of(&self, chosen: Option<&str>) -> Option<&Plan> {
+        chosen
+            .or(self.default_plan.as_deref())
+            .and_then(|p| self.plans.get(p))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -115,14 +148,17 @@ pub enum Job {
     /// Re-send the message that drives work which made no progress for
     /// `stale_after_minutes` (a crashed invocation, a lost message).
     SweepStuckWork,
+    /// Report the month's unreported usage to the Stripe meter.
+    ReportUsage,
 }
 
 impl Job {
-    pub const ALL: [(&'static str, Job); 4] = [
+    pub const ALL: [(&'static str, Job); 5] = [
         ("check-metrics", Job::CheckMetrics),
         ("compound-learnings", Job::CompoundLearnings),
         ("propose-budget-shifts", Job::ProposeBudgetShifts),
         ("sweep-stuck-work", Job::SweepStuckWork),
+        ("report-usage", Job::ReportUsage),
     ];
 
     pub fn name(self) -> &'static str {

@@ -426,6 +426,57 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             ),
         );
     }
+    let mut billing = crate::Billing::default();
+    if let Some(b) = &bf.billing {
+        let entry = &b.value;
+        if entry.meter_event.trim().is_empty() {
+            errors.at(
+                &budget_path,
+                b,
+                "billing.meter_event must name the Stripe meter's event",
+            );
+        }
+        for (name, p) in &entry.plans {
+            for (what, v) in [
+                ("monthly_usd", p.monthly_usd),
+                ("per_goal_usd", p.per_goal_usd),
+                ("markup", p.markup),
+            ] {
+                if !(v >= 0.0 && v.is_finite()) {
+                    errors.at(
+                        &budget_path,
+                        b,
+                        format!("plan \"{name}\": {what} must be a non-negative number, got {v}"),
+                    );
+                }
+            }
+            billing.plans.insert(
+                name.clone(),
+                crate::Plan {
+                    name: name.clone(),
+                    description: p.description.clone(),
+                    monthly_usd: p.monthly_usd,
+                    per_goal_usd: p.per_goal_usd,
+                    markup: p.markup,
+                },
+            );
+        }
+        if let Some(d) = &entry.default_plan {
+            if !entry.plans.contains_key(d) {
+                let known: Vec<&str> = entry.plans.keys().map(String::as_str).collect();
+                errors.at(
+                    &budget_path,
+                    b,
+                    format!(
+                        "billing.default_plan \"{d}\" is not a plan; plans: {}",
+                        known.join(", ")
+                    ),
+                );
+            }
+        }
+        billing.meter_event = entry.meter_event.clone();
+        billing.default_plan = entry.default_plan.clone();
+    }
     let mut levels = Vec::new();
     let mut last = f64::MIN;
     for level in &bf.levels {
@@ -751,6 +802,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
             monthly_usd: bf.monthly_usd,
             per_goal_usd: bf.per_goal_usd,
             levels,
+            billing,
         },
         models: Models {
             provider: mf.provider.value,

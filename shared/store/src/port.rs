@@ -216,6 +216,9 @@ pub struct TenantBudget {
     pub monthly_usd: f64,
     pub per_goal_usd: f64,
     pub updated_ms: u64,
+    /// The billing plan the tenant chose (budget.yaml `billing.plans`).
+    #[serde(default)]
+    pub plan: Option<String>,
 }
 
 /// A task the budget gate parked.
