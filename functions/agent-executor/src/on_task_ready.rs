@@ -290,6 +290,7 @@ async fn execute(
                 })
                 .collect();
             let (learnings, used) = learnings_for(deps, key, task, &goal).await?;
+            let context = mktg_boot::context::load(deps, &key.tenant).await?;
             let request = build_request(RequestParts {
                 config: &deps.config,
                 goal: &goal,
@@ -302,6 +303,7 @@ async fn execute(
                 history: &history,
                 last_turn,
                 learnings: &learnings,
+                context: context.as_ref(),
             });
             checkpoint::call_and_record(
                 deps,

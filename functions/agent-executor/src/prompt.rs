@@ -25,6 +25,8 @@ pub struct RequestParts<'a> {
     pub last_turn: bool,
     /// What worked before for this skill (none for the control group).
     pub learnings: &'a [Learning],
+    /// The tenant's product marketing context, if written.
+    pub context: Option<&'a mktg_boot::context::ProductContext>,
 }
 
 /// Said once in the system prompt of a skill that has tools.
@@ -43,6 +45,7 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
         history,
         last_turn,
         learnings,
+        context,
     } = parts;
     let skill = config.skill(&task.skill);
     let instructions = skill.map(|s| s.instructions.as_str()).unwrap_or_default();
@@ -188,6 +191,9 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
     }
     let has_tools = !tools.is_empty() || history.iter().any(|(t, _)| !t.tool_uses.is_empty());
     let mut system = instructions.to_string();
+    if let Some(c) = context {
+        system.push_str(&c.to_prompt());
+    }
     if has_tools {
         system.push_str(TOOL_RULES);
     }

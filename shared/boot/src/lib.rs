@@ -4,6 +4,7 @@
 
 pub mod budget;
 pub mod checkpoint;
+pub mod context;
 pub mod dead_letter;
 mod deps;
 mod error;
