@@ -170,6 +170,19 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=10))]
         batch_size: i32,
     },
+    /// Serve the dashboard and the REST API on a local port, over the
+    /// emulator, with every function's handler running in this process
+    /// (as `mktg dev`). Keys come from MKTG_API_KEYS; without it an owner
+    /// key for the tenant is made once and kept in .mktg/api-key.
+    /// Stops on Ctrl-C.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        /// Serve only; run no handlers (when `mktg dev` runs elsewhere).
+        #[arg(long)]
+        no_workers: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -304,7 +317,9 @@ async fn run(cli: Cli) -> Result<()> {
     if let Command::Tools { action } = &cli.command {
         return tools_command(&cli.root, action).await;
     }
-    if std::env::var("MKTG_LOG").is_ok() || matches!(cli.command, Command::Dev { .. }) {
+    if std::env::var("MKTG_LOG").is_ok()
+        || matches!(cli.command, Command::Dev { .. } | Command::Serve { .. })
+    {
         std::env::set_var(
             "RUST_LOG",
             std::env::var("MKTG_LOG").unwrap_or_else(|_| "info".into()),
@@ -392,42 +407,24 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Escalations { goals } => {
-            let list = deps.store.goals(&tenant, goals).await?;
-            let mut found = 0;
-            for g in list {
-                let state = deps
-                    .store
-                    .goal_state(&GoalKey::new(tenant.clone(), g.id.clone()))
-                    .await?;
-                for t in state
-                    .tasks
-                    .iter()
-                    .filter(|t| t.status == mktg_core::TaskStatus::Escalated)
-                {
-                    found += 1;
+            let list = mktg_actions::views::escalations(&deps, &tenant, goals).await?;
+            for e in &list {
+                println!(
+                    "{} / {}  ({}, revision {})  {}",
+                    e.goal, e.task, e.skill, e.revision, e.reason
+                );
+                if let Some(last) = &e.last_review {
                     println!(
-                        "{} / {}  ({}, revision {})  {}",
-                        g.id,
-                        t.id,
-                        t.skill,
-                        t.revision,
-                        t.reason.as_deref().unwrap_or("")
+                        "    last review ({} on revision {}): {} {}",
+                        last["reviewer"].as_str().unwrap_or_default(),
+                        last["revision"],
+                        last["decision"].as_str().unwrap_or_default(),
+                        last["summary"].as_str().unwrap_or_default()
                     );
-                    if let Some(last) = state
-                        .reviews
-                        .iter()
-                        .filter(|r| r.task == t.id)
-                        .max_by_key(|r| (r.revision, r.at_ms))
-                    {
-                        println!(
-                            "    last review ({} on revision {}): {} {}",
-                            last.reviewer, last.revision, last.decision, last.summary
-                        );
-                    }
-                    println!("    see: mktg status {} --full", g.id);
                 }
+                println!("    see: mktg status {} --full", e.goal);
             }
-            if found == 0 {
+            if list.is_empty() {
                 println!("no escalated tasks");
             }
             Ok(())
@@ -627,6 +624,9 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Serve { listen, no_workers } => {
+            serve(&cli.root, deps, &settings, listen, !no_workers).await
+        }
         Command::Dev { batch_size } => {
             println!("mktg dev: running director, agent-executor, reviewer and tool-invoker against the emulator; using the {provider_note}. Ctrl-C stops.");
             let stop = Arc::new(AtomicBool::new(false));
@@ -652,6 +652,88 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// The API keys `mktg serve` accepts: MKTG_API_KEYS, or a local owner key
+/// for the tenant, made once and kept (mode 0600) in .mktg/api-key.
+fn local_keys(root: &std::path::Path, tenant: &TenantId) -> Result<(api::ApiKeys, Option<String>)> {
+    if let Ok(spec) = std::env::var("MKTG_API_KEYS") {
+        return Ok((
+            api::ApiKeys::parse(&spec).map_err(|e| anyhow::anyhow!(e))?,
+            None,
+        ));
+    }
+    let path = root.join(".mktg/api-key");
+    let key = match std::fs::read_to_string(&path) {
+        Ok(k) if !k.trim().is_empty() => k.trim().to_string(),
+        _ => {
+            let key = format!("mktg_local_{}", uuid::Uuid::new_v4().simple());
+            std::fs::create_dir_all(root.join(".mktg"))?;
+            std::fs::write(&path, &key).with_context(|| format!("writing {}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            key
+        }
+    };
+    let spec = api::ApiKeys::entry(tenant.as_str(), api::Role::Owner, &key);
+    Ok((
+        api::ApiKeys::parse(&spec).map_err(|e| anyhow::anyhow!(e))?,
+        Some(key),
+    ))
+}
+
+async fn serve(
+    root: &std::path::Path,
+    deps: Deps,
+    settings: &Settings,
+    listen: std::net::SocketAddr,
+    workers: bool,
+) -> Result<()> {
+    let tenant = TenantId::new(settings.tenant.clone());
+    let (keys, local) = local_keys(root, &tenant)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen} (is another mktg serve running? use --listen)")
+        })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(dev::DevStats::default());
+    let handle = if workers {
+        let consumer = SqsConsumer::new(sqs_client().await);
+        Some(tokio::spawn(dev::run(
+            deps.clone(),
+            consumer,
+            settings.queue_urls.clone(),
+            10,
+            stop.clone(),
+            stats.clone(),
+        )))
+    } else {
+        None
+    };
+    println!("mktg serve: the dashboard and the REST API at http://{listen}/ (OpenAPI at /openapi.json); {}.", deps.model_note);
+    if workers {
+        println!("  every function's handler runs in this process, polling the emulator's queues");
+    }
+    match local {
+        Some(key) => println!(
+            "  sign in with the owner key of tenant {tenant} (kept in .mktg/api-key): {key}\n  or open http://{listen}/#key={key}"
+        ),
+        None => println!("  keys: MKTG_API_KEYS"),
+    }
+    println!("  Ctrl-C stops.");
+    mktg_cli::serve::run(deps, keys, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = handle {
+        h.await??;
+    }
+    Ok(())
 }
 
 fn validate(root: &std::path::Path) -> Result<()> {
@@ -984,33 +1066,33 @@ async fn tools_command(root: &std::path::Path, action: &ToolsAction) -> Result<(
 }
 
 async fn budget_show(deps: &Deps, tenant: &TenantId) -> Result<()> {
-    let limits = mktg_boot::budget::limits(deps, tenant).await?;
-    let own = deps.store.budget(tenant).await?;
-    let month = mktg_boot::month_of(deps.clock.now_ms());
-    let spent = mktg_boot::budget::month_spent(deps, tenant, &month).await?;
-    let level = mktg_core::cost::level_for(spent, limits.month_micros, &deps.config.budget.levels);
+    let v = mktg_actions::budget::view(deps, tenant).await?;
     println!(
-        "budget for tenant {tenant} ({}): {} a month, {} per goal",
-        if own.is_some() {
+        "budget for tenant {tenant} ({}{}): {} a month, {} per goal",
+        if v.source == "tenant" {
             "set with mktg budget set"
         } else {
             "from config/budget.yaml"
         },
-        show::dollars(limits.month_micros),
-        show::dollars(limits.goal_micros)
+        v.plan
+            .as_deref()
+            .map(|p| format!(", capped by plan {p}"))
+            .unwrap_or_default(),
+        show::dollars((v.monthly_usd * 1e6) as u64),
+        show::dollars((v.per_goal_usd * 1e6) as u64)
     );
     println!(
-        "{month}: spent {} ({:.1}%), level {}",
-        show::usd(spent),
-        mktg_core::cost::percent_used(spent, limits.month_micros),
-        level.map_or("normal", |l| l.name.as_str())
+        "{}: spent {} ({:.1}%), level {}",
+        v.month,
+        show::usd((v.spent_usd * 1e6).round() as u64),
+        v.percent_used,
+        v.level
     );
-    let parked = deps.store.parked(tenant).await?;
-    if parked.is_empty() {
+    if v.parked.is_empty() {
         println!("no tasks are parked by the budget");
     } else {
-        println!("{} parked task(s):", parked.len());
-        for p in parked {
+        println!("{} parked task(s):", v.parked.len());
+        for p in v.parked {
             println!(
                 "  {} {} (revision {}): {}",
                 p.goal, p.task, p.revision, p.reason
@@ -1026,49 +1108,26 @@ async fn budget_set(
     monthly: f64,
     per_goal: Option<f64>,
 ) -> Result<()> {
-    let per_goal = per_goal.unwrap_or(deps.config.budget.per_goal_usd);
-    for (name, v) in [("--monthly", monthly), ("--per-goal", per_goal)] {
-        if !(v.is_finite() && v >= 0.0) {
-            bail!("{name} must be a non-negative number of dollars, got {v}");
-        }
-    }
-    let budget = mktg_store::TenantBudget {
-        monthly_usd: monthly,
-        per_goal_usd: per_goal,
-        updated_ms: deps.clock.now_ms(),
-    };
-    deps.store
-        .commit(
-            &GoalKey::tenant_only(tenant.clone()),
-            vec![mktg_store::Write::Budget {
-                tenant: tenant.clone(),
-                budget,
-            }],
-        )
-        .await?;
-    println!("budget for tenant {tenant}: ${monthly:.2} a month, ${per_goal:.2} per goal");
-    let parked = deps.store.parked(tenant).await?;
-    for p in &parked {
-        let env = Envelope::new(
-            tenant.clone(),
-            p.goal.clone(),
-            Message::ResumeTask {
-                task: p.task.clone(),
-                revision: p.revision,
-            },
+    let resumed = mktg_actions::budget::set(deps, tenant, monthly, per_goal).await?;
+    let v = mktg_actions::budget::view(deps, tenant).await?;
+    println!(
+        "budget for tenant {tenant}: ${monthly:.2} a month, ${:.2} per goal",
+        per_goal.unwrap_or(deps.config.budget.per_goal_usd)
+    );
+    if let Some(plan) = &v.plan {
+        println!(
+            "  plan {plan} caps it at ${:.2} a month, ${:.2} per goal",
+            v.monthly_usd, v.per_goal_usd
         );
-        deps.bus.send(&env).await?;
+    }
+    for p in &resumed {
         println!("  resuming {} {} (was: {})", p.goal, p.task, p.reason);
     }
-    if parked.is_empty() {
+    if resumed.is_empty() {
         println!("no parked tasks to resume");
     }
     Ok(())
 }
-
-/// Tokens assumed per call for a skill with no measured history yet.
-const DEFAULT_INPUT_TOKENS: u64 = 3_000;
-const DEFAULT_OUTPUT_TOKENS: u64 = 1_500;
 
 async fn dry_run(
     deps: &Deps,
@@ -1077,14 +1136,11 @@ async fn dry_run(
     pipeline: Option<&str>,
     priority: Priority,
 ) -> Result<()> {
-    let key = GoalKey::new(tenant.clone(), GoalId::new("dry-run"));
-    let choice = match director::choose_plan(deps, &key, text, pipeline, priority, false).await? {
-        Ok(c) => c,
-        Err(reason) => bail!("{reason}"),
+    let f = match mktg_actions::forecast::forecast(deps, tenant, text, pipeline, priority).await {
+        Ok(f) => f,
+        Err(e) => bail!("{e}"),
     };
-    let month = mktg_boot::month_of(deps.clock.now_ms());
-    let history = deps.store.costs(tenant, &month).await?;
-    println!("dry run: nothing is stored or sent\n{}\n", choice.note);
+    println!("dry run: nothing is stored or sent\n{}\n", f.note);
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header([
@@ -1096,64 +1152,26 @@ async fn dry_run(
         "est. cost",
         "basis",
     ]);
-    let mut total = 0u64;
-    for task in &choice.tasks {
-        let tier = deps
-            .config
-            .skill(&task.skill)
-            .map(|s| s.tier.clone())
-            .unwrap_or_else(|| "sonnet".into());
-        let measured = history
-            .iter()
-            .find(|(k, _)| k == &format!("SKILL#{}", task.skill))
-            .map(|(_, c)| *c)
-            .filter(|c| c.calls > 0);
-        let (input, output, basis) = match measured {
-            Some(c) => (
-                c.input_tokens / c.calls,
-                c.output_tokens / c.calls,
-                format!("average of {} call(s) this month", c.calls),
-            ),
-            None => (
-                DEFAULT_INPUT_TOKENS,
-                DEFAULT_OUTPUT_TOKENS,
-                "default (no history yet)".to_string(),
-            ),
-        };
-        let usage = mktg_core::Usage {
-            input_tokens: input,
-            output_tokens: output,
-            ..Default::default()
-        };
-        let micros = mktg_core::cost::cost_micros(
-            &usage,
-            &deps.config.models.prices(&tier).unwrap_or_default(),
-        );
-        total += micros;
-        let after = if task.deps.is_empty() {
-            "-".to_string()
-        } else {
-            task.deps
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+    for t in &f.tasks {
         table.add_row([
-            task.id.to_string(),
-            task.skill.to_string(),
-            after,
-            tier,
-            format!("{input}/{output}"),
-            show::usd(micros),
-            basis,
+            t.id.clone(),
+            t.skill.clone(),
+            if t.deps.is_empty() {
+                "-".to_string()
+            } else {
+                t.deps.join(", ")
+            },
+            t.tier.clone(),
+            format!("{}/{}", t.input_tokens, t.output_tokens),
+            show::usd(t.micros),
+            t.basis.clone(),
         ]);
     }
     println!("{table}");
     println!(
         "forecast: {} for {} task(s) at one call each, before revisions (prices from config/models.yaml)",
-        show::usd(total),
-        choice.tasks.len()
+        show::usd(f.total_micros),
+        f.tasks.len()
     );
     Ok(())
 }
@@ -1176,28 +1194,23 @@ fn schedules(root: &std::path::Path, next: usize) -> Result<()> {
         "starts",
         "next (UTC)",
     ]);
-    let now = chrono::Utc::now();
-    for s in &cfg.schedules.list {
-        let starts = match &s.target {
-            mktg_config::ScheduleTarget::Goal(g) => format!("goal: {g}"),
-            mktg_config::ScheduleTarget::Pipeline(p) => format!("pipeline: {p}"),
-            mktg_config::ScheduleTarget::Job(j) => format!("job: {}", j.name()),
-        };
-        let fires: Vec<String> = scheduler_tick::next_fires(s, now, next)
+    for s in mktg_actions::views::schedules(&cfg, chrono::Utc::now(), next) {
+        let fires: Vec<String> = s
+            .next
             .iter()
+            .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.format("%a %Y-%m-%d %H:%M").to_string())
             .collect();
-        let name = if s.enabled {
-            s.id.clone()
-        } else {
-            format!("{} (disabled)", s.id)
-        };
         t.add_row([
-            name,
-            s.cron.pattern.to_string(),
-            s.timezone.to_string(),
-            s.priority.to_string(),
-            starts,
+            if s.enabled {
+                s.id
+            } else {
+                format!("{} (disabled)", s.id)
+            },
+            s.cron,
+            s.timezone,
+            s.priority,
+            format!("{}: {}", s.kind, s.what),
             fires.join("\n"),
         ]);
     }

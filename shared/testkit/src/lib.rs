@@ -185,3 +185,49 @@ where
 pub fn queue_of(env: &Envelope) -> QueueName {
     env.message.queue()
 }
+
+/// A model that keeps every request it was sent, then lets `inner` answer.
+pub struct RecordingModel {
+    pub inner: Arc<dyn ChatModel>,
+    pub requests: std::sync::Mutex<Vec<mktg_llm::ChatRequest>>,
+}
+
+impl RecordingModel {
+    /// Over the demo script.
+    pub fn demo() -> Arc<Self> {
+        let config = real_config();
+        let model =
+            ScriptedModel::load(&config.models.scripted_script).unwrap_or_else(|e| panic!("{e}"));
+        Arc::new(RecordingModel {
+            inner: Arc::new(model),
+            requests: Default::default(),
+        })
+    }
+
+    pub fn requests(&self) -> Vec<mktg_llm::ChatRequest> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl ChatModel for RecordingModel {
+    fn provider(&self) -> &str {
+        self.inner.provider()
+    }
+    fn is_scripted(&self) -> bool {
+        self.inner.is_scripted()
+    }
+    async fn complete(
+        &self,
+        request: &mktg_llm::ChatRequest,
+    ) -> Result<mktg_llm::ChatResponse, mktg_llm::LlmError> {
+        self.requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(request.clone());
+        self.inner.complete(request).await
+    }
+}
