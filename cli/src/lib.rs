@@ -4,6 +4,7 @@
 pub use mktg_actions::approvals;
 pub mod dev;
 pub mod dlq;
+pub mod serve;
 pub mod show;
 
 use mktg_boot::{Deps, HandlerError};

@@ -1,18 +1,31 @@
-//! The REST API, first slice: health, the OpenAPI document, goals (submit,
-//! list with pagination, get with its tasks), a goal's outputs, the
-//! month's cost, and approvals (tool calls and budget shifts: list, approve,
-//! deny). Every other route answers 404 with a JSON error.
+//! The REST API and the dashboard it serves: goals (submit, plan preview
+//! with a cost forecast, list, get, cancel), tasks, outputs, reviews,
+//! traces and their live stream, approvals and escalations, cost, budget
+//! and billing, learnings, schedules, events, metrics, the product context,
+//! tool connections, health, and the OpenAPI document.
 //!
 //! Auth: `Authorization: Bearer <key>`. Keys are configured as
 //! `MKTG_API_KEYS=tenant:role:sha256hex,...` (the SHA-256 of each key, so
 //! the environment holds no key). The tenant of every read and write is the
 //! key's, never one from the path or the body. Roles: `viewer` reads,
-//! `editor` also submits, `owner` may do everything.
+//! `editor` also submits, cancels and decides, `owner` also sets the budget
+//! and the plan.
+//!
+//! `route` is the JSON API, free of HTTP types so tests call it directly;
+//! `serve` adds the static dashboard and the event stream; `handle` is the
+//! Lambda (function URL) entry point and `mktg serve` the local one.
+
+pub mod stream;
+mod web;
 
 use lambda_http::{Body, Request, Response};
 use mktg_actions::approvals::{self, ApprovalError};
+use mktg_actions::ActionError;
+use mktg_boot::context::ProductContext;
 use mktg_boot::Deps;
-use mktg_core::{Envelope, GoalId, Message, Priority, TenantId};
+use mktg_core::{
+    Envelope, GoalId, GoalStatus, Message, Priority, Resolution, TaskStatus, TenantId,
+};
 use mktg_store::GoalKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -24,11 +37,24 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Largest page of `GET /goals`.
 pub const MAX_PAGE: usize = 100;
 
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 64 * 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
     Viewer,
     Editor,
     Owner,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Editor => "editor",
+            Role::Owner => "owner",
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,6 +119,15 @@ impl ApiKeys {
             .find(|(h, _)| *h == hash)
             .map(|(_, p)| p.clone())
     }
+
+    /// The `MKTG_API_KEYS` entry for `key`.
+    pub fn entry(tenant: &str, role: Role, key: &str) -> String {
+        format!(
+            "{tenant}:{}:{}",
+            role.as_str(),
+            hex::encode(Sha256::digest(key.as_bytes()))
+        )
+    }
 }
 
 /// An answer: status and JSON body.
@@ -113,6 +148,19 @@ fn error(status: u16, code: &str, message: impl Into<String>) -> Answer {
     }
 }
 
+fn unavailable(e: impl std::fmt::Display) -> Answer {
+    error(503, "unavailable", format!("try again: {e}"))
+}
+
+fn action_error(e: ActionError) -> Answer {
+    match e {
+        ActionError::Invalid(m) => error(400, "bad_request", m),
+        ActionError::NotFound(m) => error(404, "not_found", m),
+        ActionError::Conflict(m) => error(409, "conflict", m),
+        ActionError::Unavailable(m) => error(503, "unavailable", m),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewGoal {
@@ -123,15 +171,64 @@ struct NewGoal {
     priority: Option<String>,
 }
 
-fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// A goal as submitted or previewed, checked.
+struct GoalRequest {
+    text: String,
+    pipeline: Option<String>,
+    priority: Priority,
 }
 
-/// The whole API, free of HTTP types so it is tested directly.
+fn goal_request(deps: &Deps, body: &[u8]) -> Result<GoalRequest, Answer> {
+    let new: NewGoal = parse(body, "a goal")?;
+    if new.text.trim().is_empty() || new.text.chars().count() > 4_000 {
+        return Err(error(
+            400,
+            "bad_request",
+            "text must be 1 to 4,000 characters",
+        ));
+    }
+    if let Some(p) = &new.pipeline {
+        if deps.config.pipeline(p).is_none() {
+            return Err(error(
+                400,
+                "bad_request",
+                format!("unknown pipeline \"{p}\""),
+            ));
+        }
+    }
+    let priority = match new.priority.as_deref() {
+        None => Priority::default(),
+        Some(p) => Priority::parse(p)
+            .ok_or_else(|| error(400, "bad_request", format!("priority \"{p}\" is not P0-P3")))?,
+    };
+    Ok(GoalRequest {
+        text: new.text,
+        pipeline: new.pipeline,
+        priority,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, Answer> {
+    serde_json::from_slice(body)
+        .map_err(|e| error(400, "bad_request", format!("the body is not {what}: {e}")))
+}
+
+/// A query parameter, decoded.
+pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Who a request is from: its bearer key's principal.
+pub fn authenticate(keys: &ApiKeys, authorization: Option<&str>) -> Result<Principal, Answer> {
+    authorization
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .and_then(|k| keys.principal(k.trim()))
+        .ok_or_else(|| error(401, "unauthorized", "send Authorization: Bearer <API key>"))
+}
+
+/// The whole JSON API, free of HTTP types so it is tested directly.
 pub async fn route(
     deps: &Deps,
     keys: &ApiKeys,
@@ -153,101 +250,56 @@ pub async fn route(
         }
         _ => {}
     }
-    let Some(principal) = authorization
-        .and_then(|h| h.strip_prefix("Bearer "))
-        .and_then(|k| keys.principal(k.trim()))
-    else {
-        return error(401, "unauthorized", "send Authorization: Bearer <API key>");
+    let principal = match authenticate(keys, authorization) {
+        Ok(p) => p,
+        Err(a) => return a,
     };
+    if body.len() > MAX_BODY {
+        return error(
+            413,
+            "body_too_large",
+            format!("the body is {} bytes; at most {MAX_BODY}", body.len()),
+        );
+    }
     let tenant = &principal.tenant;
     let needs = |role: Role| -> Option<Answer> {
         (principal.role < role).then(|| {
             error(
                 403,
                 "forbidden",
-                format!("this key's role cannot do that; it needs {role:?} or above"),
+                format!(
+                    "this key's role ({}) cannot do that; it needs {} or above",
+                    principal.role.as_str(),
+                    role.as_str()
+                ),
             )
         })
     };
-    match (method, segments.as_slice()) {
-        ("GET", ["goals"]) => {
-            let limit = query_param(query, "limit")
-                .and_then(|l| l.parse::<usize>().ok())
-                .unwrap_or(20)
-                .clamp(1, MAX_PAGE);
-            // The cursor is the last goal's place in creation order,
-            // `{created_ms}.{goal id}`: goals created in the same
-            // millisecond are neither skipped nor repeated.
-            let after = match query_param(query, "cursor") {
-                None => String::new(),
-                Some(c) => match c.split_once('.') {
-                    Some((ms, goal))
-                        if !ms.is_empty()
-                            && ms.bytes().all(|b| b.is_ascii_digit())
-                            && mktg_core::ids::is_valid_id(goal) =>
-                    {
-                        mktg_store::keys::goals_by_tenant_sk(
-                            ms.parse().unwrap_or(0),
-                            &GoalId::new(goal),
-                        )
-                    }
-                    _ => {
-                        return error(
-                            400,
-                            "bad_request",
-                            format!("cursor \"{c}\" is not a next_cursor this API gave"),
-                        )
-                    }
-                },
-            };
-            match deps.store.goals_after(tenant, &after, limit).await {
-                Ok(page) => {
-                    let next = (page.len() == limit)
-                        .then(|| {
-                            page.last()
-                                .map(|g| format!("{:013}.{}", g.created_ms, g.id))
-                        })
-                        .flatten();
-                    ok(
-                        200,
-                        json!({
-                            "goals": page.iter().map(|g| json!({
-                                "id": g.id, "text": g.text, "status": g.status.to_string(),
-                                "pipeline": g.pipeline, "priority": g.priority.to_string(),
-                                "created_ms": g.created_ms,
-                            })).collect::<Vec<_>>(),
-                            "next_cursor": next,
-                        }),
-                    )
-                }
-                Err(e) => error(503, "unavailable", format!("try again: {e}")),
-            }
-        }
-        ("POST", ["goals"]) => {
-            if let Some(no) = needs(Role::Editor) {
+    let by = format!("api key ({tenant} {})", principal.role.as_str());
+    macro_rules! need {
+        ($role:expr) => {
+            if let Some(no) = needs($role) {
                 return no;
             }
-            let new: NewGoal = match serde_json::from_slice(body) {
-                Ok(n) => n,
-                Err(e) => return error(400, "bad_request", format!("the body is not a goal: {e}")),
-            };
-            if new.text.trim().is_empty() || new.text.len() > 4_000 {
-                return error(400, "bad_request", "text must be 1 to 4,000 characters");
+        };
+    }
+    macro_rules! try_answer {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(a) => return a,
             }
-            if let Some(p) = &new.pipeline {
-                if deps.config.pipeline(p).is_none() {
-                    return error(400, "bad_request", format!("unknown pipeline \"{p}\""));
-                }
-            }
-            let priority = match new.priority.as_deref() {
-                None => Priority::default(),
-                Some(p) => match Priority::parse(p) {
-                    Some(p) => p,
-                    None => {
-                        return error(400, "bad_request", format!("priority \"{p}\" is not P0-P3"))
-                    }
-                },
-            };
+        };
+    }
+    match (method, segments.as_slice()) {
+        ("GET", ["me"]) => ok(
+            200,
+            json!({"tenant": tenant, "role": principal.role.as_str(), "auth": "api_key"}),
+        ),
+        ("GET", ["goals"]) => list_goals(deps, tenant, query).await,
+        ("POST", ["goals"]) => {
+            need!(Role::Editor);
+            let new = try_answer!(goal_request(deps, body));
             let id = GoalId::new(format!(
                 "g-{}",
                 &uuid::Uuid::new_v4().simple().to_string()[..12]
@@ -258,7 +310,7 @@ pub async fn route(
                 Message::GoalSubmitted {
                     text: new.text,
                     pipeline: new.pipeline,
-                    priority,
+                    priority: new.priority,
                     source: None,
                     submitted_ms: deps.clock.now_ms(),
                 },
@@ -268,36 +320,100 @@ pub async fn route(
                 Err(e) => error(503, "unavailable", format!("the goal was not queued: {e}")),
             }
         }
-        ("GET", ["goals", id]) | ("GET", ["goals", id, "outputs"]) => {
+        ("POST", ["plan-preview"]) => {
+            need!(Role::Editor);
+            let new = try_answer!(goal_request(deps, body));
+            match mktg_actions::forecast::forecast(
+                deps,
+                tenant,
+                &new.text,
+                new.pipeline.as_deref(),
+                new.priority,
+            )
+            .await
+            {
+                Ok(f) => ok(200, serde_json::to_value(f).unwrap_or_default()),
+                Err(e) => action_error(e),
+            }
+        }
+        ("GET", ["goals", id, rest @ ..]) if rest.len() <= 1 => {
             let key = GoalKey::new(tenant.clone(), GoalId::new(*id));
             let state = match deps.store.goal_state(&key).await {
                 Ok(s) => s,
-                Err(e) => return error(503, "unavailable", format!("try again: {e}")),
+                Err(e) => return unavailable(e),
             };
             let Some(goal) = state.goal else {
                 return error(404, "not_found", format!("no goal \"{id}\""));
             };
-            if segments.len() == 3 {
-                return ok(
+            match rest {
+                [] => ok(
+                    200,
+                    json!({
+                        "id": goal.id, "text": goal.text, "status": goal.status.to_string(),
+                        "reason": goal.reason, "pipeline": goal.pipeline,
+                        "priority": goal.priority.to_string(), "created_ms": goal.created_ms,
+                        "tasks": state.tasks.iter().map(|t| json!({
+                            "id": t.id, "skill": t.skill, "status": t.status.to_string(),
+                            "revision": t.revision, "deps": t.deps, "reason": t.reason,
+                        })).collect::<Vec<_>>(),
+                        "cost_usd": state.cost.micros as f64 / 1e6,
+                    }),
+                ),
+                ["outputs"] => ok(
                     200,
                     json!({"outputs": state.outputs.iter().map(|o| json!({
                         "task": o.task, "skill": o.skill, "revision": o.revision,
                         "body": o.body, "scripted": o.scripted,
                     })).collect::<Vec<_>>()}),
+                ),
+                ["reviews"] => ok(
+                    200,
+                    json!({"reviews": state.reviews.iter().map(|r| json!({
+                        "task": r.task, "revision": r.revision, "reviewer": r.reviewer,
+                        "decision": r.decision.to_string(), "summary": r.summary,
+                        "overall": r.overall, "scores": r.scores,
+                        "findings": r.findings,
+                        "at_ms": r.at_ms,
+                    })).collect::<Vec<_>>()}),
+                ),
+                ["trace"] => ok(
+                    200,
+                    json!({"trace": state.traces.iter().map(stream::trace_json).collect::<Vec<_>>()}),
+                ),
+                _ => error(404, "not_found", format!("no route {method} {path}")),
+            }
+        }
+        ("POST", ["goals", id, "cancel"]) => {
+            need!(Role::Editor);
+            let reason = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|b| b["reason"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            let key = GoalKey::new(tenant.clone(), GoalId::new(*id));
+            let goal = match deps.store.goal(&key).await {
+                Ok(Some(g)) => g,
+                Ok(None) => return error(404, "not_found", format!("no goal \"{id}\"")),
+                Err(e) => return unavailable(e),
+            };
+            if !matches!(goal.status, GoalStatus::Running | GoalStatus::Escalated) {
+                return error(
+                    409,
+                    "conflict",
+                    format!(
+                        "goal {id} is {}; only a running or escalated goal can be cancelled",
+                        goal.status
+                    ),
                 );
             }
-            ok(
-                200,
-                json!({
-                    "id": goal.id, "text": goal.text, "status": goal.status.to_string(),
-                    "reason": goal.reason, "pipeline": goal.pipeline,
-                    "tasks": state.tasks.iter().map(|t| json!({
-                        "id": t.id, "skill": t.skill, "status": t.status.to_string(),
-                        "revision": t.revision, "deps": t.deps,
-                    })).collect::<Vec<_>>(),
-                    "cost_usd": state.cost.micros as f64 / 1e6,
-                }),
-            )
+            let env = Envelope::new(
+                tenant.clone(),
+                goal.id.clone(),
+                Message::CancelGoal { by, reason },
+            );
+            match deps.bus.send(&env).await {
+                Ok(()) => ok(202, json!({"goal_id": goal.id, "status": "cancelling"})),
+                Err(e) => unavailable(e),
+            }
         }
         ("GET", ["approvals"]) => {
             let calls = approvals::list(deps, tenant).await;
@@ -313,75 +429,437 @@ pub async fn route(
                         "budget_shifts": shifts,
                     }),
                 ),
-                (Err(e), _) | (_, Err(e)) => error(503, "unavailable", format!("try again: {e}")),
+                (Err(e), _) | (_, Err(e)) => unavailable(e),
             }
         }
         ("POST", ["approvals", reference, verb @ ("approve" | "deny")]) => {
-            if let Some(no) = needs(Role::Editor) {
-                return no;
-            }
-            let approve = *verb == "approve";
-            let reason = if approve {
-                String::new()
-            } else {
-                match serde_json::from_slice::<Value>(body)
-                    .ok()
-                    .and_then(|b| b["reason"].as_str().map(str::trim).map(String::from))
-                    .filter(|r| !r.is_empty())
-                {
-                    Some(r) => r,
-                    None => {
-                        return error(
-                            400,
-                            "bad_request",
-                            "a denial needs {\"reason\": \"...\"}, which the agent reads",
-                        )
-                    }
-                }
-            };
-            let by = format!("api key ({} {:?})", tenant, principal.role);
-            let decided = if approvals::is_shift(reference) {
-                approvals::decide_shift(deps, tenant, reference, approve, &by, &reason)
-                    .await
-                    .map(|p| json!({"reference": reference, "status": p["status"], "allocation": p["shift"]["after"]}))
-            } else if approve {
-                approvals::approve(deps, tenant, reference, &by)
-                    .await
-                    .map(|c| json!({"reference": c.reference(), "status": c.status.to_string()}))
-            } else {
-                approvals::deny(deps, tenant, reference, &by, &reason)
-                    .await
-                    .map(|c| json!({"reference": c.reference(), "status": c.status.to_string()}))
-            };
-            match decided {
-                Ok(body) => ok(200, body),
-                Err(e @ ApprovalError::NotPending { .. }) => error(404, "not_found", e.to_string()),
-                Err(e @ (ApprovalError::Raced(_) | ApprovalError::Handler(_))) => {
-                    error(409, "conflict", e.to_string())
-                }
-                Err(e @ ApprovalError::Store(_)) => error(503, "unavailable", e.to_string()),
+            need!(Role::Editor);
+            decide_approval(deps, tenant, &by, reference, *verb == "approve", body).await
+        }
+        ("GET", ["escalations"]) => {
+            match mktg_actions::views::escalations(deps, tenant, 50).await {
+                Ok(list) => ok(200, json!({"escalations": list})),
+                Err(e) => action_error(e),
             }
         }
-        ("GET", ["cost"]) => {
-            let month = mktg_boot::month_of(deps.clock.now_ms());
-            match deps.store.costs(tenant, &month).await {
-                Ok(rows) => {
-                    let total = rows
-                        .iter()
-                        .find(|(k, _)| k == "TOTAL")
-                        .map(|(_, t)| *t)
-                        .unwrap_or_default();
-                    ok(
-                        200,
-                        json!({"month": month, "usd": total.micros as f64 / 1e6, "calls": total.calls,
-                               "input_tokens": total.input_tokens, "output_tokens": total.output_tokens}),
-                    )
-                }
-                Err(e) => error(503, "unavailable", format!("try again: {e}")),
+        ("POST", ["escalations", goal, task, "resolve"]) => {
+            need!(Role::Editor);
+            resolve_escalation(deps, tenant, &by, goal, task, body).await
+        }
+        ("GET", ["cost"]) => match mktg_actions::views::cost(deps, tenant).await {
+            Ok(v) => ok(200, v),
+            Err(e) => action_error(e),
+        },
+        ("GET", ["budget"]) => budget_answer(deps, tenant).await,
+        ("PUT", ["budget"]) => {
+            need!(Role::Owner);
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct SetBudget {
+                monthly_usd: f64,
+                #[serde(default)]
+                per_goal_usd: Option<f64>,
             }
+            let set: SetBudget = try_answer!(parse(body, "a budget"));
+            if let Err(e) =
+                mktg_actions::budget::set(deps, tenant, set.monthly_usd, set.per_goal_usd).await
+            {
+                return action_error(e);
+            }
+            budget_answer(deps, tenant).await
+        }
+        ("GET", ["billing"]) => match mktg_actions::billing::overview(deps, tenant).await {
+            Ok(v) => ok(200, v),
+            Err(e) => action_error(e.into()),
+        },
+        ("PUT", ["billing", "plan"]) => {
+            need!(Role::Owner);
+            let plan: Value = try_answer!(parse(body, "{\"plan\": \"...\"}"));
+            let Some(name) = plan["plan"].as_str() else {
+                return error(400, "bad_request", "send {\"plan\": \"<plan name>\"}");
+            };
+            if let Err(e) = mktg_actions::budget::set_plan(deps, tenant, name).await {
+                return action_error(e);
+            }
+            match mktg_actions::billing::overview(deps, tenant).await {
+                Ok(v) => ok(200, v),
+                Err(e) => action_error(e.into()),
+            }
+        }
+        ("PUT", ["billing", "customer"]) => {
+            need!(Role::Owner);
+            let c: Value = try_answer!(parse(body, "{\"customer\": \"cus_...\"}"));
+            let Some(customer) = c["customer"].as_str() else {
+                return error(400, "bad_request", "send {\"customer\": \"cus_...\"}");
+            };
+            if let Err(e) = mktg_actions::billing::set_customer(deps, tenant, customer).await {
+                return action_error(e.into());
+            }
+            match mktg_actions::billing::overview(deps, tenant).await {
+                Ok(v) => ok(200, v),
+                Err(e) => action_error(e.into()),
+            }
+        }
+        ("GET", ["learnings"]) => match mktg_actions::views::learnings(deps, tenant).await {
+            Ok(v) => ok(200, v),
+            Err(e) => action_error(e),
+        },
+        ("GET", ["schedules"]) => ok(
+            200,
+            json!({"schedules": mktg_actions::views::schedules(&deps.config, chrono_now(deps), 3)}),
+        ),
+        ("GET", ["events"]) => ok(
+            200,
+            json!({"mappings": mktg_actions::views::events(&deps.config)}),
+        ),
+        ("GET", ["metrics"]) => match mktg_actions::views::metrics(deps, tenant).await {
+            Ok(v) => ok(200, json!({"metrics": v})),
+            Err(e) => action_error(e),
+        },
+        ("GET", ["context"]) => {
+            let context = mktg_boot::context::load(deps, tenant).await;
+            let updated = mktg_boot::context::updated_ms(deps, tenant).await;
+            match (context, updated) {
+                (Ok(c), Ok(u)) => ok(200, json!({"context": c, "updated_ms": u})),
+                (Err(e), _) | (_, Err(e)) => unavailable(e),
+            }
+        }
+        ("PUT", ["context"]) => {
+            need!(Role::Editor);
+            let context: ProductContext = try_answer!(parse(body, "a product context"));
+            if let Err(why) = context.validate() {
+                return error(400, "bad_request", why);
+            }
+            match mktg_boot::context::save(deps, tenant, &context, &by).await {
+                Ok(()) => ok(
+                    200,
+                    json!({"context": context, "updated_ms": deps.clock.now_ms()}),
+                ),
+                Err(e) => unavailable(e),
+            }
+        }
+        ("GET", ["onboarding"]) => onboarding(deps, tenant).await,
+        ("POST", ["onboarding", "sample-data"]) => {
+            need!(Role::Editor);
+            match mktg_actions::sample::load(deps, tenant).await {
+                Ok(loaded) => ok(200, serde_json::to_value(loaded).unwrap_or_default()),
+                Err(e) => action_error(e),
+            }
+        }
+        ("GET", ["tools"]) => ok(200, json!({"servers": web::tool_servers(deps)})),
+        ("POST", ["tools", server, "test"]) => {
+            need!(Role::Editor);
+            web::test_tool(deps, server).await
         }
         _ => error(404, "not_found", format!("no route {method} {path}")),
     }
+}
+
+fn chrono_now(deps: &Deps) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(deps.clock.now_ms()).unwrap_or(0))
+        .unwrap_or_default()
+}
+
+async fn list_goals(deps: &Deps, tenant: &TenantId, query: &str) -> Answer {
+    let limit = match query_param(query, "limit").as_deref() {
+        None => 20,
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => n,
+            _ => {
+                return error(
+                    400,
+                    "bad_request",
+                    format!("limit \"{l}\" is not a number from 1 to {MAX_PAGE}"),
+                )
+            }
+        },
+    };
+    // The cursor is the last goal's place in creation order,
+    // `{created_ms}.{goal id}`: goals created in the same millisecond are
+    // neither skipped nor repeated.
+    let after = match query_param(query, "cursor").as_deref() {
+        None => String::new(),
+        Some(c) => match c.split_once('.') {
+            Some((ms, goal))
+                if !ms.is_empty()
+                    && ms.len() <= 13
+                    && ms.bytes().all(|b| b.is_ascii_digit())
+                    && mktg_core::ids::is_valid_id(goal) =>
+            {
+                mktg_store::keys::goals_by_tenant_sk(ms.parse().unwrap_or(0), &GoalId::new(goal))
+            }
+            _ => {
+                return error(
+                    400,
+                    "bad_request",
+                    format!("cursor \"{c}\" is not a next_cursor this API gave"),
+                )
+            }
+        },
+    };
+    match deps.store.goals_after(tenant, &after, limit).await {
+        Ok(page) => {
+            let next = (page.len() == limit)
+                .then(|| {
+                    page.last()
+                        .map(|g| format!("{:013}.{}", g.created_ms, g.id))
+                })
+                .flatten();
+            ok(
+                200,
+                json!({
+                    "goals": page.iter().map(|g| json!({
+                        "id": g.id, "text": g.text, "status": g.status.to_string(),
+                        "pipeline": g.pipeline, "priority": g.priority.to_string(),
+                        "created_ms": g.created_ms,
+                    })).collect::<Vec<_>>(),
+                    "next_cursor": next,
+                }),
+            )
+        }
+        Err(e) => unavailable(e),
+    }
+}
+
+/// Where the tenant is on the way to its first reviewed output: product
+/// context written, sample data or a tool, first goal, first approval.
+async fn onboarding(deps: &Deps, tenant: &TenantId) -> Answer {
+    let context = match mktg_boot::context::updated_ms(deps, tenant).await {
+        Ok(c) => c,
+        Err(e) => return unavailable(e),
+    };
+    let sample = match deps.store.docs(tenant, "metric#sessions").await {
+        Ok(d) => !d.is_empty(),
+        Err(e) => return unavailable(e),
+    };
+    let first = match deps.store.goals(tenant, 1).await {
+        Ok(g) => g.into_iter().next(),
+        Err(e) => return unavailable(e),
+    };
+    let mut first_approved_ms = None;
+    if let Some(g) = &first {
+        match deps
+            .store
+            .goal_state(&GoalKey::new(tenant.clone(), g.id.clone()))
+            .await
+        {
+            Ok(state) => {
+                first_approved_ms = state
+                    .traces
+                    .iter()
+                    .filter(|t| t.to == TaskStatus::Approved.to_string())
+                    .map(|t| t.at_ms)
+                    .min();
+            }
+            Err(e) => return unavailable(e),
+        }
+    }
+    ok(
+        200,
+        json!({
+            "context_written_ms": context,
+            "sample_data": sample,
+            "first_goal": first.as_ref().map(|g| json!({"id": g.id, "status": g.status.to_string(), "created_ms": g.created_ms})),
+            "first_approved_ms": first_approved_ms,
+            "minutes_to_first_approval": match (context, first_approved_ms) {
+                (Some(a), Some(b)) if b >= a => Some((b - a) as f64 / 60_000.0),
+                _ => None,
+            },
+        }),
+    )
+}
+
+async fn budget_answer(deps: &Deps, tenant: &TenantId) -> Answer {
+    match mktg_actions::budget::view(deps, tenant).await {
+        Ok(v) => ok(200, serde_json::to_value(v).unwrap_or_default()),
+        Err(e) => action_error(e),
+    }
+}
+
+async fn decide_approval(
+    deps: &Deps,
+    tenant: &TenantId,
+    by: &str,
+    reference: &str,
+    approve: bool,
+    body: &[u8],
+) -> Answer {
+    let reason = if approve {
+        String::new()
+    } else {
+        match serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|b| b["reason"].as_str().map(str::trim).map(String::from))
+            .filter(|r| !r.is_empty())
+        {
+            Some(r) => r,
+            None => {
+                return error(
+                    400,
+                    "bad_request",
+                    "a denial needs {\"reason\": \"...\"}, which the agent reads",
+                )
+            }
+        }
+    };
+    let decided = if approvals::is_shift(reference) {
+        approvals::decide_shift(deps, tenant, reference, approve, by, &reason)
+            .await
+            .map(|p| json!({"reference": reference, "status": p["status"], "allocation": p["shift"]["after"]}))
+    } else if approve {
+        approvals::approve(deps, tenant, reference, by)
+            .await
+            .map(|c| json!({"reference": c.reference(), "status": c.status.to_string()}))
+    } else {
+        approvals::deny(deps, tenant, reference, by, &reason)
+            .await
+            .map(|c| json!({"reference": c.reference(), "status": c.status.to_string()}))
+    };
+    match decided {
+        Ok(body) => ok(200, body),
+        Err(e @ ApprovalError::NotPending { .. }) => error(404, "not_found", e.to_string()),
+        Err(e @ (ApprovalError::Raced(_) | ApprovalError::Handler(_))) => {
+            error(409, "conflict", e.to_string())
+        }
+        Err(e @ ApprovalError::Store(_)) => unavailable(e),
+    }
+}
+
+async fn resolve_escalation(
+    deps: &Deps,
+    tenant: &TenantId,
+    by: &str,
+    goal: &str,
+    task: &str,
+    body: &[u8],
+) -> Answer {
+    let request: Value = match parse(
+        body,
+        "{\"action\": \"accept|retry|cancel\", \"note\": \"...\"}",
+    ) {
+        Ok(v) => v,
+        Err(a) => return a,
+    };
+    let Some(action) = request["action"].as_str().and_then(Resolution::parse) else {
+        return error(
+            400,
+            "bad_request",
+            format!(
+                "action {} is not accept, retry or cancel",
+                request["action"]
+            ),
+        );
+    };
+    let note = request["note"]
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let key = GoalKey::new(tenant.clone(), GoalId::new(goal));
+    let task_id = mktg_core::TaskId::new(task);
+    let found = match deps.store.task(&key, &task_id).await {
+        Ok(t) => t,
+        Err(e) => return unavailable(e),
+    };
+    let Some(t) = found else {
+        return error(
+            404,
+            "not_found",
+            format!("no task \"{task}\" in goal \"{goal}\""),
+        );
+    };
+    if t.status != TaskStatus::Escalated {
+        return error(
+            409,
+            "conflict",
+            format!("task {task} is {}, not escalated", t.status),
+        );
+    }
+    let env = Envelope::new(
+        tenant.clone(),
+        GoalId::new(goal),
+        Message::ResolveEscalation {
+            task: task_id,
+            revision: t.revision,
+            action,
+            by: by.to_string(),
+            note,
+        },
+    );
+    match deps.bus.send(&env).await {
+        Ok(()) => ok(
+            202,
+            json!({"goal": goal, "task": task, "action": request["action"]}),
+        ),
+        Err(e) => unavailable(e),
+    }
+}
+
+/// An HTTP answer of any content type.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl From<Answer> for Reply {
+    fn from(a: Answer) -> Reply {
+        Reply {
+            status: a.status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: a.body.to_string(),
+        }
+    }
+}
+
+/// Everything the API serves: the dashboard's files, a goal's event
+/// stream, and the JSON API.
+#[allow(clippy::too_many_arguments)]
+pub async fn serve(
+    deps: &Deps,
+    keys: &ApiKeys,
+    method: &str,
+    path: &str,
+    query: &str,
+    authorization: Option<&str>,
+    last_event_id: Option<&str>,
+    body: &[u8],
+) -> Reply {
+    if method == "GET" {
+        if let Some(file) = web::file(path) {
+            return file;
+        }
+    }
+    let segments: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let ("GET", ["goals", id, "stream"]) = (method, segments.as_slice()) {
+        // EventSource cannot send headers: the key may come as `?key=`.
+        let from_query = query_param(query, "key").map(|k| format!("Bearer {k}"));
+        let principal = match authenticate(keys, authorization.or(from_query.as_deref())) {
+            Ok(p) => p,
+            Err(a) => return a.into(),
+        };
+        let cursor = last_event_id
+            .map(str::to_string)
+            .or_else(|| query_param(query, "after"));
+        return stream::events(
+            deps,
+            &principal.tenant,
+            &GoalId::new(*id),
+            cursor.as_deref(),
+            stream::hold(),
+        )
+        .await;
+    }
+    route(deps, keys, method, path, query, authorization, body)
+        .await
+        .into()
 }
 
 /// Lambda entry point (function URL).
@@ -390,23 +868,30 @@ pub async fn handle(
     keys: &ApiKeys,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
-    let authorization = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .map(String::from);
-    let answer = route(
+    let header = |name: &str| {
+        request
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let (authorization, last_event_id) = (header("authorization"), header("last-event-id"));
+    let reply = serve(
         deps,
         keys,
         request.method().as_str(),
         request.uri().path(),
         request.uri().query().unwrap_or_default(),
         authorization.as_deref(),
+        last_event_id.as_deref(),
         request.body().as_ref(),
     )
     .await;
-    Ok(Response::builder()
-        .status(answer.status)
-        .header("content-type", "application/json")
-        .body(Body::Text(answer.body.to_string()))?)
+    let mut response = Response::builder()
+        .status(reply.status)
+        .header("content-type", reply.content_type);
+    for (k, v) in &reply.headers {
+        response = response.header(*k, v);
+    }
+    Ok(response.body(Body::Text(reply.body))?)
 }

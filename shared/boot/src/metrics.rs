@@ -111,6 +111,21 @@ pub fn parse_observed(data: &Value, received_ms: u64) -> Result<Observation, Str
     })
 }
 
+/// The write that stores one day's value of a series, kept for the
+/// baseline window and 60 days more.
+pub fn point(deps: &Deps, tenant: &TenantId, series: &str, day: i64, value: f64) -> Write {
+    let keep_until =
+        (day + i64::from(deps.config.metrics.method.window_days) + KEEP_EXTRA_DAYS) * 86_400;
+    Write::Doc {
+        tenant: tenant.clone(),
+        collection: collection(series),
+        id: date_of_day(day),
+        body: json!({"day": day, "value": value, "at_ms": deps.clock.now_ms()}),
+        new_only: false,
+        ttl: u64::try_from(keep_until).ok(),
+    }
+}
+
 /// The stored values of a series: (day, value), oldest first.
 pub async fn history(
     deps: &Deps,
@@ -166,19 +181,11 @@ pub async fn observe(
     let series = series(&metric.id, obs.dimension.as_deref());
     let past = history(deps, tenant, &series).await?;
     let method = &deps.config.metrics.method;
-    let keep_until = (obs.day + i64::from(method.window_days) + KEEP_EXTRA_DAYS) * 86_400;
     let date = date_of_day(obs.day);
     deps.store
         .commit(
             &GoalKey::tenant_only(tenant.clone()),
-            vec![Write::Doc {
-                tenant: tenant.clone(),
-                collection: collection(&series),
-                id: date.clone(),
-                body: json!({"day": obs.day, "value": obs.value, "at_ms": deps.clock.now_ms()}),
-                new_only: false,
-                ttl: u64::try_from(keep_until).ok(),
-            }],
+            vec![point(deps, tenant, &series, obs.day, obs.value)],
         )
         .await?;
     let verdict = assess(

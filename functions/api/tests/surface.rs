@@ -1,0 +1,664 @@
+//! The product surface through the API with the real handlers over memory
+//! adapters: the product context reaches every agent, a plan preview costs
+//! a goal without starting it, a goal runs to approved outputs with reviews
+//! and a trace, the live stream reports it and resumes from its cursor, a
+//! goal is cancelled, an escalation is resolved, the budget and plan cap
+//! spending, and the dashboard's files are served.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use api::stream;
+use common::{keys, Client};
+use mktg_core::{GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId};
+use mktg_store::{GoalKey, Write};
+use mktg_testkit::{memory_deps_with, real_config, RecordingModel, TestDeps};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Delivers every queued message to its function's handler until none is
+/// left, as the queues and Lambdas would.
+async fn drain(t: &TestDeps) {
+    loop {
+        let mut any = false;
+        for q in QueueName::ALL {
+            while let Some(env) = t.bus.pop(q) {
+                any = true;
+                let deps = &t.deps;
+                let r = match q {
+                    QueueName::Director => director::on_message(deps, env).await,
+                    QueueName::Agent => agent_executor::on_message(deps, env).await,
+                    QueueName::Review => reviewer::on_message(deps, env).await,
+                    QueueName::Tool => tool_invoker::on_message(deps, env).await,
+                };
+                r.unwrap_or_else(|e| panic!("{q:?} handler failed: {e}"));
+            }
+        }
+        if !any {
+            return;
+        }
+    }
+}
+
+fn world() -> (TestDeps, std::sync::Arc<RecordingModel>) {
+    let model = RecordingModel::demo();
+    (memory_deps_with(real_config(), model.clone()), model)
+}
+
+const EDITOR: Option<&str> = Some("alpha-editor-key");
+const VIEWER: Option<&str> = Some("alpha-viewer-key");
+const OTHER: Option<&str> = Some("beta-owner-key");
+
+async fn submit(c: &Client<'_>, text: &str) -> String {
+    let a = c
+        .call("POST", "/goals", EDITOR, json!({ "text": text }))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    a.body["goal_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_goal_from_product_context_to_reviewed_outputs_through_the_api() {
+    let (t, model) = world();
+    let c = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(api::OPENAPI).unwrap(),
+    };
+    let me = c.call("GET", "/me", VIEWER, Value::Null).await;
+    assert_eq!(
+        (me.body["tenant"].as_str(), me.body["role"].as_str()),
+        (Some("alpha"), Some("viewer"))
+    );
+
+    // The product context: none yet; viewers cannot write it; it is checked.
+    let none = c.call("GET", "/context", VIEWER, Value::Null).await;
+    assert_eq!(none.body["context"], Value::Null);
+    let context = json!({
+        "product": "Tallybook, bookkeeping for freelancers that reads receipts from a photo",
+        "audience": "freelance designers and developers in the EU",
+        "voice": "plain, warm, no jargon",
+    });
+    assert_eq!(
+        c.call("PUT", "/context", VIEWER, context.clone())
+            .await
+            .status,
+        403
+    );
+    let bad = c
+        .call(
+            "PUT",
+            "/context",
+            EDITOR,
+            json!({"product": "x", "audience": " "}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("audience is required"),
+        "{}",
+        bad.body
+    );
+    let bad = c
+        .call(
+            "PUT",
+            "/context",
+            EDITOR,
+            json!({"product": "x", "audience": "y", "mood": "z"}),
+        )
+        .await;
+    assert!(
+        bad.body["message"].as_str().unwrap().contains("mood"),
+        "{}",
+        bad.body
+    );
+    assert_eq!(
+        c.call("PUT", "/context", EDITOR, context.clone())
+            .await
+            .status,
+        200
+    );
+    let read = c.call("GET", "/context", VIEWER, Value::Null).await;
+    assert_eq!(read.body["context"]["product"], context["product"]);
+    // Another tenant has its own (none).
+    assert_eq!(
+        c.call("GET", "/context", OTHER, Value::Null).await.body["context"],
+        Value::Null
+    );
+
+    // A plan preview prices the goal and starts nothing.
+    let text = "Write a blog post announcing Tallybook's new receipt capture";
+    let preview = c
+        .call("POST", "/plan-preview", EDITOR, json!({ "text": text }))
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    let tasks = preview.body["tasks"].as_array().unwrap();
+    assert!(!tasks.is_empty());
+    assert!(preview.body["total_usd"].as_f64().unwrap() > 0.0);
+    assert!(tasks
+        .iter()
+        .all(|t| t["basis"].as_str().unwrap().contains("default")));
+    assert!(
+        t.bus.pending(QueueName::Director).is_empty(),
+        "a preview queues nothing"
+    );
+    assert_eq!(
+        c.call("POST", "/plan-preview", VIEWER, json!({ "text": text }))
+            .await
+            .status,
+        403
+    );
+
+    // The goal runs to completion.
+    let id = submit(&c, text).await;
+    drain(&t).await;
+    let goal = c
+        .call("GET", &format!("/goals/{id}"), VIEWER, Value::Null)
+        .await;
+    assert_eq!(goal.body["status"], "COMPLETED", "{}", goal.body);
+    let task_list = goal.body["tasks"].as_array().unwrap();
+    assert_eq!(
+        task_list.len(),
+        tasks.len(),
+        "the goal ran the plan the preview showed"
+    );
+    assert!(task_list.iter().all(|t| t["status"] == "APPROVED"));
+    let reviews = c
+        .call("GET", &format!("/goals/{id}/reviews"), VIEWER, Value::Null)
+        .await;
+    let reviews = reviews.body["reviews"].as_array().unwrap().clone();
+    assert!(reviews
+        .iter()
+        .any(|r| r["overall"].is_u64() && r["decision"] == "APPROVE"));
+    assert!(
+        reviews
+            .iter()
+            .any(|r| r["decision"] == "REVISE" && !r["findings"].as_array().unwrap().is_empty()),
+        "the demo's thin first draft is sent back with findings"
+    );
+    let outputs = c
+        .call("GET", &format!("/goals/{id}/outputs"), VIEWER, Value::Null)
+        .await;
+    assert!(outputs.body["outputs"].as_array().unwrap().len() >= task_list.len());
+    let trace = c
+        .call("GET", &format!("/goals/{id}/trace"), VIEWER, Value::Null)
+        .await;
+    assert!(trace.body["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["to"] == "COMPLETED"));
+
+    // Every agent's system prompt carried the product context.
+    let agent_calls: Vec<_> = model
+        .requests()
+        .into_iter()
+        .filter(|r| r.meta.role == "agent")
+        .collect();
+    assert!(!agent_calls.is_empty());
+    for r in &agent_calls {
+        assert!(
+            r.system.contains("## Product marketing context"),
+            "{} lacks the context",
+            r.meta.skill
+        );
+        assert!(r.system.contains("reads receipts from a photo"));
+    }
+
+    // The live stream: everything so far, then nothing new from its cursor.
+    let first = api::serve(
+        &t.deps,
+        &c.keys,
+        "GET",
+        &format!("/goals/{id}/stream"),
+        "key=alpha-viewer-key",
+        None,
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(
+        (first.status, first.content_type),
+        (200, "text/event-stream")
+    );
+    assert!(first.body.contains("event: goal\ndata: {\"id\":"));
+    assert!(first.body.contains("\"status\":\"COMPLETED\""));
+    assert_eq!(first.body.matches("event: task\n").count(), task_list.len());
+    assert_eq!(
+        first.body.matches("event: trace\n").count(),
+        trace.body["trace"].as_array().unwrap().len()
+    );
+    let cursor = first
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap()
+        .to_string();
+    let state = t
+        .deps
+        .store
+        .goal_state(&GoalKey::new("alpha".into(), GoalId::new(&id)))
+        .await
+        .unwrap();
+    assert_eq!(
+        stream::changes(&state, Some(&cursor)),
+        "",
+        "nothing new after the cursor"
+    );
+    let again = stream::events(
+        &t.deps,
+        &"alpha".into(),
+        &GoalId::new(&id),
+        Some(&cursor),
+        Duration::ZERO,
+    )
+    .await;
+    assert!(!again.body.contains("event:"), "{}", again.body);
+    // A trace line added later is the only thing sent after the cursor.
+    let mut more = state.clone();
+    more.traces.push(mktg_core::Trace {
+        at_ms: 1,
+        subject: "goal".into(),
+        from: "COMPLETED".into(),
+        to: "COMPLETED".into(),
+        note: "later".into(),
+    });
+    let next = stream::changes(&more, Some(&cursor));
+    assert_eq!(next.matches("event: trace\n").count(), 1);
+    assert!(next.contains("\"note\":\"later\"") && !next.contains("event: task"));
+    // The stream is the key's tenant's only.
+    let theirs = api::serve(
+        &t.deps,
+        &c.keys,
+        "GET",
+        &format!("/goals/{id}/stream"),
+        "key=beta-owner-key",
+        None,
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(theirs.status, 404);
+    let anon = api::serve(
+        &t.deps,
+        &c.keys,
+        "GET",
+        &format!("/goals/{id}/stream"),
+        "",
+        None,
+        None,
+        b"",
+    )
+    .await;
+    assert_eq!(anon.status, 401);
+
+    // Cost now shows the goal's calls by skill; learnings and views answer.
+    let cost = c.call("GET", "/cost", VIEWER, Value::Null).await;
+    assert!(cost.body["calls"].as_u64().unwrap() > 0);
+    assert!(!cost.body["by_skill"].as_array().unwrap().is_empty());
+    for path in [
+        "/learnings",
+        "/schedules",
+        "/events",
+        "/metrics",
+        "/escalations",
+        "/approvals",
+        "/tools",
+        "/budget",
+        "/billing",
+    ] {
+        let a = c.call("GET", path, VIEWER, Value::Null).await;
+        assert_eq!(a.status, 200, "{path}: {}", a.body);
+    }
+    let schedules = c.call("GET", "/schedules", VIEWER, Value::Null).await;
+    assert!(schedules.body["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["what"] == "report-usage" && s["next"].as_array().unwrap().len() == 3));
+
+    // A second preview prices from this month's measured calls.
+    let preview = c
+        .call("POST", "/plan-preview", EDITOR, json!({ "text": text }))
+        .await;
+    assert!(preview.body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["basis"].as_str().unwrap().contains("average")));
+}
+
+#[tokio::test]
+async fn a_goal_is_cancelled_and_an_escalation_resolved_by_people_with_the_right_role() {
+    let (t, _) = world();
+    let c = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(api::OPENAPI).unwrap(),
+    };
+    let id = submit(
+        &c,
+        "Write a blog post announcing Tallybook's new receipt capture",
+    )
+    .await;
+    // Plan only: tasks are released, nothing has run.
+    while let Some(env) = t.bus.pop(QueueName::Director) {
+        director::on_message(&t.deps, env).await.unwrap();
+    }
+    let path = format!("/goals/{id}/cancel");
+    assert_eq!(c.call("POST", &path, VIEWER, json!({})).await.status, 403);
+    assert_eq!(c.call("POST", &path, OTHER, json!({})).await.status, 404);
+    let a = c
+        .call("POST", &path, EDITOR, json!({"reason": "wrong product"}))
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    drain(&t).await;
+    let goal = c
+        .call("GET", &format!("/goals/{id}"), VIEWER, Value::Null)
+        .await;
+    assert_eq!(goal.body["status"], "CANCELLED");
+    assert!(goal.body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("wrong product"));
+    assert!(goal.body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["status"] == "CANCELLED"));
+    assert_eq!(
+        t.deps
+            .store
+            .goal_state(&GoalKey::new("alpha".into(), GoalId::new(&id)))
+            .await
+            .unwrap()
+            .outputs
+            .len(),
+        0,
+        "no agent ran after the cancel"
+    );
+    assert_eq!(c.call("POST", &path, EDITOR, json!({})).await.status, 409);
+
+    // An escalated task: accept its output as it is, and the goal completes.
+    let id = submit(
+        &c,
+        "Write a blog post announcing Tallybook's new receipt capture",
+    )
+    .await;
+    drain(&t).await;
+    let key = GoalKey::new("alpha".into(), GoalId::new(&id));
+    let state = t.deps.store.goal_state(&key).await.unwrap();
+    let mut goal = state.goal.clone().unwrap();
+    let mut task = state.tasks.last().unwrap().clone();
+    let (gv, tv) = (goal.version, task.version);
+    goal.status = GoalStatus::Escalated;
+    goal.version += 1;
+    task.status = TaskStatus::Escalated;
+    task.version += 1;
+    t.deps
+        .store
+        .commit(
+            &key,
+            vec![
+                Write::Goal {
+                    goal,
+                    expect_version: gv,
+                },
+                Write::Task {
+                    task: task.clone(),
+                    expect_version: tv,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let listed = c.call("GET", "/escalations", VIEWER, Value::Null).await;
+    assert_eq!(listed.body["escalations"][0]["task"], task.id.as_str());
+    let resolve = format!("/escalations/{id}/{}/resolve", task.id);
+    assert_eq!(
+        c.call("POST", &resolve, VIEWER, json!({"action": "accept"}))
+            .await
+            .status,
+        403
+    );
+    let bad = c
+        .call("POST", &resolve, EDITOR, json!({"action": "ignore"}))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["message"].as_str().unwrap().contains("ignore"));
+    assert_eq!(
+        c.call(
+            "POST",
+            &format!("/escalations/{id}/t99/resolve"),
+            EDITOR,
+            json!({"action": "accept"})
+        )
+        .await
+        .status,
+        404
+    );
+    let a = c
+        .call(
+            "POST",
+            &resolve,
+            EDITOR,
+            json!({"action": "accept", "note": "good enough for launch"}),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.body);
+    // The same decision delivered twice is applied once.
+    let dup = t.bus.pending(QueueName::Director);
+    assert_eq!(dup.len(), 1);
+    t.bus.send_now(&dup[0]).await;
+    drain(&t).await;
+    let goal = c
+        .call("GET", &format!("/goals/{id}"), VIEWER, Value::Null)
+        .await;
+    assert_eq!(goal.body["status"], "COMPLETED", "{}", goal.body);
+    let trace = c
+        .call("GET", &format!("/goals/{id}/trace"), VIEWER, Value::Null)
+        .await;
+    let accepted: Vec<_> = trace.body["trace"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["note"].as_str().unwrap().contains("accepted as it is"))
+        .collect();
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(
+        c.call("POST", &resolve, EDITOR, json!({"action": "accept"}))
+            .await
+            .status,
+        409,
+        "no longer escalated"
+    );
+
+    // Retry: one more revision with the person's note as feedback.
+    let state = t.deps.store.goal_state(&key).await.unwrap();
+    let mut goal = state.goal.clone().unwrap();
+    let mut task = state.tasks.last().unwrap().clone();
+    let (gv, tv) = (goal.version, task.version);
+    goal.status = GoalStatus::Escalated;
+    goal.version += 1;
+    task.status = TaskStatus::Escalated;
+    task.version += 1;
+    t.deps
+        .store
+        .commit(
+            &key,
+            vec![
+                Write::Goal {
+                    goal,
+                    expect_version: gv,
+                },
+                Write::Task {
+                    task: task.clone(),
+                    expect_version: tv,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    let a = c
+        .call(
+            "POST",
+            &resolve,
+            EDITOR,
+            json!({"action": "retry", "note": "Lead with the time saved per receipt"}),
+        )
+        .await;
+    assert_eq!(a.status, 202);
+    let env = t.bus.pop(QueueName::Director).unwrap();
+    director::on_message(&t.deps, env).await.unwrap();
+    let after = t.deps.store.task(&key, &task.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.status, after.revision),
+        (TaskStatus::Assigned, task.revision + 1)
+    );
+    assert_eq!(
+        after.feedback.last().unwrap().summary,
+        "Lead with the time saved per receipt"
+    );
+    assert!(
+        matches!(t.bus.pending(QueueName::Agent)[0].message, Message::TaskReady { revision, .. } if revision == task.revision + 1)
+    );
+    assert_eq!(
+        t.deps.store.goal(&key).await.unwrap().unwrap().status,
+        GoalStatus::Running
+    );
+}
+
+#[tokio::test]
+async fn budget_and_plan_cap_spending_and_owners_alone_set_them() {
+    let (t, _) = world();
+    let c = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(api::OPENAPI).unwrap(),
+    };
+    let owner = OTHER;
+    let b = c.call("GET", "/budget", owner, Value::Null).await;
+    assert_eq!(
+        (b.body["source"].as_str(), b.body["monthly_usd"].as_f64()),
+        (Some("config"), Some(1000.0))
+    );
+    assert_eq!(
+        c.call("PUT", "/budget", EDITOR, json!({"monthly_usd": 5}))
+            .await
+            .status,
+        403
+    );
+    let bad = c
+        .call("PUT", "/budget", owner, json!({"monthly_usd": -5}))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body["message"].as_str().unwrap().contains("-5"));
+    let set = c
+        .call(
+            "PUT",
+            "/budget",
+            owner,
+            json!({"monthly_usd": 200, "per_goal_usd": 10}),
+        )
+        .await;
+    assert_eq!(
+        (set.status, set.body["monthly_usd"].as_f64()),
+        (200, Some(200.0))
+    );
+    // A plan caps the tenant's own budget.
+    let bad = c
+        .call("PUT", "/billing/plan", owner, json!({"plan": "gold"}))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("starter, team"),
+        "{}",
+        bad.body
+    );
+    let plan = c
+        .call("PUT", "/billing/plan", owner, json!({"plan": "starter"}))
+        .await;
+    assert_eq!(plan.status, 200, "{}", plan.body);
+    assert_eq!(plan.body["plan"]["name"], "starter");
+    let b = c.call("GET", "/budget", owner, Value::Null).await;
+    assert_eq!(
+        (
+            b.body["monthly_usd"].as_f64(),
+            b.body["per_goal_usd"].as_f64(),
+            b.body["plan"].as_str()
+        ),
+        (Some(50.0), Some(5.0), Some("starter"))
+    );
+    let limits = mktg_boot::budget::limits(&t.deps, &TenantId::new("beta"))
+        .await
+        .unwrap();
+    assert_eq!(
+        limits.month_micros, 50_000_000,
+        "the gate enforces the plan's cap"
+    );
+    // Setting the budget keeps the plan.
+    c.call("PUT", "/budget", owner, json!({"monthly_usd": 20}))
+        .await;
+    let b = c.call("GET", "/budget", owner, Value::Null).await;
+    assert_eq!(
+        (b.body["monthly_usd"].as_f64(), b.body["plan"].as_str()),
+        (Some(20.0), Some("starter"))
+    );
+    // Stripe customer ids are checked.
+    let bad = c
+        .call(
+            "PUT",
+            "/billing/customer",
+            owner,
+            json!({"customer": "acct_1"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    let ok = c
+        .call(
+            "PUT",
+            "/billing/customer",
+            owner,
+            json!({"customer": "cus_Q1w2E3"}),
+        )
+        .await;
+    assert_eq!(ok.body["stripe"]["customer"], "cus_Q1w2E3");
+    // The other tenant is untouched.
+    let alpha = c.call("GET", "/billing", VIEWER, Value::Null).await;
+    assert_eq!(
+        (
+            alpha.body["plan"].clone(),
+            alpha.body["stripe"]["customer"].clone()
+        ),
+        (Value::Null, Value::Null)
+    );
+}
+
+#[tokio::test]
+async fn the_dashboard_is_served_by_the_same_function() {
+    let t = mktg_testkit::memory_deps();
+    let keys = keys();
+    for (path, kind, needle) in [
+        ("/", "text/html", "<html"),
+        ("/app.js", "text/javascript", "fetch"),
+        ("/style.css", "text/css", "{"),
+    ] {
+        let r = api::serve(&t.deps, &keys, "GET", path, "", None, None, b"").await;
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.content_type.starts_with(kind),
+            "{path}: {}",
+            r.content_type
+        );
+        assert!(r.body.contains(needle), "{path}");
+    }
+    let r = api::serve(&t.deps, &keys, "GET", "/nope.js", "", None, None, b"").await;
+    assert_eq!(r.status, 401, "anything else is the API, which wants a key");
+}
