@@ -1,0 +1,1838 @@
+// mktg dashboard: one ES module, no framework, no build step.
+// Talks to the API described in web/CONTRACT.md (same origin).
+
+/* ------------------------------------------------------------------ */
+/* DOM helpers                                                          */
+/* ------------------------------------------------------------------ */
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+const PROPS = new Set(['value', 'checked', 'disabled', 'selected', 'hidden', 'open']);
+
+/** Builds an element: h('div', {class: 'x', testid: 'y', onclick}, child, ...). */
+function h(tag, props, ...children) {
+  const isSvg = tag.startsWith('svg:');
+  const el = isSvg ? document.createElementNS(SVG_NS, tag.slice(4)) : document.createElement(tag);
+  for (const [k, v] of Object.entries(props || {})) {
+    if (v == null || v === false) continue;
+    if (k === 'testid') el.setAttribute('data-testid', v);
+    else if (k.startsWith('on') && typeof v === 'function') el.addEventListener(k.slice(2), v);
+    else if (!isSvg && PROPS.has(k)) el[k] = v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+const s = (tag, props, ...children) => h('svg:' + tag, props, ...children);
+
+function append(el, children) {
+  for (const c of children.flat(Infinity)) {
+    if (c == null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+function replace(el, ...children) {
+  el.replaceChildren();
+  return append(el, children);
+}
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+/* ------------------------------------------------------------------ */
+/* Formatting                                                           */
+/* ------------------------------------------------------------------ */
+
+function usd(v) {
+  if (v == null || Number.isNaN(Number(v))) return '—';
+  const n = Number(v);
+  if (n !== 0 && Math.abs(n) < 1) return '$' + n.toFixed(4).replace(/0{1,2}$/, ''); // $0.0415, $0.05
+  return '$' + n.toLocaleString(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+}
+
+function int(v) {
+  return v == null ? '—' : Number(v).toLocaleString();
+}
+
+function when(ms) {
+  if (!ms) return '—';
+  return new Date(Number(ms)).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+}
+
+function clock(ms) {
+  if (!ms) return '';
+  return new Date(Number(ms)).toLocaleTimeString(undefined, { hour12: false });
+}
+
+function ago(ms) {
+  if (!ms) return '';
+  const d = (Date.now() - Number(ms)) / 1000;
+  const f = (n, u) => `${Math.round(n)} ${u}${Math.round(n) === 1 ? '' : 's'}`;
+  const abs = Math.abs(d);
+  const txt = abs < 45 ? 'just now'
+    : abs < 3600 ? f(abs / 60, 'minute')
+    : abs < 86400 ? f(abs / 3600, 'hour')
+    : f(abs / 86400, 'day');
+  if (txt === 'just now') return txt;
+  return d >= 0 ? `${txt} ago` : `in ${txt}`;
+}
+
+const human = (status) => String(status ?? '').replace(/_/g, ' ');
+
+/** A status pill; the colour comes from the status (see style.css). */
+function pill(status, testid, extra = '') {
+  const v = String(status ?? 'unknown');
+  return h('span', {
+    class: `pill s-${v.toLowerCase().replace(/[^a-z0-9]+/g, '-')} ${extra}`.trim(),
+    'data-status': v,
+    testid,
+  }, human(v));
+}
+
+function json(v) {
+  try {
+    return JSON.stringify(v, null, 2);
+  } catch {
+    return String(v);
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Session                                                              */
+/* ------------------------------------------------------------------ */
+
+const KEY_STORE = 'mktg.key';
+const ROLE_RANK = { viewer: 0, editor: 1, owner: 2 };
+
+const state = {
+  key: sessionStorage.getItem(KEY_STORE) || '',
+  me: null, // {tenant, role, auth}
+  submitted: new Map(), // goal id -> text, for goals the director has not planned yet
+};
+
+const can = (role) => (ROLE_RANK[state.me?.role] ?? -1) >= ROLE_RANK[role];
+
+/* ------------------------------------------------------------------ */
+/* Banners and the API helper                                           */
+/* ------------------------------------------------------------------ */
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.shown = false;
+  }
+}
+
+function banner(kind, message, detail) {
+  const host = $('#banners');
+  const close = h('button', { class: 'banner-close', 'aria-label': 'Dismiss', onclick: () => el.remove() }, '×');
+  const el = h('div', {
+    class: `banner ${kind}`,
+    role: kind === 'error' ? 'alert' : 'status',
+    testid: kind === 'error' ? 'error-banner' : 'toast',
+  },
+  h('span', { class: 'banner-icon', 'aria-hidden': 'true' }, kind === 'error' ? '!' : '✓'),
+  h('span', { class: 'banner-text' }, message, detail ? h('span', { class: 'banner-detail' }, detail) : null),
+  close);
+  host.append(el);
+  if (kind !== 'error') setTimeout(() => el.remove(), 4000);
+  return el;
+}
+
+const toast = (message) => banner('ok', message);
+
+function clearBanners() {
+  replace($('#banners'));
+}
+
+/** Shows an error once: API errors by their message, anything else as a bug. */
+function report(err) {
+  if (err instanceof ApiError) {
+    if (!err.shown) {
+      err.shown = true;
+      banner('error', err.message, err.code ? ` (${err.code}${err.status ? `, HTTP ${err.status}` : ''})` : '');
+    }
+    return;
+  }
+  console.error(err);
+  banner('error', `Something went wrong in the dashboard: ${err?.message ?? err}`);
+}
+
+/**
+ * Every request goes through here: adds the key, sends/parses JSON and turns
+ * an HTTP error into an ApiError carrying the body's message, shown as a
+ * banner unless `quiet` (true, or a list of statuses the caller handles).
+ */
+async function api(method, path, body, { quiet = false, auth = true } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (auth && state.key) headers.Authorization = `Bearer ${state.key}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (e) {
+    const err = new ApiError(0, 'network', `Could not reach the API (${method} ${path}): ${e.message}`);
+    if (quiet !== true) report(err);
+    throw err;
+  }
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const message = (data && typeof data.message === 'string' && data.message)
+      || text.slice(0, 300) || res.statusText || 'request failed';
+    const err = new ApiError(res.status, data?.code || `http_${res.status}`, message);
+    const silent = quiet === true || (Array.isArray(quiet) && quiet.includes(res.status));
+    if (!silent) report(err);
+    throw err;
+  }
+  if (data === null && text) {
+    const err = new ApiError(res.status, 'bad_json', `${method} ${path} answered something that is not JSON`);
+    if (quiet !== true) report(err);
+    throw err;
+  }
+  return data ?? {};
+}
+
+/** Wraps an event handler: errors become banners, never unhandled rejections. */
+const handler = (fn) => async (event) => {
+  try {
+    await fn(event);
+  } catch (err) {
+    report(err);
+  }
+};
+
+/** Disables a button while `fn` runs and shows it as busy. */
+async function busy(btn, fn) {
+  if (!btn || btn.disabled) return undefined;
+  btn.disabled = true;
+  btn.classList.add('busy');
+  try {
+    return await fn();
+  } finally {
+    btn.disabled = false;
+    btn.classList.remove('busy');
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Small components                                                     */
+/* ------------------------------------------------------------------ */
+
+const ICONS = {
+  goals: 'M4 12h4l3-8 4 16 3-8h2',
+  approvals: 'M5 12l4 4 10-10',
+  cost: 'M12 3v18M17 7H9.5a3 3 0 000 6h5a3 3 0 010 6H6',
+  learnings: 'M4 19V6a2 2 0 012-2h12v13H6a2 2 0 00-2 2zm0 0a2 2 0 002 2h12',
+  schedules: 'M12 7v5l3 2M12 21a9 9 0 110-18 9 9 0 010 18z',
+  tools: 'M9 7V3m6 4V3M7 7h10v4a5 5 0 01-10 0V7zm5 9v5',
+  onboarding: 'M5 21V4m0 0h11l-2 4 2 4H5',
+  signin: 'M15 3h4a2 2 0 012 2v14a2 2 0 01-2 2h-4M10 17l5-5-5-5M15 12H3',
+};
+
+const icon = (name) => s('svg', { viewBox: '0 0 24 24', width: 18, height: 18, 'aria-hidden': 'true', class: 'icon' },
+  s('path', { d: ICONS[name] || '', fill: 'none', stroke: 'currentColor', 'stroke-width': 1.8, 'stroke-linecap': 'round', 'stroke-linejoin': 'round' }));
+
+const loading = (text = 'Loading…') => h('div', { class: 'loading', testid: 'loading' }, h('span', { class: 'spinner' }), text);
+const empty = (text) => h('div', { class: 'empty' }, text);
+
+function card(title, ...body) {
+  return h('section', { class: 'card' },
+    title ? h('div', { class: 'card-head' }, typeof title === 'string' ? h('h2', {}, title) : title) : null,
+    ...body);
+}
+
+/** A card whose body loads asynchronously: shows a spinner, then the content or the error. */
+function asyncCard(title, load, opts = {}) {
+  const body = h('div', { class: 'card-body' }, loading());
+  const el = card(title, body);
+  if (opts.testid) el.setAttribute('data-testid', opts.testid);
+  (async () => {
+    try {
+      replace(body, await load());
+    } catch (err) {
+      report(err);
+      replace(body, h('div', { class: 'empty error-text' }, `Could not load: ${err.message}`));
+    }
+  })();
+  return el;
+}
+
+function table(headers, rows, { testid, cls = '' } = {}) {
+  return h('div', { class: 'table-wrap' },
+    h('table', { class: `table ${cls}`, testid },
+      h('thead', {}, h('tr', {}, headers.map((x) => h('th', {}, x)))),
+      rows instanceof HTMLTableSectionElement ? rows : h('tbody', {}, rows)));
+}
+
+function stat(label, value, sub) {
+  return h('div', { class: 'stat' },
+    h('div', { class: 'stat-label' }, label),
+    h('div', { class: 'stat-value' }, value),
+    sub ? h('div', { class: 'stat-sub' }, sub) : null);
+}
+
+function field(label, control, hint) {
+  return h('label', { class: 'field' },
+    h('span', { class: 'field-label' }, label),
+    control,
+    hint ? h('span', { class: 'field-hint' }, hint) : null);
+}
+
+const goalLink = (id) => (id ? h('a', { href: `#/goals/${encodeURIComponent(id)}`, class: 'mono' }, id) : '—');
+
+function progress(percent, level) {
+  const p = Math.max(0, Number(percent) || 0);
+  return h('div', { class: `progress lvl-${levelClass(level, p)}`, role: 'progressbar', 'aria-valuenow': p.toFixed(0), 'aria-valuemin': 0, 'aria-valuemax': 100 },
+    h('div', { class: 'progress-fill', style: `width:${Math.min(100, p)}%` }));
+}
+
+function levelClass(level, percent) {
+  const l = String(level || '').toLowerCase();
+  if (/exhaust|critical|hard|block|stop/.test(l) || percent >= 95) return 'bad';
+  if (/warn|throttle|soft/.test(l) || percent >= 80) return 'warn';
+  return 'ok';
+}
+
+/* ------------------------------------------------------------------ */
+/* Very small markdown (headings, bold, italics, code, lists, tables)   */
+/* ------------------------------------------------------------------ */
+
+function inline(text) {
+  const out = [];
+  const re = /(`[^`]+`)|(\*\*[^*]+\*\*|__[^_]+__)|(\*[^*\s][^*]*\*|(?<!\w)_[^_\s][^_]*_(?!\w))|(\[[^\]]+\]\([^)\s]+\))/g;
+  let last = 0;
+  let m;
+  while ((m = re.exec(text))) {
+    if (m.index > last) out.push(text.slice(last, m.index));
+    const t = m[0];
+    if (m[1]) out.push(h('code', {}, t.slice(1, -1)));
+    else if (m[2]) out.push(h('strong', {}, inline(t.slice(2, -2))));
+    else if (m[3]) out.push(h('em', {}, inline(t.slice(1, -1))));
+    else {
+      const [, label, url] = /^\[([^\]]+)\]\(([^)\s]+)\)$/.exec(t);
+      out.push(/^https?:\/\//i.test(url)
+        ? h('a', { href: url, target: '_blank', rel: 'noopener noreferrer' }, label)
+        : `${label} (${url})`);
+    }
+    last = re.lastIndex;
+  }
+  if (last < text.length) out.push(text.slice(last));
+  return out;
+}
+
+const splitRow = (line) => line.trim().replace(/^\|/, '').replace(/\|$/, '').split('|').map((c) => c.trim());
+
+function markdown(src) {
+  const root = h('div', { class: 'md' });
+  const lines = String(src ?? '').replace(/\r\n?/g, '\n').split('\n');
+  let para = [];
+  let list = null;
+  const flush = () => {
+    if (para.length) root.append(h('p', {}, inline(para.join(' '))));
+    para = [];
+  };
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    let m;
+    if (/^\s*```/.test(line)) {
+      flush();
+      list = null;
+      const buf = [];
+      for (i++; i < lines.length && !/^\s*```/.test(lines[i]); i++) buf.push(lines[i]);
+      root.append(h('pre', { class: 'code' }, buf.join('\n')));
+    } else if (!line.trim()) {
+      flush();
+      list = null;
+    } else if ((m = /^(#{1,6})\s+(.*?)\s*#*\s*$/.exec(line))) {
+      flush();
+      list = null;
+      root.append(h(`h${Math.min(6, m[1].length + 2)}`, {}, inline(m[2])));
+    } else if (/^\s*([-*_])(\s*\1){2,}\s*$/.test(line)) {
+      flush();
+      list = null;
+      root.append(h('hr'));
+    } else if ((m = /^(\s*)([-*+]|\d+[.)])\s+(.*)$/.exec(line))) {
+      flush();
+      const ordered = /\d/.test(m[2]);
+      const tag = ordered ? 'ol' : 'ul';
+      if (!list || list.tagName.toLowerCase() !== tag) {
+        list = h(tag);
+        root.append(list);
+      }
+      const depth = Math.min(4, Math.floor(m[1].replace(/\t/g, '  ').length / 2));
+      const task = /^\[( |x|X)\]\s+(.*)$/.exec(m[3]);
+      list.append(h('li', { style: depth ? `margin-left:${depth * 1.25}em` : null },
+        task ? [h('input', { type: 'checkbox', disabled: true, checked: task[1] !== ' ' }), ' ', inline(task[2])] : inline(m[3])));
+    } else if ((m = /^>\s?(.*)$/.exec(line))) {
+      flush();
+      list = null;
+      root.append(h('blockquote', {}, inline(m[1])));
+    } else if (/^\s*\|/.test(line) && i + 1 < lines.length && /^\s*\|?\s*:?-{2,}/.test(lines[i + 1])) {
+      flush();
+      list = null;
+      const head = splitRow(line);
+      const rows = [];
+      for (i += 2; i < lines.length && /^\s*\|/.test(lines[i]); i++) rows.push(splitRow(lines[i]));
+      i--;
+      root.append(h('div', { class: 'table-wrap' }, h('table', { class: 'table md-table' },
+        h('thead', {}, h('tr', {}, head.map((c) => h('th', {}, inline(c))))),
+        h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, inline(c)))))))));
+    } else {
+      list = null;
+      para.push(line.trim());
+    }
+  }
+  flush();
+  return root;
+}
+
+/* ------------------------------------------------------------------ */
+/* Charts (inline SVG)                                                  */
+/* ------------------------------------------------------------------ */
+
+function barChart(rows, { label = (r) => r.label, value = (r) => r.value, format = String, testid } = {}) {
+  if (!rows.length) return empty('Nothing spent this month yet.');
+  const max = Math.max(...rows.map(value), 0) || 1;
+  const rowH = 30;
+  const labelW = 170;
+  const valueW = 90;
+  const width = 720;
+  const barW = width - labelW - valueW;
+  const svg = s('svg', { viewBox: `0 0 ${width} ${rows.length * rowH + 4}`, class: 'bars', role: 'img', 'aria-label': 'Spend by skill', testid });
+  rows.forEach((r, i) => {
+    const y = i * rowH + 4;
+    const w = Math.max(2, (value(r) / max) * barW);
+    svg.append(s('g', {},
+      s('title', {}, `${label(r)}: ${format(value(r))}`),
+      s('text', { x: labelW - 10, y: y + rowH / 2, 'text-anchor': 'end', 'dominant-baseline': 'middle', class: 'bar-label' }, label(r)),
+      s('rect', { x: labelW, y: y + 5, width: barW, height: rowH - 12, rx: 4, class: 'bar-track' }),
+      s('rect', { x: labelW, y: y + 5, width: w, height: rowH - 12, rx: 4, class: 'bar-fill' }),
+      s('text', { x: labelW + barW + 8, y: y + rowH / 2, 'dominant-baseline': 'middle', class: 'bar-value' }, format(value(r)))));
+  });
+  return svg;
+}
+
+function sparkline(points, { width = 220, height = 48 } = {}) {
+  const vals = points.map((p) => Number(p.value) || 0);
+  const svg = s('svg', { viewBox: `0 0 ${width} ${height}`, class: 'spark', role: 'img' });
+  if (!vals.length) return svg;
+  const min = Math.min(...vals);
+  const max = Math.max(...vals);
+  const span = max - min || 1;
+  const pad = 4;
+  const x = (i) => (vals.length === 1 ? width / 2 : pad + (i * (width - 2 * pad)) / (vals.length - 1));
+  const y = (v) => height - pad - ((v - min) / span) * (height - 2 * pad);
+  const pts = vals.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+  svg.append(
+    s('polygon', { points: `${x(0)},${height} ${pts.join(' ')} ${x(vals.length - 1)},${height}`, class: 'spark-area' }),
+    s('polyline', { points: pts.join(' '), class: 'spark-line' }),
+    s('circle', { cx: x(vals.length - 1), cy: y(vals[vals.length - 1]), r: 3, class: 'spark-dot' }));
+  points.forEach((p, i) => svg.append(s('circle', { cx: x(i), cy: y(vals[i]), r: 6, class: 'spark-hit' },
+    s('title', {}, `${p.day}: ${p.value}`))));
+  return svg;
+}
+
+/* ------------------------------------------------------------------ */
+/* Shared panels: goal composer with plan preview, tool servers          */
+/* ------------------------------------------------------------------ */
+
+function goalComposer({ text = '', options = true, hint } = {}) {
+  const textarea = h('textarea', { testid: 'goal-text', rows: 3, placeholder: 'Describe the marketing goal in a sentence or two…', value: text });
+  const pipeline = h('input', { testid: 'goal-pipeline', type: 'text', placeholder: 'Optional, e.g. Product Launch' });
+  const priority = h('select', { testid: 'goal-priority' },
+    h('option', { value: '' }, 'Default'),
+    ['P0', 'P1', 'P2', 'P3'].map((p) => h('option', { value: p }, p)));
+  const preview = h('div', { class: 'plan', testid: 'plan' });
+  let previewedFor = null;
+
+  const body = () => {
+    const b = { text: textarea.value.trim() };
+    if (options && pipeline.value.trim()) b.pipeline = pipeline.value.trim();
+    if (options && priority.value) b.priority = priority.value;
+    return b;
+  };
+  const need = () => {
+    const b = body();
+    if (!b.text) {
+      textarea.focus();
+      banner('error', 'Write the goal first.');
+      return null;
+    }
+    return b;
+  };
+
+  const previewBtn = h('button', {
+    class: 'btn', testid: 'plan-preview', type: 'button', disabled: !can('editor'),
+    title: can('editor') ? null : 'Your role cannot plan goals',
+    onclick: handler(async () => {
+      const b = need();
+      if (!b) return;
+      await busy(previewBtn, async () => {
+        replace(preview, loading('Planning…'));
+        try {
+          const plan = await api('POST', '/plan-preview', b);
+          previewedFor = JSON.stringify(b);
+          replace(preview, planTable(plan));
+        } catch (err) {
+          replace(preview);
+          throw err;
+        }
+      });
+    }),
+  }, 'Preview plan');
+
+  const startBtn = h('button', {
+    class: 'btn primary', testid: 'goal-start', type: 'button', disabled: !can('editor'),
+    title: can('editor') ? null : 'Your role cannot start goals',
+    onclick: handler(async () => {
+      const b = need();
+      if (!b) return;
+      await busy(startBtn, async () => {
+        const res = await api('POST', '/goals', b);
+        state.submitted.set(res.goal_id, b.text);
+        toast(`Goal ${res.goal_id} submitted`);
+        location.hash = `#/goals/${encodeURIComponent(res.goal_id)}`;
+      });
+    }),
+  }, 'Start goal');
+
+  textarea.addEventListener('input', () => {
+    if (previewedFor && previewedFor !== JSON.stringify(body())) preview.classList.add('stale');
+    else preview.classList.remove('stale');
+  });
+
+  return h('div', { class: 'composer' },
+    field('Goal', textarea, hint),
+    options ? h('div', { class: 'row' },
+      field('Pipeline', pipeline, 'A pipeline template name; leave empty to let the director plan.'),
+      field('Priority', priority, 'P0 is most urgent.')) : null,
+    h('div', { class: 'actions' }, previewBtn, startBtn),
+    preview);
+}
+
+function planTable(plan) {
+  const tasks = plan.tasks || [];
+  return h('div', {},
+    plan.note ? h('p', { class: 'note' }, plan.note) : null,
+    tasks.length
+      ? table(['Task', 'Skill', 'Depends on', 'Tier', 'Tokens in / out', 'Est. cost'],
+        tasks.map((t) => h('tr', { testid: 'plan-task' },
+          h('td', { class: 'mono' }, t.id),
+          h('td', {}, h('span', { class: 'skill' }, t.skill)),
+          h('td', { class: 'mono' }, (t.deps || []).length ? t.deps.join(', ') : '—'),
+          h('td', {}, h('span', { class: 'tag' }, t.tier ?? '—')),
+          h('td', { class: 'num' }, `${int(t.input_tokens)} / ${int(t.output_tokens)}`),
+          h('td', { class: 'num', title: t.basis || null }, usd(t.usd)))),
+        { testid: 'plan-table' })
+      : empty('The plan has no tasks.'),
+    h('div', { class: 'plan-total', testid: 'plan-total' },
+      h('span', {}, 'Forecast total'),
+      h('strong', {}, usd(plan.total_usd))));
+}
+
+function toolsPanel({ recommendSample = false } = {}) {
+  const body = h('div', { class: 'servers' }, loading('Loading tool servers…'));
+  (async () => {
+    try {
+      const { servers = [] } = await api('GET', '/tools');
+      const list = recommendSample ? [...servers].sort((a, b) => Number(!!b.sample) - Number(!!a.sample)) : servers;
+      replace(body, list.length ? list.map((srv) => serverCard(srv, recommendSample)) : empty('No tool servers are configured.'));
+    } catch (err) {
+      replace(body, h('div', { class: 'empty error-text' }, `Could not load the tool servers: ${err.message}`));
+    }
+  })();
+  return body;
+}
+
+function serverCard(srv, recommendSample) {
+  const result = h('div', { class: 'tool-result', testid: `tool-result-${srv.name}` });
+  const testBtn = h('button', {
+    class: 'btn', type: 'button', testid: `tool-test-${srv.name}`, disabled: !can('editor'),
+    title: can('editor') ? null : 'Your role cannot test tools',
+    onclick: handler(async () => {
+      await busy(testBtn, async () => {
+        result.removeAttribute('data-ok');
+        replace(result, loading('Connecting…'));
+        try {
+          const r = await api('POST', `/tools/${encodeURIComponent(srv.name)}/test`);
+          result.setAttribute('data-ok', String(!!r.ok));
+          replace(result, r.ok
+            ? h('div', { class: 'result ok' }, h('strong', {}, '✓ Connected'),
+              r.ms != null ? ` in ${int(r.ms)} ms` : '',
+              (r.tools || []).length
+                ? h('div', { class: 'chips' }, r.tools.map((t) => (typeof t === 'string'
+                  ? h('span', { class: 'chip mono' }, t)
+                  : h('span', { class: 'chip', title: t.description || null }, h('span', { class: 'mono' }, t.name), t.effect ? [' ', pill(t.effect, null, 'small')] : null))))
+                : ' — no tools listed')
+            : h('div', { class: 'result bad' }, h('strong', {}, '✗ Failed: '), r.error || 'unknown error'));
+        } catch (err) {
+          result.setAttribute('data-ok', 'false');
+          replace(result, h('div', { class: 'result bad' }, h('strong', {}, '✗ '), err.message));
+        }
+      });
+    }),
+  }, 'Test connection');
+  return h('div', { class: `server ${srv.sample ? 'sample' : ''}`, testid: `server-${srv.name}` },
+    h('div', { class: 'server-head' },
+      h('div', {},
+        h('div', { class: 'server-name' }, srv.name,
+          srv.sample ? h('span', { class: 'tag sample-tag', testid: `sample-${srv.name}` }, 'sample data') : null),
+        srv.description ? h('div', { class: 'muted small' }, srv.description) : null,
+        h('div', { class: 'server-meta' },
+          h('span', { class: 'tag' }, srv.transport || '—'),
+          pill(srv.connected ? 'CONNECTED' : 'NOT_CONNECTED'),
+          (srv.skills || []).length ? h('span', { class: 'muted' }, `used by ${srv.skills.join(', ')}`) : null),
+        (srv.missing_credentials || []).length
+          ? h('div', { class: 'small error-text' }, 'Missing credentials: ', srv.missing_credentials.map((v, i) => [i ? ', ' : '', h('code', {}, v)]))
+          : null),
+      testBtn),
+    srv.sample && recommendSample
+      ? h('p', { class: 'hint' }, 'Needs no account: recommended if you have no tools connected yet, so agents can try their tools safely.')
+      : null,
+    (srv.tools || []).length
+      ? h('div', { class: 'chips' }, srv.tools.map((t) => h('span', { class: 'chip' }, h('span', { class: 'mono' }, t.name), ' ', pill(t.effect || srv.effect || 'read', null, 'small'))))
+      : null,
+    result);
+}
+
+/* ------------------------------------------------------------------ */
+/* Views                                                                */
+/* ------------------------------------------------------------------ */
+
+function viewSignIn(ctx) {
+  const input = h('input', { type: 'password', testid: 'key-input', autocomplete: 'off', placeholder: 'mk_…', value: '' });
+  const error = h('div', { class: 'form-error', testid: 'sign-in-error', role: 'alert' });
+  const btn = h('button', { class: 'btn primary', type: 'submit', testid: 'sign-in' }, 'Sign in');
+  const form = h('form', {
+    class: 'signin',
+    onsubmit: handler(async (e) => {
+      e.preventDefault();
+      replace(error);
+      const key = input.value.trim();
+      if (!key) {
+        replace(error, 'Enter an API key.');
+        return;
+      }
+      await busy(btn, async () => {
+        try {
+          await signIn(key);
+        } catch (err) {
+          replace(error, err.message);
+          return;
+        }
+        const next = ctx.next && !/^#\/(signin)?$/.test(ctx.next) ? ctx.next : null;
+        location.hash = (await needsOnboarding()) ? '#/onboarding' : (next || '#/goals');
+      });
+    }),
+  },
+  field('API key', input, 'Ask an owner of your workspace for a key. It is kept in this tab only (sessionStorage).'),
+  error,
+  h('div', { class: 'actions' }, btn));
+  replace(ctx.el, h('div', { class: 'signin-wrap' },
+    card(null,
+      h('div', { class: 'signin-head' }, h('h1', {}, 'Sign in to mktg'), h('p', { class: 'muted' }, 'Your AI marketing team: goals in, reviewed work out.')),
+      form)));
+  input.focus();
+}
+
+async function signIn(key) {
+  state.key = key;
+  try {
+    state.me = await api('GET', '/me', undefined, { quiet: true });
+  } catch (err) {
+    state.key = '';
+    state.me = null;
+    sessionStorage.removeItem(KEY_STORE);
+    throw err;
+  }
+  sessionStorage.setItem(KEY_STORE, key);
+  renderChrome();
+}
+
+function signOut() {
+  state.key = '';
+  state.me = null;
+  sessionStorage.removeItem(KEY_STORE);
+  renderChrome();
+}
+
+async function needsOnboarding() {
+  try {
+    const r = await api('GET', '/context');
+    return r.context == null;
+  } catch {
+    return false;
+  }
+}
+
+/* ---------- Onboarding ---------- */
+
+const CONTEXT_FIELDS = [
+  ['product', 'Product', 'What you sell in one sentence: name, category and the main thing it does.', 'Tallybook — bookkeeping for freelancers that files quarterly taxes for you.'],
+  ['audience', 'Audience', 'Who buys it: role, company size, situation. The more specific, the better the copy.', 'Solo designers and developers in the US earning $50–200k, doing their own books.'],
+  ['problem', 'Problem', 'The pain they have before finding you, in their own words.', 'Tax season is a scramble through receipts and bank exports.'],
+  ['positioning', 'Positioning', 'Why you and not the alternatives: the one thing you do better.', 'The only app that estimates and files quarterly taxes automatically.'],
+  ['voice', 'Voice', 'How you sound: three or four adjectives, words you use and words you avoid.', 'Calm, plain, a little witty. Say "you", avoid jargon and hype.'],
+  ['competitors', 'Competitors', 'Main alternatives, including spreadsheets or doing nothing. Comma-separated.', 'QuickBooks Self-Employed, FreshBooks, spreadsheets.'],
+  ['goals', 'Goals', 'What marketing should achieve this quarter: the metric and the target.', '500 paid signups by end of quarter; trial-to-paid from 8% to 12%.'],
+];
+
+const REQUIRED_CONTEXT = ['product', 'audience'];
+
+const STEPS = ['Product context', 'Connect a tool', 'First goal'];
+
+function viewOnboarding(ctx, stepParam) {
+  const step = Math.min(3, Math.max(1, Number(stepParam) || 1));
+  const stepper = h('ol', { class: 'stepper' }, STEPS.map((name, i) => h('li', {
+    class: i + 1 === step ? 'current' : i + 1 < step ? 'done' : '',
+  }, h('a', { href: `#/onboarding/${i + 1}` }, h('span', { class: 'step-num' }, i + 1 < step ? '✓' : String(i + 1)), name))));
+  const head = h('div', { class: 'wizard-head' },
+    h('div', { class: 'wizard-step', testid: 'wizard-step', 'data-step': step }, `Step ${step} of 3 — ${STEPS[step - 1]}`),
+    stepper);
+  let body;
+  if (step === 1) body = onboardingContext();
+  else if (step === 2) body = onboardingTools();
+  else body = onboardingGoal();
+  replace(ctx.el, h('div', { class: 'wizard' }, head, onboardingProgress(), body));
+}
+
+/** Where the workspace is on the way to its first approved output (GET /onboarding). */
+function onboardingProgress() {
+  const el = h('div', { class: 'progress-strip', testid: 'onboarding-progress' });
+  (async () => {
+    let o;
+    try {
+      o = await api('GET', '/onboarding');
+    } catch {
+      el.remove(); // the banner says why; the wizard works without it
+      return;
+    }
+    const item = (done, label, detail) => h('div', { class: `check ${done ? 'done' : ''}` },
+      h('span', { class: 'check-mark' }, done ? '✓' : ''), h('span', {}, label, detail ? h('span', { class: 'muted small' }, ' ', detail) : null));
+    const g = o.first_goal;
+    replace(el,
+      item(o.context_written_ms != null, 'Product context', o.context_written_ms ? ago(o.context_written_ms) : null),
+      item(!!o.sample_data, 'Sample data or a tool'),
+      item(!!g, 'First goal', g ? [' ', goalLink(g.id), ' ', pill(g.status, null, 'small')] : null),
+      item(o.first_approved_ms != null, 'First approved output',
+        o.minutes_to_first_approval != null ? `${Number(o.minutes_to_first_approval).toFixed(1)} min after the context` : o.first_approved_ms ? ago(o.first_approved_ms) : null));
+  })();
+  return el;
+}
+
+function onboardingContext() {
+  const inputs = {};
+  const listy = {};
+  const form = h('form', {
+    class: 'context-form',
+    onsubmit: handler(async (e) => {
+      e.preventDefault();
+      const body = {};
+      for (const [name] of CONTEXT_FIELDS) {
+        const v = inputs[name].value.trim();
+        body[name] = listy[name] ? v.split(/\n|,/).map((x) => x.trim()).filter(Boolean) : v;
+      }
+      for (const name of REQUIRED_CONTEXT) {
+        if (!body[name] || (Array.isArray(body[name]) && !body[name].length)) {
+          inputs[name].focus();
+          banner('error', `The ${name} is required: every agent builds on it.`);
+          return;
+        }
+      }
+      await busy(save, async () => {
+        await api('PUT', '/context', body);
+        toast('Product context saved');
+        location.hash = '#/onboarding/2';
+      });
+    }),
+  },
+  CONTEXT_FIELDS.map(([name, label, hint, example]) => {
+    inputs[name] = h('textarea', { testid: `context-${name}`, name, rows: 2, placeholder: example, maxlength: 2000 });
+    return field(REQUIRED_CONTEXT.includes(name) ? [label, h('span', { class: 'required' }, ' required')] : label, inputs[name], hint);
+  }));
+  const save = h('button', { class: 'btn primary', type: 'submit', testid: 'context-save', disabled: !can('editor') }, 'Save and continue');
+  form.append(h('div', { class: 'actions' }, save, h('a', { href: '#/onboarding/2', class: 'link' }, 'Skip for now')));
+  (async () => {
+    try {
+      const r = await api('GET', '/context');
+      for (const [name] of CONTEXT_FIELDS) {
+        const v = r.context?.[name];
+        if (Array.isArray(v)) {
+          listy[name] = true;
+          inputs[name].value = v.join(', ');
+        } else if (v != null) {
+          inputs[name].value = String(v);
+        }
+      }
+    } catch {
+      /* the banner says why; the form still works */
+    }
+  })();
+  return card('Tell the team about your product',
+    h('p', { class: 'muted' }, 'Every agent reads this before it writes. A sentence or two per field is plenty; you can change it later.'),
+    form);
+}
+
+function onboardingTools() {
+  return card('Connect a tool',
+    h('p', { class: 'muted' }, 'Agents use tool servers to read analytics and publish. Test a connection to check it works; servers marked “sample data” need no account.'),
+    toolsPanel({ recommendSample: true }),
+    sampleDataPanel(),
+    h('div', { class: 'actions' },
+      h('a', { class: 'btn', href: '#/onboarding/1' }, 'Back'),
+      h('a', { class: 'btn primary', href: '#/onboarding/3', testid: 'wizard-next' }, 'Continue')));
+}
+
+function sampleDataPanel() {
+  const result = h('div', { class: 'tool-result', testid: 'sample-data-result' });
+  const btn = h('button', {
+    class: 'btn', type: 'button', testid: 'sample-data-load', disabled: !can('editor'),
+    title: can('editor') ? null : 'Your role cannot load data',
+    onclick: handler(() => busy(btn, async () => {
+      result.removeAttribute('data-ok');
+      replace(result, loading('Loading four weeks of sample metrics…'));
+      try {
+        const r = await api('POST', '/onboarding/sample-data');
+        result.setAttribute('data-ok', 'true');
+        replace(result, h('div', { class: 'result ok' }, h('strong', {}, '✓ Sample data loaded: '),
+          `${int(r.series)} series, ${int(r.points)} daily points`, r.first_day ? ` from ${r.first_day} to ${r.last_day}` : '',
+          '. Metrics and reports now have numbers to work with.'));
+      } catch (err) {
+        result.setAttribute('data-ok', 'false');
+        replace(result, h('div', { class: 'result bad' }, h('strong', {}, '✗ '), err.message));
+      }
+    })),
+  }, 'Load sample data');
+  return h('div', { class: 'server sample-data' },
+    h('div', { class: 'server-head' },
+      h('div', {},
+        h('div', { class: 'server-name' }, 'No tools yet? Load sample data'),
+        h('div', { class: 'muted small' }, 'Four weeks of realistic metrics (sessions, conversions, ad spend), so the team can analyse and plan before you connect analytics.')),
+      btn),
+    result);
+}
+
+function onboardingGoal() {
+  return card('Give the team its first goal',
+    h('p', { class: 'muted' }, 'The director plans the goal into tasks for specialist agents; reviewers score each output and send it back until it is good. Preview the plan to see its tasks and cost before you start.'),
+    goalComposer({
+      text: 'Write a launch announcement for our new pricing page',
+      options: false,
+      hint: 'A concrete deliverable works best for a first goal.',
+    }),
+    h('div', { class: 'actions' }, h('a', { class: 'btn', href: '#/onboarding/2' }, 'Back')));
+}
+
+/* ---------- Goals ---------- */
+
+function viewGoals(ctx) {
+  const composer = h('div', { class: 'composer-wrap', hidden: true }, goalComposer());
+  const toggle = h('button', {
+    class: 'btn primary', testid: 'new-goal', type: 'button',
+    onclick: () => {
+      composer.hidden = !composer.hidden;
+      toggle.textContent = composer.hidden ? 'New goal' : 'Close';
+      if (!composer.hidden) $('textarea', composer).focus();
+    },
+  }, 'New goal');
+  const tbody = h('tbody');
+  const more = h('button', { class: 'btn', testid: 'goals-more', type: 'button', hidden: true }, 'Load more');
+  const status = h('div', {}, loading('Loading goals…'));
+  let cursor = null;
+
+  const load = async () => {
+    const q = `/goals?limit=20${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`;
+    const r = await api('GET', q);
+    replace(status);
+    for (const g of r.goals || []) {
+      tbody.append(h('tr', { testid: `goal-row-${g.id}` },
+        h('td', {}, h('a', { href: `#/goals/${encodeURIComponent(g.id)}`, class: 'goal-text-link' }, g.text || g.id), h('div', { class: 'mono muted small' }, g.id)),
+        h('td', {}, pill(g.status)),
+        h('td', {}, h('span', { class: 'tag' }, g.priority || '—')),
+        h('td', {}, g.pipeline || h('span', { class: 'muted' }, 'planned')),
+        h('td', { title: when(g.created_ms) }, ago(g.created_ms))));
+    }
+    if (!tbody.children.length) replace(status, empty('No goals yet. Start one with “New goal”.'));
+    cursor = r.next_cursor || null;
+    more.hidden = !cursor;
+  };
+  more.addEventListener('click', handler(() => busy(more, load)));
+
+  replace(ctx.el,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Goals'), toggle),
+    composer,
+    card(null, table(['Goal', 'Status', 'Priority', 'Pipeline', 'Created'], tbody, { testid: 'goals-table' }), status,
+      h('div', { class: 'actions center' }, more)));
+  load().catch((err) => replace(status, h('div', { class: 'empty error-text' }, `Could not load goals: ${err.message}`)));
+}
+
+/* ---------- One goal: pipeline monitor, trace, outputs, reviews ---------- */
+
+const TERMINAL = new Set(['COMPLETED', 'FAILED', 'CANCELLED']);
+const REFRESH_ON = new Set(['COMPLETED', 'IN_REVIEW', 'REVISION', 'APPROVED', 'ESCALATED', 'FAILED']);
+
+function depths(tasks) {
+  const memo = new Map();
+  const visiting = new Set();
+  const depth = (id) => {
+    if (memo.has(id)) return memo.get(id);
+    const t = tasks.get(id);
+    if (!t || visiting.has(id)) return 0;
+    visiting.add(id);
+    const d = 1 + Math.max(0, ...(t.deps || []).map(depth));
+    visiting.delete(id);
+    memo.set(id, d);
+    return d;
+  };
+  for (const id of tasks.keys()) depth(id);
+  return memo;
+}
+
+function viewGoal(ctx, rawId) {
+  const id = decodeURIComponent(rawId);
+  const m = {
+    goal: null,
+    tasks: new Map(),
+    touched: new Map(), // task id -> time of the last live update
+    goalTouched: 0,
+    outputs: [],
+    reviews: [],
+    traceKeys: new Set(),
+    lastEventId: '',
+    events: 0,
+  };
+  const timers = new Set();
+  const later = (fn, ms) => {
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (ctx.alive) fn();
+    }, ms);
+    timers.add(t);
+  };
+  let es = null;
+  ctx.onLeave(() => {
+    es?.close();
+    for (const t of timers) clearTimeout(t);
+  });
+
+  // Layout.
+  const title = h('h1', { class: 'goal-title' }, state.submitted.get(id) || 'Goal');
+  const statusSlot = h('span', {}, pill('LOADING', 'goal-status'));
+  const meta = h('div', { class: 'goal-meta' });
+  const reason = h('div', { class: 'goal-reason' });
+  const cancelSlot = h('div', { class: 'cancel-slot' });
+  const streamState = h('span', { class: 'stream', testid: 'stream-status', 'data-state': 'idle', 'data-events': '0' }, 'not connected');
+  const graph = h('div', { class: 'graph', testid: 'pipeline' }, loading('Waiting for the plan…'));
+  const traceList = h('ol', { class: 'trace', testid: 'trace' });
+  const outputs = h('div', { class: 'outputs', testid: 'outputs' }, loading('Waiting for outputs…'));
+
+  replace(ctx.el,
+    h('div', { class: 'goal-head card' },
+      h('div', { class: 'goal-head-top' },
+        h('div', { class: 'goal-head-main' }, h('div', { class: 'crumb-line' }, h('a', { href: '#/goals' }, 'Goals'), ' / ', h('span', { class: 'mono' }, id)), title),
+        h('div', { class: 'goal-head-side' }, statusSlot, cancelSlot)),
+      meta, reason),
+    card(h('div', { class: 'card-head-row' }, h('h2', {}, 'Pipeline'), streamState), graph),
+    h('div', { class: 'goal-cols' },
+      card('Outputs and reviews', outputs),
+      card('Trace', h('div', { class: 'trace-wrap' }, traceList))));
+
+  // Rendering.
+  const renderHead = () => {
+    const g = m.goal;
+    if (!g) return;
+    title.textContent = g.text || id;
+    replace(statusSlot, pill(g.status, 'goal-status', 'big'));
+    replace(meta,
+      h('span', {}, 'Cost ', h('strong', { testid: 'goal-cost' }, usd(g.cost_usd))),
+      h('span', {}, 'Pipeline ', h('strong', {}, g.pipeline || 'planned by the director')),
+      h('span', {}, 'Tasks ', h('strong', {}, `${[...m.tasks.values()].filter((t) => t.status === 'APPROVED').length} / ${m.tasks.size} approved`)));
+    replace(reason, g.reason ? h('div', { class: `callout ${g.status === 'COMPLETED' ? '' : 'warn'}` }, g.reason) : null);
+    renderCancel();
+  };
+
+  const renderCancel = () => {
+    const st = m.goal?.status;
+    if (!(st === 'RUNNING' || st === 'ESCALATED') || !can('editor')) {
+      replace(cancelSlot);
+      return;
+    }
+    if (cancelSlot.dataset.open) return;
+    if (m.cancelling) {
+      replace(cancelSlot, pill('CANCELLING', 'goal-cancelling'));
+      return;
+    }
+    replace(cancelSlot, h('button', {
+      class: 'btn danger', type: 'button', testid: 'goal-cancel',
+      onclick: () => {
+        cancelSlot.dataset.open = '1';
+        const why = h('input', { type: 'text', placeholder: 'Reason (optional)', testid: 'cancel-reason' });
+        const confirm = h('button', {
+          class: 'btn danger', type: 'button', testid: 'cancel-confirm',
+          onclick: handler(() => busy(confirm, async () => {
+            const body = why.value.trim() ? { reason: why.value.trim() } : {};
+            await api('POST', `/goals/${encodeURIComponent(id)}/cancel`, body);
+            toast('Cancelling the goal…');
+            m.cancelling = true;
+            delete cancelSlot.dataset.open;
+            renderCancel();
+          })),
+        }, 'Confirm cancel');
+        replace(cancelSlot, h('div', { class: 'inline-form' }, why, confirm,
+          h('button', { class: 'btn ghost', type: 'button', onclick: () => { delete cancelSlot.dataset.open; renderCancel(); } }, 'Keep running')));
+        why.focus();
+      },
+    }, 'Cancel goal'));
+  };
+
+  const cards = new Map();
+  let edgesFrame = 0;
+  const renderGraph = () => {
+    if (!m.tasks.size) {
+      replace(graph, empty(m.goal ? 'The director has not planned any tasks yet.' : 'Waiting for the plan…'));
+      return;
+    }
+    const d = depths(m.tasks);
+    const cols = [];
+    for (const t of m.tasks.values()) {
+      const k = d.get(t.id) || 1;
+      (cols[k - 1] ||= []).push(t);
+    }
+    cards.clear();
+    const svg = s('svg', { class: 'edges', 'aria-hidden': 'true' },
+      s('defs', {}, s('marker', { id: 'arrow', viewBox: '0 0 10 10', refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: 'auto-start-reverse' },
+        s('path', { d: 'M 0 0 L 10 5 L 0 10 z', class: 'arrow' }))));
+    const colEls = cols.map((list, i) => h('div', { class: 'graph-col' },
+      h('div', { class: 'graph-col-head' }, `Step ${i + 1}`),
+      (list || []).sort((a, b) => String(a.id).localeCompare(String(b.id), undefined, { numeric: true })).map((t) => {
+        const c = h('div', { class: `task-card st-${String(t.status).toLowerCase()}`, testid: `task-${t.id}`, 'data-status': t.status },
+          h('div', { class: 'task-top' }, h('span', { class: 'task-skill' }, t.skill), pill(t.status, 'task-status', 'small')),
+          h('div', { class: 'mono task-id', title: t.id }, t.id),
+          h('div', { class: 'task-foot' },
+            h('span', { class: 'rev', testid: 'task-revision' }, `rev ${t.revision ?? 0}`),
+            (t.deps || []).length ? h('span', { class: 'after' }, `after: ${t.deps.join(', ')}`) : h('span', { class: 'after' }, 'first step')),
+          t.reason ? h('div', { class: 'task-reason', title: t.reason }, t.reason) : null);
+        c.addEventListener('click', () => {
+          const target = document.getElementById(`out-${t.id}`);
+          if (target) target.scrollIntoView({ behavior: 'smooth', block: 'start' });
+        });
+        cards.set(t.id, c);
+        return c;
+      })));
+    replace(graph, svg, h('div', { class: 'graph-cols' }, colEls));
+    cancelAnimationFrame(edgesFrame);
+    edgesFrame = requestAnimationFrame(drawEdges);
+  };
+
+  const drawEdges = () => {
+    const svg = $('svg.edges', graph);
+    if (!svg) return;
+    const box = graph.getBoundingClientRect();
+    svg.setAttribute('width', graph.scrollWidth);
+    svg.setAttribute('height', graph.scrollHeight);
+    for (const p of svg.querySelectorAll('path.edge')) p.remove();
+    for (const t of m.tasks.values()) {
+      const to = cards.get(t.id);
+      for (const dep of t.deps || []) {
+        const from = cards.get(dep);
+        if (!from || !to) continue;
+        const a = from.getBoundingClientRect();
+        const b = to.getBoundingClientRect();
+        const x1 = a.right - box.left + graph.scrollLeft;
+        const y1 = a.top + a.height / 2 - box.top + graph.scrollTop;
+        const x2 = b.left - box.left + graph.scrollLeft - 2;
+        const y2 = b.top + b.height / 2 - box.top + graph.scrollTop;
+        const dx = Math.max(24, (x2 - x1) / 2);
+        const done = ['APPROVED', 'COMPLETED'].includes(m.tasks.get(dep)?.status);
+        svg.append(s('path', {
+          class: `edge ${done ? 'done' : ''}`,
+          d: `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`,
+          'marker-end': 'url(#arrow)',
+        }));
+      }
+    }
+  };
+  // Live events come in bursts (the API resends every task when one
+  // changes): draw at most once a frame.
+  let frame = 0;
+  const scheduleRender = () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => {
+      frame = 0;
+      if (!ctx.alive) return;
+      renderHead();
+      renderGraph();
+    });
+  };
+  const ro = new ResizeObserver(() => drawEdges());
+  ro.observe(graph);
+  ctx.onLeave(() => ro.disconnect());
+
+  const renderOutputs = () => {
+    const d = depths(m.tasks);
+    const order = [...m.tasks.values()].sort((a, b) => (d.get(a.id) || 0) - (d.get(b.id) || 0)
+      || String(a.id).localeCompare(String(b.id), undefined, { numeric: true }));
+    const byTask = new Map();
+    for (const o of m.outputs) {
+      const cur = byTask.get(o.task);
+      if (!cur || Number(o.revision) >= Number(cur.revision)) byTask.set(o.task, o);
+    }
+    for (const o of byTask.values()) if (!m.tasks.has(o.task)) order.push({ id: o.task, skill: o.skill, status: null });
+    if (!order.length) {
+      replace(outputs, empty('No tasks yet.'));
+      return;
+    }
+    const open = new Set([...outputs.querySelectorAll('details[open]')].map((x) => x.dataset.key));
+    replace(outputs, order.map((t) => {
+      const o = byTask.get(t.id);
+      const reviews = m.reviews.filter((r) => r.task === t.id).sort((a, b) => (b.revision - a.revision) || ((b.at_ms || 0) - (a.at_ms || 0)));
+      const current = o ? reviews.filter((r) => Number(r.revision) === Number(o.revision)) : reviews;
+      const earlier = reviews.filter((r) => !current.includes(r));
+      const key = `earlier-${t.id}`;
+      const shown = o ? outputBody(o) : null;
+      return h('article', { class: 'output', id: `out-${t.id}`, testid: `output-${t.id}` },
+        h('header', { class: 'output-head' },
+          h('div', {}, h('span', { class: 'mono task-id' }, t.id), ' ', h('strong', {}, t.skill || o?.skill || ''),
+            o ? h('span', { class: 'muted' }, ` · revision ${o.revision}`) : null,
+            o?.scripted ? h('span', { class: 'tag scripted', testid: 'scripted', title: 'This output came from a scripted response, not a model call' }, 'SCRIPTED') : null),
+          h('div', { class: 'output-side' }, shown?.toggle, t.status ? pill(t.status, null, 'small') : null)),
+        shown ? shown.body : h('div', { class: 'empty small' }, 'No output yet.'),
+        current.length ? h('div', { class: 'reviews' }, current.map(reviewCard)) : null,
+        earlier.length ? h('details', { class: 'earlier', 'data-key': key, open: open.has(key) },
+          h('summary', {}, `Earlier reviews (${earlier.length})`),
+          h('div', { class: 'reviews' }, earlier.map(reviewCard))) : null);
+    }));
+  };
+
+  const addTrace = (entries) => {
+    const nearBottom = traceList.parentElement.scrollHeight - traceList.parentElement.scrollTop - traceList.parentElement.clientHeight < 40;
+    for (const tr of entries) {
+      const text = traceText(tr);
+      const k = `${tr.at_ms}|${text}`;
+      if (m.traceKeys.has(k)) continue;
+      m.traceKeys.add(k);
+      traceList.append(h('li', {}, h('time', { title: when(tr.at_ms) }, clock(tr.at_ms)), h('span', {}, text)));
+    }
+    if (!traceList.children.length) replace(traceList, h('li', { class: 'muted trace-empty' }, 'Nothing yet.'));
+    else $('.trace-empty', traceList)?.remove();
+    if (nearBottom) traceList.parentElement.scrollTop = traceList.parentElement.scrollHeight;
+  };
+
+  // Loading.
+  const applyGoal = (g, started) => {
+    const prev = m.goal;
+    m.goal = { ...g };
+    if (prev && m.goalTouched > started) {
+      m.goal.status = prev.status;
+      m.goal.reason = prev.reason;
+    }
+    const next = new Map();
+    for (const t of g.tasks || []) {
+      const old = m.tasks.get(t.id);
+      if (old && (m.touched.get(t.id) || 0) > started) next.set(t.id, { ...t, status: old.status, revision: old.revision });
+      else next.set(t.id, { ...t });
+    }
+    for (const [tid, t] of m.tasks) if (!next.has(tid)) next.set(tid, t); // seen live, not yet in the read
+    m.tasks = next;
+    renderHead();
+    renderGraph();
+  };
+
+  const fetchGoal = async () => {
+    const started = performance.now();
+    const g = await api('GET', `/goals/${encodeURIComponent(id)}`, undefined, { quiet: [404] });
+    if (ctx.alive) applyGoal(g, started);
+  };
+
+  const fetchOutputs = async () => {
+    const [o, r] = await Promise.all([
+      api('GET', `/goals/${encodeURIComponent(id)}/outputs`),
+      api('GET', `/goals/${encodeURIComponent(id)}/reviews`),
+    ]);
+    if (!ctx.alive) return;
+    m.outputs = o.outputs || [];
+    m.reviews = r.reviews || [];
+    renderOutputs();
+  };
+
+  let refreshing = false;
+  let again = false;
+  const refresh = () => {
+    if (refreshing) {
+      again = true;
+      return;
+    }
+    refreshing = true;
+    later(async () => {
+      try {
+        await Promise.all([fetchGoal(), fetchOutputs()]);
+      } catch (err) {
+        report(err);
+      } finally {
+        refreshing = false;
+        if (again) {
+          again = false;
+          refresh();
+        }
+      }
+    }, 300);
+  };
+
+  // Live updates.
+  const setStream = (st, text) => {
+    streamState.dataset.state = st;
+    streamState.dataset.events = String(m.events);
+    replace(streamState, h('span', { class: 'dot' }), text);
+  };
+  const seen = (e) => {
+    m.events += 1;
+    if (e.lastEventId) m.lastEventId = e.lastEventId;
+    streamState.dataset.events = String(m.events);
+  };
+  const parse = (e) => {
+    try {
+      return JSON.parse(e.data);
+    } catch {
+      console.warn('mktg: an event with data that is not JSON', e.type, e.data);
+      return null;
+    }
+  };
+
+  const openStream = () => {
+    if (!ctx.alive) return;
+    const after = m.lastEventId ? `&after=${encodeURIComponent(m.lastEventId)}` : '';
+    es = new EventSource(`/goals/${encodeURIComponent(id)}/stream?key=${encodeURIComponent(state.key)}${after}`);
+    setStream('connecting', 'connecting…');
+    let quiet = 0;
+    es.onopen = () => {
+      clearTimeout(quiet);
+      setStream('live', 'live');
+    };
+    es.addEventListener('goal', (e) => {
+      seen(e);
+      const d = parse(e);
+      if (!d || !m.goal) return;
+      const changed = d.status !== m.goal.status;
+      m.goal.status = d.status ?? m.goal.status;
+      m.goal.reason = d.reason ?? null;
+      m.goalTouched = performance.now();
+      renderHead();
+      if (changed) refresh();
+    });
+    es.addEventListener('task', (e) => {
+      seen(e);
+      const d = parse(e);
+      if (!d || d.id == null) return;
+      const old = m.tasks.get(d.id);
+      m.touched.set(d.id, performance.now());
+      if (!old) {
+        m.tasks.set(d.id, { deps: [], ...d });
+        refresh(); // learn its deps and reason
+      } else {
+        const newRevision = old.revision !== d.revision;
+        const changed = newRevision || old.status !== d.status;
+        Object.assign(old, d);
+        if (changed && (newRevision || REFRESH_ON.has(d.status))) refresh();
+      }
+      scheduleRender();
+    });
+    es.addEventListener('trace', (e) => {
+      seen(e);
+      const d = parse(e);
+      if (d) addTrace([d]);
+    });
+    es.addEventListener('cursor', (e) => {
+      if (e.lastEventId) m.lastEventId = e.lastEventId; // a bookmark the API sends after a batch
+    });
+    es.onerror = () => {
+      if (!ctx.alive) return;
+      if (TERMINAL.has(m.goal?.status)) {
+        // The response ended and the goal has settled: nothing more will come.
+        es.close();
+        setStream('closed', `closed — goal ${human(m.goal.status).toLowerCase()}`);
+        return;
+      }
+      if (es.readyState === EventSource.CLOSED) {
+        // The browser gave up (an error answer): reconnect ourselves from the last event.
+        setStream('retrying', 'reconnecting in 3 s…');
+        later(openStream, 3000);
+      } else {
+        // Each answer ends after a batch or ~10 s and the browser reconnects
+        // at once, resending Last-Event-ID: only say so if it takes a while.
+        clearTimeout(quiet);
+        quiet = setTimeout(() => {
+          if (ctx.alive && es.readyState === EventSource.CONNECTING) setStream('connecting', 'reconnecting…');
+        }, 3000);
+      }
+    };
+  };
+
+  // First load: a goal submitted from this tab may not exist for a moment
+  // (the director plans it from the queue), so its 404 is retried quietly
+  // for about two minutes; any other goal gets a few quick retries.
+  let tries = 0;
+  const maxTries = state.submitted.has(id) ? 60 : 3;
+  const first = async () => {
+    try {
+      await fetchGoal();
+    } catch (err) {
+      if (err.status === 404 && tries < maxTries) {
+        tries += 1;
+        replace(statusSlot, pill(state.submitted.has(id) ? 'SUBMITTED' : 'LOADING', 'goal-status', 'big'));
+        replace(graph, loading(state.submitted.has(id) ? 'The director is planning this goal…' : 'Looking for this goal…'));
+        later(first, Math.min(3000, 500 + tries * 250));
+        return;
+      }
+      report(err);
+      replace(statusSlot, pill('UNKNOWN', 'goal-status', 'big'));
+      replace(graph, h('div', { class: 'empty error-text' }, `Could not load the goal: ${err.message}`));
+      return;
+    }
+    try {
+      const [tr] = await Promise.all([api('GET', `/goals/${encodeURIComponent(id)}/trace`), fetchOutputs()]);
+      if (!ctx.alive) return;
+      addTrace(tr.trace || []);
+    } catch (err) {
+      report(err);
+    }
+    openStream();
+  };
+  first();
+}
+
+/** A trace line: the contract's `text`, or one built from subject/from/to/note. */
+function traceText(tr) {
+  if (typeof tr.text === 'string') return tr.text;
+  const move = tr.from || tr.to ? `${tr.from || '—'} → ${tr.to || '—'}` : '';
+  return [tr.subject, move, tr.note].filter(Boolean).join(' · ') || json(tr);
+}
+
+/** An output's body (simple markdown) and a button that switches it to the raw text. */
+function outputBody(o) {
+  const body = h('div', { class: 'output-body', testid: 'output-body' }, markdown(o.body));
+  let raw = false;
+  const toggle = h('button', {
+    class: 'btn ghost small', type: 'button', title: 'Show the text as the agent wrote it',
+    onclick: () => {
+      raw = !raw;
+      replace(body, raw ? h('pre', { class: 'raw' }, o.body ?? '') : markdown(o.body));
+      toggle.textContent = raw ? 'Formatted' : 'Raw';
+    },
+  }, 'Raw');
+  return { body, toggle };
+}
+
+function reviewCard(r) {
+  const scores = Object.entries(r.scores || {});
+  return h('div', { class: 'review', testid: 'review' },
+    h('div', { class: 'review-head' },
+      h('span', { class: 'reviewer' }, r.reviewer || 'reviewer'),
+      pill(r.decision, 'review-decision', 'small'),
+      h('span', { class: 'muted small' }, `rev ${r.revision}${r.at_ms ? ` · ${ago(r.at_ms)}` : ''}`),
+      h('span', { class: `score ${scoreClass(r.overall)}`, testid: 'review-score', title: 'Overall score' },
+        r.overall == null ? '—' : `${r.overall}/10`)),
+    r.summary ? h('p', { class: 'review-summary' }, r.summary) : null,
+    scores.length ? h('div', { class: 'dims' }, scores.map(([dim, v]) => h('div', { class: 'dim' },
+      h('span', { class: 'dim-name' }, dim.replace(/_/g, ' ')),
+      h('span', { class: 'dim-bar' }, h('span', { class: `dim-fill ${scoreClass(v)}`, style: `width:${Math.max(0, Math.min(10, Number(v) || 0)) * 10}%` })),
+      h('span', { class: 'dim-val' }, String(v))))) : null,
+    (r.findings || []).length ? h('ul', { class: 'findings' }, r.findings.map(finding)) : null);
+}
+
+/** A review finding: the contract's {severity, text}, or {severity, section, quote, problem, fix}. */
+function finding(f) {
+  const sev = h('span', { class: `sev sev-${String(f.severity || 'info').toLowerCase()}` }, f.severity || 'note');
+  if (typeof f.text === 'string') return h('li', {}, sev, ' ', f.text);
+  return h('li', {},
+    h('div', {}, sev, f.section ? h('span', { class: 'tag' }, f.section) : null, ' ', f.problem || ''),
+    f.quote ? h('blockquote', { class: 'quote' }, `“${f.quote}”`) : null,
+    f.fix ? h('div', { class: 'fix' }, h('strong', {}, 'Fix: '), f.fix) : null);
+}
+
+function scoreClass(v) {
+  if (v == null) return '';
+  const n = Number(v);
+  return n >= 8 ? 'good' : n >= 6 ? 'mid' : 'low';
+}
+
+/* ---------- Approvals ---------- */
+
+function viewApprovals(ctx) {
+  replace(ctx.el,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Approvals')),
+    h('p', { class: 'muted lead' }, 'Writes and spends wait for a person. Escalated tasks need a decision after reviewers could not approve them.'),
+    asyncCard('Pending', async () => {
+      const r = await api('GET', '/approvals');
+      const calls = r.tool_calls || [];
+      const shifts = r.budget_shifts || [];
+      if (!calls.length && !shifts.length) return empty('Nothing is waiting for approval.');
+      return h('div', { class: 'stack' },
+        calls.length ? h('h3', {}, `Tool calls (${calls.length})`) : null,
+        calls.map(toolCallCard),
+        shifts.length ? h('h3', {}, `Budget shifts (${shifts.length})`) : null,
+        shifts.map(shiftCard));
+    }, { testid: 'approvals' }),
+    asyncCard('Escalations', async () => {
+      const r = await api('GET', '/escalations');
+      const list = r.escalations || [];
+      return list.length ? h('div', { class: 'stack' }, list.map(escalationCard)) : empty('No escalated tasks.');
+    }, { testid: 'escalations' }));
+}
+
+function decisionButtons(reference) {
+  const slot = h('div', { class: 'decide' });
+  const done = (res) => replace(slot, pill(String(res.status || 'decided').toUpperCase()), h('span', { class: 'muted small' }, ` ${reference}`));
+  const show = () => {
+    const approve = h('button', {
+      class: 'btn primary', type: 'button', testid: `approve-${reference}`, disabled: !can('editor'),
+      onclick: handler(() => busy(approve, async () => {
+        const res = await api('POST', `/approvals/${encodeURIComponent(reference)}/approve`);
+        toast(`Approved ${reference}`);
+        done(res);
+      })),
+    }, 'Approve');
+    const deny = h('button', {
+      class: 'btn danger', type: 'button', testid: `deny-${reference}`, disabled: !can('editor'),
+      onclick: () => {
+        const why = h('input', { type: 'text', placeholder: 'Why? The agent reads this.', testid: `deny-reason-${reference}` });
+        const confirm = h('button', {
+          class: 'btn danger', type: 'button',
+          onclick: handler(async () => {
+            if (!why.value.trim()) {
+              why.focus();
+              banner('error', 'A denial needs a reason.');
+              return;
+            }
+            await busy(confirm, async () => {
+              const res = await api('POST', `/approvals/${encodeURIComponent(reference)}/deny`, { reason: why.value.trim() });
+              toast(`Denied ${reference}`);
+              done(res);
+            });
+          }),
+        }, 'Deny');
+        replace(slot, h('div', { class: 'inline-form' }, why, confirm, h('button', { class: 'btn ghost', type: 'button', onclick: show }, 'Back')));
+        why.focus();
+      },
+    }, 'Deny…');
+    replace(slot, approve, deny);
+  };
+  show();
+  return slot;
+}
+
+function toolCallCard(c) {
+  return h('div', { class: 'item', testid: `approval-${c.reference}` },
+    h('div', { class: 'item-head' },
+      h('div', {}, h('strong', { class: 'mono' }, c.tool), ' ', pill(c.effect, null, 'small'),
+        h('div', { class: 'muted small' }, 'goal ', goalLink(c.goal), ' · task ', h('span', { class: 'mono' }, c.task ?? '—'), ' · ', when(c.at_ms))),
+      decisionButtons(c.reference)),
+    h('pre', { class: 'json' }, json(c.input)));
+}
+
+function shiftCard(p) {
+  const sh = p.shift || {};
+  const channels = [...new Set([...Object.keys(sh.before || {}), ...Object.keys(sh.after || {})])];
+  return h('div', { class: 'item', testid: `approval-${p.id}` },
+    h('div', { class: 'item-head' },
+      h('div', {},
+        h('strong', {}, sh.from && sh.to ? `Move ${usd(sh.amount)} from ${sh.from} to ${sh.to}` : p.id),
+        h('div', { class: 'muted small' },
+          sh.from_roi != null ? `return per dollar: ${sh.from} ${Number(sh.from_roi).toFixed(2)} → ${sh.to} ${Number(sh.to_roi).toFixed(2)}` : '',
+          p.window_days ? ` · last ${p.window_days} days` : '', p.created_ms ? ` · ${when(p.created_ms)}` : '')),
+      decisionButtons(p.id)),
+    channels.length ? table(['Channel', 'Before', 'After'], channels.map((ch) => h('tr', {},
+      h('td', {}, ch), h('td', { class: 'num' }, usd(sh.before?.[ch])), h('td', { class: 'num' }, usd(sh.after?.[ch]))))) : h('pre', { class: 'json' }, json(p)));
+}
+
+function escalationCard(e) {
+  const note = h('input', { type: 'text', placeholder: 'Note for the agent (needed to retry)', testid: `escalation-note-${e.goal}-${e.task}` });
+  const slot = h('div', { class: 'decide' });
+  const act = (action, label, cls) => {
+    const b = h('button', {
+      class: `btn ${cls}`, type: 'button', testid: `escalation-${action}-${e.goal}-${e.task}`, disabled: !can('editor'),
+      onclick: handler(async () => {
+        if (action === 'retry' && !note.value.trim()) {
+          note.focus();
+          banner('error', 'Tell the agent what to change before retrying.');
+          return;
+        }
+        await busy(b, async () => {
+          const res = await api('POST', `/escalations/${encodeURIComponent(e.goal)}/${encodeURIComponent(e.task)}/resolve`, { action, note: note.value.trim() });
+          toast(`${label}: ${e.goal} / ${e.task}`);
+          replace(slot, pill(String(res.action || action).toUpperCase()));
+          note.disabled = true;
+        });
+      }),
+    }, label);
+    return b;
+  };
+  replace(slot, act('accept', 'Accept', 'primary'), act('retry', 'Retry', ''), act('cancel', 'Cancel', 'danger'));
+  const lr = e.last_review;
+  return h('div', { class: 'item', testid: `escalation-${e.goal}-${e.task}` },
+    h('div', { class: 'item-head' },
+      h('div', {},
+        h('strong', {}, e.skill), ' ', h('span', { class: 'muted' }, `revision ${e.revision}`),
+        h('div', { class: 'muted small' }, 'goal ', goalLink(e.goal), e.goal_text ? ` “${e.goal_text}”` : '', ' · task ', h('span', { class: 'mono' }, e.task))),
+      pill('ESCALATED', null, 'small')),
+    e.reason ? h('p', {}, e.reason) : null,
+    lr ? h('div', { class: 'callout' }, h('strong', {}, lr.reviewer), ' ', pill(lr.decision, null, 'small'),
+      lr.overall != null ? h('span', { class: 'muted' }, ` ${lr.overall}/10`) : null, ' ', lr.summary || '') : null,
+    h('div', { class: 'inline-form' }, note, slot));
+}
+
+/* ---------- Cost & budget ---------- */
+
+function viewCost(ctx) {
+  replace(ctx.el,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Cost & budget')),
+    asyncCard('This month', async () => {
+      const c = await api('GET', '/cost');
+      const rows = [...(c.by_skill || [])].sort((a, b) => b.usd - a.usd);
+      return h('div', {},
+        h('div', { class: 'stats' },
+          stat('Spent', usd(c.usd), c.month),
+          stat('Model calls', int(c.calls)),
+          stat('Tokens in', int(c.input_tokens)),
+          stat('Tokens out', int(c.output_tokens))),
+        h('h3', {}, 'By skill'),
+        barChart(rows, { label: (r) => r.skill, value: (r) => Number(r.usd) || 0, format: usd, testid: 'cost-chart' }));
+    }, { testid: 'cost' }),
+    h('div', { class: 'grid2' },
+      asyncCard('Budget', async () => budgetBody(await api('GET', '/budget')), { testid: 'budget' }),
+      asyncCard('Plan & billing', async () => billingBody(await api('GET', '/billing')), { testid: 'billing' })));
+}
+
+function budgetBody(b) {
+  const wrap = h('div');
+  const render = (b) => {
+    const pct = Number(b.percent_used) || 0;
+    const monthly = h('input', { type: 'number', min: 0, step: '1', value: b.monthly_usd ?? '', testid: 'budget-monthly', required: true });
+    const perGoal = h('input', { type: 'number', min: 0, step: '0.01', value: b.per_goal_usd ?? '', testid: 'budget-per-goal' });
+    const save = h('button', { class: 'btn primary', type: 'submit', testid: 'budget-save' }, 'Save budget');
+    replace(wrap,
+      h('div', { class: 'stats' },
+        stat('Monthly limit', usd(b.monthly_usd), b.source === 'tenant' ? 'set for this workspace' : 'from config'),
+        stat('Per goal', usd(b.per_goal_usd)),
+        stat('Spent', usd(b.spent_usd), b.month)),
+      h('div', { class: 'budget-line' },
+        h('span', {}, `${pct.toFixed(1)}% used`),
+        h('span', { class: `level lvl-${levelClass(b.level, pct)}`, testid: 'budget-level' }, b.level || 'normal')),
+      progress(pct, b.level),
+      h('h3', {}, `Parked tasks (${(b.parked || []).length})`),
+      (b.parked || []).length
+        ? table(['Goal', 'Task', 'Rev', 'Why'], b.parked.map((p) => h('tr', {},
+          h('td', {}, goalLink(p.goal)), h('td', { class: 'mono' }, p.task), h('td', {}, p.revision),
+          h('td', {}, p.level ? [h('span', { class: 'tag' }, p.level), ' '] : null, p.reason))))
+        : empty('No task is waiting for budget.'),
+      can('owner')
+        ? h('form', {
+          class: 'inline-form budget-form',
+          onsubmit: handler(async (e) => {
+            e.preventDefault();
+            const body = { monthly_usd: Number(monthly.value) };
+            if (perGoal.value !== '') body.per_goal_usd = Number(perGoal.value);
+            await busy(save, async () => {
+              const nb = await api('PUT', '/budget', body);
+              toast('Budget saved');
+              render(nb);
+            });
+          }),
+        }, field('Monthly USD', monthly), field('Per goal USD', perGoal), save)
+        : h('p', { class: 'muted small' }, 'Only an owner can change the budget.'));
+  };
+  render(b);
+  return wrap;
+}
+
+/**
+ * The plan, its usage and the other plans. Reads the contract's fields and,
+ * where the API names them otherwise, its own (usage.model_usd,
+ * plans' per_goal_usd_limit and description, stripe.last_report_ms).
+ */
+function billingBody(b) {
+  const wrap = h('div');
+  const limit = (v, unit) => (v == null ? 'unlimited' : unit === '$' ? usd(v) : int(v));
+  const planLine = (p) => [
+    `${limit(p.monthly_usd_limit, '$')} / month`,
+    p.per_goal_usd_limit != null ? `${usd(p.per_goal_usd_limit)} / goal` : null,
+    p.goals_per_month !== undefined ? `${limit(p.goals_per_month)} goals` : null,
+  ].filter(Boolean).join(' · ');
+  const render = (b) => {
+    const plan = b.plan || {};
+    const u = b.usage || {};
+    const spent = u.usd ?? u.model_usd ?? 0;
+    const goalsPct = plan.goals_per_month ? (100 * (u.goals || 0)) / plan.goals_per_month : 0;
+    const usdPct = plan.monthly_usd_limit ? (100 * spent) / plan.monthly_usd_limit : 0;
+    const last = b.stripe?.last_reported ?? b.stripe?.last_report_ms;
+    replace(wrap,
+      h('div', { class: 'plan-now' },
+        h('span', { class: 'muted' }, 'Current plan'),
+        h('strong', { class: 'plan-name', testid: 'plan-name' }, plan.name || 'No plan'),
+        plan.name ? h('span', { class: 'muted small' }, plan.description || planLine(plan)) : h('span', { class: 'muted small' }, 'The budget\'s limits apply.')),
+      h('div', { class: 'usage' },
+        h('div', {}, h('div', { class: 'budget-line' }, h('span', {}, 'Goals'), h('span', {}, `${int(u.goals || 0)} of ${limit(plan.goals_per_month)}`)),
+          plan.goals_per_month ? progress(goalsPct) : null),
+        h('div', {}, h('div', { class: 'budget-line' }, h('span', {}, 'Model spend'), h('span', {}, `${usd(spent)} of ${limit(plan.monthly_usd_limit, '$')}`)),
+          plan.monthly_usd_limit ? progress(usdPct) : null)),
+      h('p', { class: 'muted small' },
+        `Usage for ${u.month || 'this month'}. Stripe customer: `, b.stripe?.customer ? h('span', { class: 'mono' }, b.stripe.customer) : 'not linked',
+        last ? ` · last reported ${typeof last === 'number' ? when(last) : last}` : '',
+        u.billable_cents != null ? ` · billable ${usd(u.billable_cents / 100)}` : ''),
+      (b.plans || []).length ? h('div', { class: 'plans' }, b.plans.map((p) => {
+        const current = p.name === plan.name;
+        const btn = can('owner') && !current ? h('button', {
+          class: 'btn small', type: 'button', testid: `plan-switch-${p.name}`,
+          onclick: handler(() => busy(btn, async () => {
+            const nb = await api('PUT', '/billing/plan', { plan: p.name });
+            toast(`Switched to ${p.name}`);
+            render(nb);
+          })),
+        }, 'Switch') : null;
+        return h('div', { class: `plan-card ${current ? 'current' : ''}` },
+          h('div', {}, h('strong', {}, p.name), current ? h('span', { class: 'tag' }, 'current') : null),
+          p.description ? h('div', { class: 'small' }, p.description) : null,
+          h('div', { class: 'muted small' }, planLine(p)),
+          btn);
+      })) : null,
+      can('owner') ? null : h('p', { class: 'muted small' }, 'Only an owner can change the plan.'));
+  };
+  render(b);
+  return wrap;
+}
+
+/* ---------- Learnings ---------- */
+
+function viewLearnings(ctx) {
+  replace(ctx.el,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Learnings')),
+    h('p', { class: 'muted lead' }, 'What reviews taught the agents. Patterns hold across several goals; learnings that stopped helping are pruned.'),
+    asyncCard(null, async () => {
+      const r = await api('GET', '/learnings');
+      const patterns = r.patterns || [];
+      const learnings = [...(r.learnings || [])].sort((a, b) => Number(!!a.pruned) - Number(!!b.pruned) || (b.score ?? 0) - (a.score ?? 0));
+      return h('div', {},
+        h('h2', {}, 'Patterns'),
+        patterns.length ? h('div', { class: 'patterns' }, patterns.map((p) => h('div', { class: 'pattern' },
+          h('span', { class: 'skill' }, p.skill),
+          h('p', {}, p.text),
+          h('div', { class: 'muted small' }, Array.isArray(p.goals)
+            ? [`seen in ${p.goals.length} goal${p.goals.length === 1 ? '' : 's'}: `, p.goals.slice(0, 5).flatMap((g, i) => [i ? ', ' : '', goalLink(g)])]
+            : `seen in ${p.goals ?? 0} goals`,
+          p.mean_score != null ? ` · mean score ${Number(p.mean_score).toFixed(1)}` : '')))) : empty('No patterns yet: they appear when the same lesson helps several goals.'),
+        h('h2', {}, 'Learnings'),
+        learnings.length ? table(['Skill', 'Learning', 'Score', 'From goal', 'Pruned'], learnings.map((l) => h('tr', { class: l.pruned ? 'pruned' : '' },
+          h('td', {}, h('span', { class: 'skill' }, l.skill)),
+          h('td', {}, l.text, l.validated ? [' ', pill('VALIDATED', null, 'small')] : null),
+          h('td', { class: 'num' }, l.score == null ? '—' : Number(l.score).toFixed(2)),
+          h('td', {}, goalLink(l.source_goal)),
+          h('td', {}, l.pruned ? pill('PRUNED', null, 'small') : h('span', { class: 'muted' }, 'no')))), { testid: 'learnings-table' })
+          : empty('No learnings yet: they are written after reviews.'));
+    }, { testid: 'learnings' }));
+}
+
+/* ---------- Schedules, events, metrics ---------- */
+
+function viewSchedules(ctx) {
+  replace(ctx.el,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Schedules & events')),
+    asyncCard('Schedules', async () => {
+      const r = await api('GET', '/schedules');
+      const list = r.schedules || [];
+      return list.length ? table(['Name', 'When', 'Kind', 'What', 'Priority', 'Next runs'], list.map((x) => h('tr', {},
+        h('td', {}, h('strong', {}, x.name), x.enabled === false ? h('span', { class: 'tag' }, 'disabled') : null),
+        h('td', {}, h('code', {}, x.cron), h('div', { class: 'muted small' }, x.timezone || 'UTC')),
+        h('td', {}, h('span', { class: 'tag' }, x.kind)),
+        h('td', {}, x.what),
+        h('td', {}, x.priority ? h('span', { class: 'tag' }, x.priority) : '—'),
+        h('td', { class: 'next' }, (x.next || []).slice(0, 3).map((n) => h('div', { title: n }, `${when(Date.parse(n))} `, h('span', { class: 'muted small' }, `(${ago(Date.parse(n))})`)))))),
+      { testid: 'schedules-table' }) : empty('No schedules.');
+    }, { testid: 'schedules' }),
+    asyncCard('Event mappings', async () => {
+      const r = await api('GET', '/events');
+      const list = r.mappings || [];
+      return list.length ? table(['Name', 'Event', 'Starts', 'Priority', 'Cooldown', 'Conditions'], list.map((x) => h('tr', {},
+        h('td', {}, h('strong', {}, x.name)),
+        h('td', {}, h('code', {}, x.event)),
+        h('td', {}, x.pipeline || x.what || '—', x.kind && x.kind !== 'goal' ? h('span', { class: 'tag' }, x.kind) : null),
+        h('td', {}, x.priority ? h('span', { class: 'tag' }, x.priority) : '—'),
+        h('td', {}, x.cooldown_minutes != null ? `${x.cooldown_minutes} min` : '—'),
+        h('td', {}, (x.conditions || []).length
+          ? h('div', { class: 'chips' }, x.conditions.map((c) => h('code', { class: 'chip' }, typeof c === 'string' ? c : JSON.stringify(c))))
+          : h('span', { class: 'muted' }, 'always')))), { testid: 'events-table' }) : empty('No event mappings.');
+    }, { testid: 'events' }),
+    asyncCard('Metrics', async () => {
+      const r = await api('GET', '/metrics');
+      const list = r.metrics || [];
+      return list.length ? h('div', { class: 'metrics' }, list.map((x) => {
+        const pts = [...(x.points || [])].sort((a, b) => String(a.day).localeCompare(String(b.day)));
+        const last = pts[pts.length - 1];
+        return h('div', { class: 'metric', testid: `metric-${x.series}` },
+          h('div', { class: 'metric-head' },
+            h('span', { title: x.series }, x.name ? [x.name, x.dimension ? h('span', { class: 'muted' }, ` · ${x.dimension}`) : null] : h('span', { class: 'mono' }, x.series)),
+            h('strong', {}, last ? withUnit(last.value, x.unit) : '—')),
+          sparkline(pts),
+          h('div', { class: 'muted small' }, pts.length ? `${pts[0].day} → ${last.day} · ${pts.length} days` : 'no data'));
+      })) : empty('No metrics recorded yet.');
+    }, { testid: 'metrics' }));
+}
+
+function withUnit(v, unit) {
+  if (unit === 'USD') return usd(v);
+  if (unit === '%') return `${fmtNum(v)}%`;
+  return unit && unit !== 'count' ? `${fmtNum(v)} ${unit}` : fmtNum(v);
+}
+
+function fmtNum(v) {
+  const n = Number(v);
+  return Number.isInteger(n) ? n.toLocaleString() : n.toLocaleString(undefined, { maximumFractionDigits: 2 });
+}
+
+/* ---------- Integrations ---------- */
+
+function viewTools(ctx) {
+  replace(ctx.el,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Integrations')),
+    h('p', { class: 'muted lead' }, 'Tool servers (MCP) the agents may call. Writes and spends wait for approval.'),
+    card(null, toolsPanel()));
+}
+
+/* ------------------------------------------------------------------ */
+/* Router and chrome                                                    */
+/* ------------------------------------------------------------------ */
+
+const NAV = [
+  ['goals', 'Goals'],
+  ['approvals', 'Approvals'],
+  ['cost', 'Cost & budget'],
+  ['learnings', 'Learnings'],
+  ['schedules', 'Schedules & events'],
+  ['tools', 'Integrations'],
+  ['onboarding', 'Onboarding'],
+];
+
+const ROUTES = [
+  [/^#\/signin$/, viewSignIn, 'Sign in', 'signin'],
+  [/^#\/onboarding(?:\/(\d))?$/, viewOnboarding, 'Onboarding', 'onboarding'],
+  [/^#\/goals$/, viewGoals, 'Goals', 'goals'],
+  [/^#\/goals\/([^/]+)$/, viewGoal, 'Goal', 'goals'],
+  [/^#\/approvals$/, viewApprovals, 'Approvals', 'approvals'],
+  [/^#\/cost$/, viewCost, 'Cost & budget', 'cost'],
+  [/^#\/learnings$/, viewLearnings, 'Learnings', 'learnings'],
+  [/^#\/schedules$/, viewSchedules, 'Schedules & events', 'schedules'],
+  [/^#\/tools$/, viewTools, 'Integrations', 'tools'],
+];
+
+function renderChrome(active) {
+  const signedIn = !!state.me;
+  const items = signedIn ? NAV : [['signin', 'Sign in']];
+  replace($('#nav'), items.map(([name, label]) => h('a', {
+    href: `#/${name}`, testid: `nav-${name}`, class: `nav-item ${name === active ? 'active' : ''}`,
+    'aria-current': name === active ? 'page' : null,
+  }, icon(name), h('span', {}, label))));
+  const who = $('#whoami');
+  who.hidden = !signedIn;
+  replace(who, signedIn ? [h('span', { class: 'tenant' }, state.me.tenant), h('span', { class: `role role-${state.me.role}` }, state.me.role)] : null);
+  $('#sign-out').hidden = !signedIn;
+}
+
+let current = null; // {leave: [fns], alive}
+
+function route() {
+  const hash = location.hash || '#/goals';
+  if (current) {
+    current.alive = false;
+    for (const fn of current.leave) {
+      try {
+        fn();
+      } catch (err) {
+        console.error(err);
+      }
+    }
+  }
+  clearBanners();
+  if (!state.me && hash !== '#/signin') {
+    pendingNext = hash;
+    location.replace('#/signin');
+    return;
+  }
+  if (state.me && hash === '#/signin') {
+    location.replace('#/goals');
+    return;
+  }
+  const found = ROUTES.map(([re, view, title, nav]) => ({ m: re.exec(hash), view, title, nav })).find((r) => r.m);
+  const el = h('div', { class: 'page' });
+  const ctx = {
+    el,
+    leave: [],
+    alive: true,
+    next: pendingNext,
+    onLeave(fn) {
+      this.leave.push(fn);
+    },
+  };
+  current = ctx;
+  replace($('#view'), el);
+  if (!found) {
+    renderChrome(null);
+    replace($('#crumbs'), 'Not found');
+    replace(el, card(null, empty(`No page at ${hash}.`), h('a', { href: '#/goals' }, 'Go to goals')));
+    return;
+  }
+  renderChrome(found.nav);
+  replace($('#crumbs'), found.title);
+  document.title = `${found.title} — mktg`;
+  try {
+    found.view(ctx, ...found.m.slice(1));
+  } catch (err) {
+    report(err);
+  }
+}
+
+let pendingNext = null;
+
+async function health() {
+  const el = $('#health');
+  try {
+    const r = await api('GET', '/health', undefined, { quiet: true, auth: false });
+    el.dataset.state = r.status === 'ok' ? 'ok' : 'bad';
+    replace($('.health-text', el), r.status === 'ok' ? 'API healthy' : `API ${r.status}`);
+  } catch (err) {
+    el.dataset.state = 'bad';
+    replace($('.health-text', el), err.status ? `API error ${err.status}` : 'API unreachable');
+  }
+}
+
+async function boot() {
+  $('#sign-out').addEventListener('click', (e) => {
+    e.preventDefault();
+    signOut();
+    location.hash = '#/signin';
+  });
+  health();
+  setInterval(health, 30000);
+  if (state.key) {
+    try {
+      await signIn(state.key);
+      if (!location.hash || location.hash === '#/' || location.hash === '#/signin') {
+        location.replace((await needsOnboarding()) ? '#/onboarding' : '#/goals');
+      }
+    } catch (err) {
+      if (err.status !== 401 && err.status !== 403) report(err);
+    }
+  }
+  window.addEventListener('hashchange', route);
+  route();
+}
+
+boot();
