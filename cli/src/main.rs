@@ -1140,7 +1140,10 @@ async fn dry_run(
         Ok(f) => f,
         Err(e) => bail!("{e}"),
     };
-    println!("dry run: nothing is stored or sent\n{}\n", f.note);
+    println!(
+        "dry run: no goal is stored or sent (a real model's planning call is costed like any other)\n{}\n",
+        f.note
+    );
     let mut table = comfy_table::Table::new();
     table.load_style(comfy_table::presets::UTF8_BORDERS_ONLY);
     table.set_header([

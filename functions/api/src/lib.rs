@@ -245,10 +245,20 @@ pub async fn route(
         .collect();
     match (method, segments.as_slice()) {
         ("GET", ["health"]) => return ok(200, json!({"status": "ok"})),
-        ("GET", ["openapi.json"]) => {
-            return ok(200, serde_json::from_str(OPENAPI).unwrap_or(Value::Null))
-        }
+        ("GET", ["openapi.json"]) => return ok(200, openapi(deps)),
         _ => {}
+    }
+    if let Some(allowed) = allowed_methods(&segments) {
+        if !allowed.contains(&method) {
+            return error(
+                405,
+                "method_not_allowed",
+                format!(
+                    "{method} is not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
     }
     let principal = match authenticate(keys, authorization) {
         Ok(p) => p,
@@ -385,10 +395,18 @@ pub async fn route(
         }
         ("POST", ["goals", id, "cancel"]) => {
             need!(Role::Editor);
-            let reason = serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|b| b["reason"].as_str().map(str::to_string))
-                .unwrap_or_default();
+            #[derive(Deserialize, Default)]
+            #[serde(deny_unknown_fields)]
+            struct Cancel {
+                #[serde(default)]
+                reason: Option<String>,
+            }
+            let cancel: Cancel = if body.iter().all(u8::is_ascii_whitespace) {
+                Cancel::default()
+            } else {
+                try_answer!(parse(body, "{\"reason\": \"...\"} or empty"))
+            };
+            let reason = cancel.reason.unwrap_or_default();
             let key = GoalKey::new(tenant.clone(), GoalId::new(*id));
             let goal = match deps.store.goal(&key).await {
                 Ok(Some(g)) => g,
@@ -553,6 +571,58 @@ pub async fn route(
         }
         _ => error(404, "not_found", format!("no route {method} {path}")),
     }
+}
+
+/// The OpenAPI document as this deployment serves it: the pipelines and
+/// plans of its configuration are the values those fields accept.
+pub fn openapi(deps: &Deps) -> Value {
+    let mut doc: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
+    let pipelines: Vec<&str> = deps
+        .config
+        .pipelines
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let mut accepted: Vec<Value> = pipelines.into_iter().map(Value::from).collect();
+    accepted.push(Value::Null);
+    doc["components"]["schemas"]["NewGoal"]["properties"]["pipeline"] = json!({ "enum": accepted });
+    let plans: Vec<&str> = deps
+        .config
+        .budget
+        .billing
+        .plans
+        .keys()
+        .map(String::as_str)
+        .collect();
+    doc["paths"]["/billing/plan"]["put"]["requestBody"]["content"]["application/json"]["schema"]
+        ["properties"]["plan"] = json!({"enum": plans});
+    doc
+}
+
+/// The methods a known path allows, from the OpenAPI document; `None` for
+/// a path it does not have.
+fn allowed_methods(segments: &[&str]) -> Option<Vec<&'static str>> {
+    static DOC: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+    let doc = DOC.get_or_init(|| serde_json::from_str(OPENAPI).unwrap_or(Value::Null));
+    let paths = doc["paths"].as_object()?;
+    for (template, ops) in paths {
+        let parts: Vec<&str> = template.trim_matches('/').split('/').collect();
+        let matches = parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(segments)
+                .all(|(p, s)| p.starts_with('{') || p == s);
+        if matches {
+            let methods = ops.as_object()?;
+            return Some(
+                ["GET", "POST", "PUT", "DELETE", "PATCH"]
+                    .into_iter()
+                    .filter(|m| methods.contains_key(&m.to_lowercase()))
+                    .collect(),
+            );
+        }
+    }
+    None
 }
 
 fn chrono_now(deps: &Deps) -> chrono::DateTime<chrono::Utc> {
@@ -733,28 +803,31 @@ async fn resolve_escalation(
     task: &str,
     body: &[u8],
 ) -> Answer {
-    let request: Value = match parse(
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Resolve {
+        action: String,
+        #[serde(default)]
+        note: Option<String>,
+    }
+    let request: Resolve = match parse(
         body,
         "{\"action\": \"accept|retry|cancel\", \"note\": \"...\"}",
     ) {
         Ok(v) => v,
         Err(a) => return a,
     };
-    let Some(action) = request["action"].as_str().and_then(Resolution::parse) else {
+    let Some(action) = Resolution::parse(&request.action) else {
         return error(
             400,
             "bad_request",
             format!(
-                "action {} is not accept, retry or cancel",
-                request["action"]
+                "action \"{}\" is not accept, retry or cancel",
+                request.action
             ),
         );
     };
-    let note = request["note"]
-        .as_str()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let note = request.note.unwrap_or_default().trim().to_string();
     let key = GoalKey::new(tenant.clone(), GoalId::new(goal));
     let task_id = mktg_core::TaskId::new(task);
     let found = match deps.store.task(&key, &task_id).await {
@@ -789,7 +862,7 @@ async fn resolve_escalation(
     match deps.bus.send(&env).await {
         Ok(()) => ok(
             202,
-            json!({"goal": goal, "task": task, "action": request["action"]}),
+            json!({"goal": goal, "task": task, "action": request.action}),
         ),
         Err(e) => unavailable(e),
     }
@@ -838,6 +911,21 @@ pub async fn serve(
         .split('/')
         .filter(|s| !s.is_empty())
         .collect();
+    if let Some(allowed) = allowed_methods(&segments) {
+        if !allowed.contains(&method) {
+            let mut reply: Reply = error(
+                405,
+                "method_not_allowed",
+                format!(
+                    "{method} is not allowed on {path}; allowed: {}",
+                    allowed.join(", ")
+                ),
+            )
+            .into();
+            reply.headers.push(("allow", allowed.join(", ")));
+            return reply;
+        }
+    }
     if let ("GET", ["goals", id, "stream"]) = (method, segments.as_slice()) {
         // EventSource cannot send headers: the key may come as `?key=`.
         let from_query = query_param(query, "key").map(|k| format!("Bearer {k}"));

@@ -182,8 +182,16 @@ async fn keys_roles_tenants_pagination_and_errors() {
         .await;
     assert_eq!(cost.status, 200);
     assert_eq!(cost.body["calls"], 0);
+    let not_allowed = c
+        .call("DELETE", "/goals", Some("beta-owner-key"), Value::Null)
+        .await;
+    assert_eq!(not_allowed.status, 405);
+    assert!(not_allowed.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("allowed: GET, POST"));
     assert_eq!(
-        c.call("DELETE", "/goals", Some("beta-owner-key"), Value::Null)
+        c.call("GET", "/nowhere", Some("beta-owner-key"), Value::Null)
             .await
             .status,
         404

@@ -45,8 +45,18 @@ pub async fn forecast(
     pipeline: Option<&str>,
     priority: Priority,
 ) -> Result<Forecast, ActionError> {
-    let key = GoalKey::new(tenant.clone(), GoalId::new("plan-preview"));
-    let choice = director::choose_plan(deps, &key, text, pipeline, priority, false)
+    // A real model's planning call costs money: it is checkpointed and
+    // costed under a preview id of its own, like any other call. The
+    // scripted provider costs nothing and stores nothing.
+    let record = !deps.model.is_scripted();
+    let key = GoalKey::new(
+        tenant.clone(),
+        GoalId::new(format!(
+            "preview-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )),
+    );
+    let choice = director::choose_plan(deps, &key, text, pipeline, priority, record)
         .await?
         .map_err(ActionError::Invalid)?;
     let month = mktg_boot::month_of(deps.clock.now_ms());
