@@ -693,7 +693,11 @@ async fn serve(
     workers: bool,
 ) -> Result<()> {
     let tenant = TenantId::new(settings.tenant.clone());
-    let (keys, local) = local_keys(root, &tenant)?;
+    let (mut keys, local) = local_keys(root, &tenant)?;
+    if let Some(oidc) = api::oidc::Oidc::from_env().map_err(|e| anyhow::anyhow!(e))? {
+        println!("  sign-in: OpenID Connect provider {}", oidc.issuer);
+        keys = keys.with_oidc(oidc);
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {

@@ -15,6 +15,7 @@
 //! `serve` adds the static dashboard and the event stream; `handle` is the
 //! Lambda (function URL) entry point and `mktg serve` the local one.
 
+pub mod oidc;
 pub mod stream;
 mod web;
 
@@ -61,11 +62,14 @@ impl Role {
 pub struct Principal {
     pub tenant: TenantId,
     pub role: Role,
+    /// `api_key` or `oidc`.
+    pub via: &'static str,
 }
 
-/// The configured keys: SHA-256 of the key → principal.
+/// Who may call: the configured API keys (SHA-256 of the key → principal),
+/// and the OpenID Connect provider people sign in with, if one is set.
 #[derive(Clone, Debug, Default)]
-pub struct ApiKeys(Vec<(String, Principal)>);
+pub struct ApiKeys(Vec<(String, Principal)>, Option<std::sync::Arc<oidc::Oidc>>);
 
 impl ApiKeys {
     /// Parses `tenant:role:sha256hex,...`; an entry that does not parse is
@@ -104,10 +108,21 @@ impl ApiKeys {
                 Principal {
                     tenant: TenantId::new(*tenant),
                     role,
+                    via: "api_key",
                 },
             ));
         }
-        Ok(ApiKeys(keys))
+        Ok(ApiKeys(keys, None))
+    }
+
+    /// These keys, and ID tokens of this provider.
+    pub fn with_oidc(mut self, oidc: oidc::Oidc) -> ApiKeys {
+        self.1 = Some(std::sync::Arc::new(oidc));
+        self
+    }
+
+    pub fn oidc(&self) -> Option<&oidc::Oidc> {
+        self.1.as_deref()
     }
 
     /// The principal a presented key stands for. The comparison is of
@@ -220,12 +235,37 @@ pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Who a request is from: its bearer key's principal.
-pub fn authenticate(keys: &ApiKeys, authorization: Option<&str>) -> Result<Principal, Answer> {
-    authorization
+/// Who a request is from: its bearer API key's principal, or the signed-in
+/// person's (an ID token of the configured OIDC provider).
+pub async fn authenticate(
+    keys: &ApiKeys,
+    authorization: Option<&str>,
+) -> Result<Principal, Answer> {
+    let Some(bearer) = authorization
         .and_then(|h| h.strip_prefix("Bearer "))
-        .and_then(|k| keys.principal(k.trim()))
-        .ok_or_else(|| error(401, "unauthorized", "send Authorization: Bearer <API key>"))
+        .map(str::trim)
+    else {
+        return Err(error(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer <API key or ID token>",
+        ));
+    };
+    if let Some(p) = keys.principal(bearer) {
+        return Ok(p);
+    }
+    // A JWT has three dot-separated parts; an API key has none.
+    match keys.oidc() {
+        Some(oidc) if bearer.split('.').count() == 3 => oidc
+            .principal(bearer)
+            .await
+            .map_err(|why| error(401, "unauthorized", why)),
+        _ => Err(error(
+            401,
+            "unauthorized",
+            "that API key is not valid (send Authorization: Bearer <API key or ID token>)",
+        )),
+    }
 }
 
 /// The whole JSON API, free of HTTP types so it is tested directly.
@@ -246,6 +286,12 @@ pub async fn route(
     match (method, segments.as_slice()) {
         ("GET", ["health"]) => return ok(200, json!({"status": "ok"})),
         ("GET", ["openapi.json"]) => return ok(200, openapi(deps)),
+        ("GET", ["auth", "config"]) => {
+            return ok(
+                200,
+                json!({"oidc": keys.oidc().map(oidc::Oidc::public_config)}),
+            )
+        }
         _ => {}
     }
     if let Some(allowed) = allowed_methods(&segments) {
@@ -260,7 +306,7 @@ pub async fn route(
             );
         }
     }
-    let principal = match authenticate(keys, authorization) {
+    let principal = match authenticate(keys, authorization).await {
         Ok(p) => p,
         Err(a) => return a,
     };
@@ -304,7 +350,7 @@ pub async fn route(
     match (method, segments.as_slice()) {
         ("GET", ["me"]) => ok(
             200,
-            json!({"tenant": tenant, "role": principal.role.as_str(), "auth": "api_key"}),
+            json!({"tenant": tenant, "role": principal.role.as_str(), "auth": principal.via}),
         ),
         ("GET", ["goals"]) => list_goals(deps, tenant, query).await,
         ("POST", ["goals"]) => {
@@ -929,7 +975,7 @@ pub async fn serve(
     if let ("GET", ["goals", id, "stream"]) = (method, segments.as_slice()) {
         // EventSource cannot send headers: the key may come as `?key=`.
         let from_query = query_param(query, "key").map(|k| format!("Bearer {k}"));
-        let principal = match authenticate(keys, authorization.or(from_query.as_deref())) {
+        let principal = match authenticate(keys, authorization.or(from_query.as_deref())).await {
             Ok(p) => p,
             Err(a) => return a.into(),
         };

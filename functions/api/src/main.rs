@@ -6,6 +6,9 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let settings = Settings::from_env()?;
     let deps = Deps::build(&settings).await?;
-    let keys = api::ApiKeys::parse(&std::env::var("MKTG_API_KEYS").unwrap_or_default())?;
+    let mut keys = api::ApiKeys::parse(&std::env::var("MKTG_API_KEYS").unwrap_or_default())?;
+    if let Some(oidc) = api::oidc::Oidc::from_env()? {
+        keys = keys.with_oidc(oidc);
+    }
     run(service_fn(|request| api::handle(&deps, &keys, request))).await
 }

@@ -34,7 +34,7 @@ pub fn template(path: &str) -> String {
 }
 
 /// Every path the API serves, as the OpenAPI document names them.
-pub const ROUTES: [&str; 30] = [
+pub const ROUTES: [&str; 31] = [
     "/health",
     "/openapi.json",
     "/me",
@@ -65,6 +65,7 @@ pub const ROUTES: [&str; 30] = [
     "/tools/{server}/test",
     "/onboarding",
     "/onboarding/sample-data",
+    "/auth/config",
 ];
 
 pub struct Client<'a> {
