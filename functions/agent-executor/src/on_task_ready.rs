@@ -257,11 +257,16 @@ async fn execute(
             // The budget gate runs before every call that would cost money.
             let gate =
                 budget::gate_call(deps, &key.tenant, task.priority, state.cost.micros).await?;
-            let skill_tier = deps
-                .config
-                .skill(&task.skill)
-                .map(|s| s.tier.clone())
-                .unwrap_or_else(|| "sonnet".into());
+            // The tenant's own settings: product context, its override of
+            // this skill, tool servers it turned off.
+            let own = mktg_boot::tenant::load(deps, &key.tenant).await?;
+            let own_skill = own.skill(task.skill.as_str()).cloned().unwrap_or_default();
+            let skill_tier = own_skill.tier.clone().unwrap_or_else(|| {
+                deps.config
+                    .skill(&task.skill)
+                    .map(|s| s.tier.clone())
+                    .unwrap_or_else(|| "sonnet".into())
+            });
             let tier = match gate {
                 Gate::Park { level, reason } => return park(deps, key, task, level, reason).await,
                 Gate::Proceed { level, force_tier } => {
@@ -279,7 +284,7 @@ async fn execute(
             let tools = if last_turn {
                 Vec::new()
             } else {
-                offered_tools(deps, task).await
+                offered_tools(deps, task, &own.disabled_servers()).await
             };
             let history: Vec<(Turn, Vec<ToolCall>)> = turns_of(state, task)
                 .into_iter()
@@ -290,7 +295,6 @@ async fn execute(
                 })
                 .collect();
             let (learnings, used) = learnings_for(deps, key, task, &goal).await?;
-            let context = mktg_boot::context::load(deps, &key.tenant).await?;
             let request = build_request(RequestParts {
                 config: &deps.config,
                 goal: &goal,
@@ -303,7 +307,8 @@ async fn execute(
                 history: &history,
                 last_turn,
                 learnings: &learnings,
-                context: context.as_ref(),
+                context: own.context.as_ref(),
+                extra_instructions: own_skill.instructions.as_deref(),
             });
             checkpoint::call_and_record(
                 deps,
@@ -501,7 +506,10 @@ async fn queue_tool_calls(
     state: &GoalState,
     turn: &Turn,
 ) -> Result<(), HandlerError> {
-    let offered: Vec<ToolDef> = offered_tools(deps, task).await;
+    let disabled = mktg_boot::tenant::load(deps, &key.tenant)
+        .await?
+        .disabled_servers();
+    let offered: Vec<ToolDef> = offered_tools(deps, task, &disabled).await;
     let earlier: Vec<ToolCall> = state
         .calls
         .iter()
@@ -664,12 +672,13 @@ async fn queue_tool_calls(
 }
 
 /// The tools this attempt may use: the skill's, minus the servers a
-/// self-healing retry left out.
-async fn offered_tools(deps: &Deps, task: &Task) -> Vec<ToolDef> {
+/// self-healing retry left out, and the servers the tenant turned off.
+async fn offered_tools(deps: &Deps, task: &Task, disabled: &[String]) -> Vec<ToolDef> {
     deps.tools
         .tools_for_skill(&task.skill)
         .await
         .into_iter()
         .filter(|d| !task.strategy.without_servers.contains(&d.server))
+        .filter(|d| !disabled.contains(&d.server))
         .collect()
 }

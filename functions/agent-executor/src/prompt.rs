@@ -27,6 +27,8 @@ pub struct RequestParts<'a> {
     pub learnings: &'a [Learning],
     /// The tenant's product marketing context, if written.
     pub context: Option<&'a mktg_boot::context::ProductContext>,
+    /// The tenant's extra instructions for this skill.
+    pub extra_instructions: Option<&'a str>,
 }
 
 /// Said once in the system prompt of a skill that has tools.
@@ -46,6 +48,7 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
         last_turn,
         learnings,
         context,
+        extra_instructions,
     } = parts;
     let skill = config.skill(&task.skill);
     let instructions = skill.map(|s| s.instructions.as_str()).unwrap_or_default();
@@ -191,6 +194,10 @@ pub fn build_request(parts: RequestParts<'_>) -> ChatRequest {
     }
     let has_tools = !tools.is_empty() || history.iter().any(|(t, _)| !t.tool_uses.is_empty());
     let mut system = instructions.to_string();
+    if let Some(extra) = extra_instructions.map(str::trim).filter(|e| !e.is_empty()) {
+        system.push_str("\n\n## This team's own instructions for this skill\n");
+        system.push_str(extra);
+    }
     if let Some(c) = context {
         system.push_str(&c.to_prompt());
     }

@@ -98,6 +98,11 @@ impl ApiKeys {
                     "MKTG_API_KEYS entry for tenant {tenant}: the hash must be 64 hex digits (sha256 of the key)"
                 ));
             }
+            if *tenant == mktg_boot::tenant::REGISTRY {
+                return Err(format!(
+                    "MKTG_API_KEYS: \"{tenant}\" is reserved for the tenant registry"
+                ));
+            }
             if !mktg_core::ids::is_valid_id(tenant) {
                 return Err(format!(
                     "MKTG_API_KEYS: tenant \"{tenant}\" is not a valid id"
@@ -371,6 +376,10 @@ pub async fn route(
                     submitted_ms: deps.clock.now_ms(),
                 },
             );
+            // The tick runs the schedules of registered tenants.
+            if let Err(e) = mktg_boot::tenant::register(deps, tenant).await {
+                return unavailable(e);
+            }
             match deps.bus.send(&env).await {
                 Ok(()) => ok(202, json!({"goal_id": id, "status": "submitted"})),
                 Err(e) => error(503, "unavailable", format!("the goal was not queued: {e}")),
@@ -602,6 +611,14 @@ pub async fn route(
                 Err(e) => unavailable(e),
             }
         }
+        ("GET", ["settings"]) => settings_answer(deps, tenant).await,
+        ("PUT", ["settings", kind @ ("skills" | "schedules" | "tools"), name]) => {
+            need!(Role::Owner);
+            if let Err(a) = put_setting(deps, tenant, &by, kind, name, body).await {
+                return a;
+            }
+            settings_answer(deps, tenant).await
+        }
         ("GET", ["onboarding"]) => onboarding(deps, tenant).await,
         ("POST", ["onboarding", "sample-data"]) => {
             need!(Role::Editor);
@@ -735,6 +752,130 @@ async fn list_goals(deps: &Deps, tenant: &TenantId, query: &str) -> Answer {
         }
         Err(e) => unavailable(e),
     }
+}
+
+/// The tenant's overrides, and what may be overridden.
+async fn settings_answer(deps: &Deps, tenant: &TenantId) -> Answer {
+    let own = match mktg_boot::tenant::load(deps, tenant).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    let cfg = &deps.config;
+    ok(
+        200,
+        json!({
+            "skills": cfg.skills.values().map(|k| {
+                let o = own.skill(k.name.as_str());
+                json!({"name": k.name, "squad": k.squad, "tier": k.tier,
+                       "override": o.map(|o| json!({"tier": o.tier, "instructions": o.instructions}))})
+            }).collect::<Vec<_>>(),
+            "schedules": cfg.schedules.list.iter().map(|s| json!({
+                "id": s.id, "name": s.name, "enabled": s.enabled && own.schedule_enabled(&s.id),
+                "configured": s.enabled,
+            })).collect::<Vec<_>>(),
+            "tools": cfg.tools.servers.values().map(|t| json!({
+                "name": t.name, "enabled": !own.disabled_servers().contains(&t.name),
+            })).collect::<Vec<_>>(),
+            "tiers": cfg.models.tiers.keys().collect::<Vec<_>>(),
+        }),
+    )
+}
+
+/// Sets one override of the tenant: a skill's tier and instructions (an
+/// empty body removes it), a schedule or a tool server on or off.
+async fn put_setting(
+    deps: &Deps,
+    tenant: &TenantId,
+    by: &str,
+    kind: &str,
+    name: &str,
+    body: &[u8],
+) -> Result<(), Answer> {
+    use mktg_boot::tenant::{self, Kind, SkillOverride, Switch};
+    let mut own = tenant::load(deps, tenant).await.map_err(unavailable)?;
+    let saved = match kind {
+        "skills" => {
+            if deps
+                .config
+                .skill(&mktg_core::SkillName::new(name))
+                .is_none()
+            {
+                return Err(error(
+                    404,
+                    "not_found",
+                    format!("no skill \"{name}\" (see GET /settings)"),
+                ));
+            }
+            let o: SkillOverride = parse(body, "{\"tier\": \"...\", \"instructions\": \"...\"}")?;
+            if let Some(t) = &o.tier {
+                if !deps.config.models.tiers.contains_key(t) {
+                    let known: Vec<&String> = deps.config.models.tiers.keys().collect();
+                    return Err(error(
+                        400,
+                        "bad_request",
+                        format!("tier \"{t}\" is not one of {known:?}"),
+                    ));
+                }
+            }
+            if o.instructions
+                .as_ref()
+                .is_some_and(|i| i.chars().count() > tenant::MAX_INSTRUCTIONS)
+            {
+                return Err(error(
+                    400,
+                    "bad_request",
+                    format!(
+                        "instructions are at most {} characters",
+                        tenant::MAX_INSTRUCTIONS
+                    ),
+                ));
+            }
+            if o == SkillOverride::default() {
+                own.skills.remove(name);
+            } else {
+                own.skills.insert(name.to_string(), o);
+            }
+            tenant::save(deps, tenant, Kind::Skills, &own.skills, by).await
+        }
+        "schedules" | "tools" => {
+            let known = if kind == "schedules" {
+                deps.config.schedules.list.iter().any(|s| s.id == name)
+            } else {
+                deps.config.tools.servers.contains_key(name)
+            };
+            if !known {
+                return Err(error(
+                    404,
+                    "not_found",
+                    format!(
+                        "no {} \"{name}\" (see GET /settings)",
+                        &kind[..kind.len() - 1]
+                    ),
+                ));
+            }
+            let switch: Switch = parse(body, "{\"enabled\": true|false}")?;
+            let (map, k) = if kind == "schedules" {
+                (&mut own.schedules, Kind::Schedules)
+            } else {
+                (&mut own.tools, Kind::Tools)
+            };
+            if switch.enabled {
+                map.remove(name);
+            } else {
+                map.insert(name.to_string(), switch);
+            }
+            let map = map.clone();
+            tenant::save(deps, tenant, k, &map, by).await
+        }
+        _ => {
+            return Err(error(
+                404,
+                "not_found",
+                format!("no settings of kind {kind}"),
+            ))
+        }
+    };
+    saved.map_err(unavailable)
 }
 
 /// Where the tenant is on the way to its first reviewed output: product

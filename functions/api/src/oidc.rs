@@ -155,7 +155,7 @@ impl Oidc {
             .claims;
         let tenant = claims[&self.tenant_claim]
             .as_str()
-            .filter(|t| mktg_core::ids::is_valid_id(t))
+            .filter(|t| mktg_core::ids::is_valid_id(t) && *t != mktg_boot::tenant::REGISTRY)
             .ok_or_else(|| {
                 format!(
                     "the token has no valid \"{}\" claim naming the tenant",

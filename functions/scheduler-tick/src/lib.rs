@@ -1,5 +1,5 @@
 //! The scheduler tick, run every minute by an EventBridge rule: for the
-//! deployment's tenant, every schedule of schedules.yaml whose cron slot
+//! deployment's tenant and every registered tenant, every schedule of schedules.yaml whose cron slot
 //! fell due (within the catch-up window) starts its goal or pipeline, once.
 //!
 //! Once: each slot is claimed with a conditional write, so two ticks at the
@@ -43,9 +43,55 @@ pub async fn handle(
 ) -> Result<TickReport, lambda_runtime::Error> {
     // A retryable failure is returned as an error so the invoke is retried;
     // every slot already fired stays fired.
-    tick(deps, tenant, deps.clock.now_ms())
+    tick_all(deps, tenant, deps.clock.now_ms())
         .await
         .map_err(|e| e.to_string().into())
+}
+
+/// Ticks for the deployment's tenant and every registered tenant (one
+/// that wrote settings through the API). One tenant's failure does not
+/// stop the others; it is returned after them, so the invoke is retried.
+pub async fn tick_all(
+    deps: &Deps,
+    deployment: &TenantId,
+    now_ms: u64,
+) -> Result<TickReport, HandlerError> {
+    let mut tenants = vec![deployment.clone()];
+    for t in mktg_boot::tenant::registered(deps).await? {
+        if !tenants.contains(&t) {
+            tenants.push(t);
+        }
+    }
+    let mut all = TickReport::default();
+    let mut failed = Vec::new();
+    for t in &tenants {
+        match tick(deps, t, now_ms).await {
+            Ok(r) => {
+                let tag = |s: String| {
+                    if t == deployment {
+                        s
+                    } else {
+                        format!("{t}/{s}")
+                    }
+                };
+                all.fired.extend(r.fired.into_iter().map(tag));
+                all.already.extend(r.already.into_iter().map(tag));
+                all.skipped
+                    .extend(r.skipped.into_iter().map(|(k, v)| (tag(k), v)));
+                all.jobs
+                    .extend(r.jobs.into_iter().map(|(k, v)| (tag(k), v)));
+            }
+            Err(e) => {
+                tracing::error!(tenant = %t, error = %e, "tick failed for a tenant");
+                failed.push(format!("{t}: {e}"));
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(all)
+    } else {
+        Err(HandlerError::Retry(failed.join("; ")))
+    }
 }
 
 fn utc(ms: u64) -> DateTime<Utc> {
@@ -127,7 +173,15 @@ pub async fn tick(deps: &Deps, tenant: &TenantId, now_ms: u64) -> Result<TickRep
     let spent = budget::month_spent(deps, tenant, &month).await?;
     let level = level_for(spent, limits.month_micros, &deps.config.budget.levels);
     let window = deps.config.schedules.catch_up_minutes;
-    for schedule in deps.config.schedules.list.iter().filter(|s| s.enabled) {
+    // The tenant may have turned schedules off for itself.
+    let own = mktg_boot::tenant::load(deps, tenant).await?;
+    for schedule in deps
+        .config
+        .schedules
+        .list
+        .iter()
+        .filter(|s| s.enabled && own.schedule_enabled(&s.id))
+    {
         let slots = due_slots(schedule, now, window);
         if slots.is_empty() {
             continue;

@@ -182,3 +182,46 @@ async fn a_throttled_budget_skips_low_priority_schedules() {
         )]
     );
 }
+
+#[tokio::test]
+async fn the_tick_runs_every_registered_tenant_with_its_own_schedule_switches() {
+    use mktg_boot::tenant::{self, Kind, Switch};
+    let t = memory_deps();
+    let deployment = TenantId::new("acme");
+    let (beta, gamma) = (TenantId::new("beta"), TenantId::new("gamma"));
+    tenant::register(&t.deps, &beta).await.unwrap();
+    tenant::register(&t.deps, &beta).await.unwrap(); // idempotent
+                                                     // gamma turned the daily social post off for itself.
+    let off =
+        std::collections::BTreeMap::from([("daily-social".to_string(), Switch { enabled: false })]);
+    tenant::save(&t.deps, &gamma, Kind::Schedules, &off, "test")
+        .await
+        .unwrap();
+    let now = ms(2026, 11, 25, 6, 0);
+    let report = scheduler_tick::tick_all(&t.deps, &deployment, now)
+        .await
+        .unwrap();
+    let social: Vec<&String> = report
+        .fired
+        .iter()
+        .filter(|k| k.contains("daily-social"))
+        .collect();
+    assert_eq!(
+        social,
+        [
+            "s-daily-social-202611250600",
+            "beta/s-daily-social-202611250600"
+        ],
+        "acme and beta, not gamma"
+    );
+    run_director(&t).await;
+    for (tenant, goals) in [(&deployment, 1), (&beta, 1), (&gamma, 0)] {
+        let found = t.deps.store.goals(tenant, 10).await.unwrap();
+        assert_eq!(found.len(), goals, "{tenant}");
+    }
+    // A second tick in the same minute starts nothing new for anyone.
+    let again = scheduler_tick::tick_all(&t.deps, &deployment, now)
+        .await
+        .unwrap();
+    assert!(!again.fired.iter().any(|k| k.contains("daily-social")));
+}

@@ -8,9 +8,9 @@ use mktg_core::TenantId;
 use mktg_store::{GoalKey, StoreError, Write};
 use serde::{Deserialize, Serialize};
 
-/// Where the document lives among the tenant's documents.
-pub const COLLECTION: &str = "context";
-pub const ID: &str = "product";
+/// Where the document lives among the tenant's documents: its settings.
+pub const COLLECTION: &str = crate::tenant::SETTINGS;
+pub const ID: &str = "product-context";
 
 /// Longest answer to one question, in characters.
 pub const MAX_FIELD: usize = 2_000;
@@ -137,5 +137,6 @@ pub async fn save(
                 ttl: None,
             }],
         )
-        .await
+        .await?;
+    crate::tenant::register(deps, tenant).await
 }

@@ -13,6 +13,7 @@ pub mod outbox;
 mod runner;
 pub mod secrets;
 mod settings;
+pub mod tenant;
 
 pub use fail;
 

@@ -29,12 +29,15 @@ pub fn template(path: &str) -> String {
         ["escalations", _, _, "resolve"] => "/escalations/{goal}/{task}/resolve".into(),
         ["tools", _, "test"] => "/tools/{server}/test".into(),
         ["onboarding", "sample-data"] => "/onboarding/sample-data".into(),
+        ["settings", "skills", _] => "/settings/skills/{skill}".into(),
+        ["settings", "schedules", _] => "/settings/schedules/{id}".into(),
+        ["settings", "tools", _] => "/settings/tools/{server}".into(),
         _ => format!("/{}", parts.join("/")),
     }
 }
 
 /// Every path the API serves, as the OpenAPI document names them.
-pub const ROUTES: [&str; 31] = [
+pub const ROUTES: [&str; 35] = [
     "/health",
     "/openapi.json",
     "/me",
@@ -66,6 +69,10 @@ pub const ROUTES: [&str; 31] = [
     "/onboarding",
     "/onboarding/sample-data",
     "/auth/config",
+    "/settings",
+    "/settings/skills/{skill}",
+    "/settings/schedules/{id}",
+    "/settings/tools/{server}",
 ];
 
 pub struct Client<'a> {

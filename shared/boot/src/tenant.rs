@@ -1,0 +1,170 @@
+//! A tenant's own settings, over the deployment's configuration: its
+//! product marketing context, per-skill overrides (model tier, extra
+//! instructions), schedules it turned off, and tool servers it turned off.
+//! All are documents of the tenant's `settings` collection, read by one
+//! query. And the registry of tenants, which the scheduler tick runs for.
+
+use crate::context::ProductContext;
+use crate::Deps;
+use mktg_core::TenantId;
+use mktg_store::{GoalKey, StoreError, Write};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The collection of a tenant's settings documents.
+pub const SETTINGS: &str = "settings";
+
+/// Longest extra instructions for one skill, in characters.
+pub const MAX_INSTRUCTIONS: usize = 4_000;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SkillOverride {
+    /// A model tier of models.yaml instead of the skill's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// Appended to the skill's instructions for this tenant's agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switch {
+    pub enabled: bool,
+}
+
+/// Everything a tenant set for itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TenantSettings {
+    pub context: Option<ProductContext>,
+    pub context_updated_ms: Option<u64>,
+    pub skills: BTreeMap<String, SkillOverride>,
+    pub schedules: BTreeMap<String, Switch>,
+    pub tools: BTreeMap<String, Switch>,
+}
+
+impl TenantSettings {
+    /// The tenant's override of `skill`, if any.
+    pub fn skill(&self, skill: &str) -> Option<&SkillOverride> {
+        self.skills.get(skill)
+    }
+
+    /// Whether the tenant turned a schedule off (on unless it did).
+    pub fn schedule_enabled(&self, id: &str) -> bool {
+        self.schedules.get(id).is_none_or(|s| s.enabled)
+    }
+
+    /// Tool servers the tenant turned off.
+    pub fn disabled_servers(&self) -> Vec<String> {
+        self.tools
+            .iter()
+            .filter(|(_, s)| !s.enabled)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+fn map<T: serde::de::DeserializeOwned>(body: &Value) -> BTreeMap<String, T> {
+    serde_json::from_value(body["entries"].clone()).unwrap_or_default()
+}
+
+/// The tenant's settings (all defaults when it set none).
+pub async fn load(deps: &Deps, tenant: &TenantId) -> Result<TenantSettings, StoreError> {
+    let mut s = TenantSettings::default();
+    for (id, body) in deps.store.docs(tenant, SETTINGS).await? {
+        match id.as_str() {
+            crate::context::ID => {
+                s.context = serde_json::from_value(body["context"].clone()).ok();
+                s.context_updated_ms = body["updated_ms"].as_u64();
+            }
+            "skills" => s.skills = map(&body),
+            "schedules" => s.schedules = map(&body),
+            "tools" => s.tools = map(&body),
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// Which kind of override a document holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Skills,
+    Schedules,
+    Tools,
+}
+
+impl Kind {
+    fn id(self) -> &'static str {
+        match self {
+            Kind::Skills => "skills",
+            Kind::Schedules => "schedules",
+            Kind::Tools => "tools",
+        }
+    }
+}
+
+/// Replaces one kind of the tenant's overrides.
+pub async fn save<T: Serialize>(
+    deps: &Deps,
+    tenant: &TenantId,
+    kind: Kind,
+    entries: &BTreeMap<String, T>,
+    by: &str,
+) -> Result<(), StoreError> {
+    let body = serde_json::json!({
+        "entries": entries, "updated_ms": deps.clock.now_ms(), "updated_by": by,
+    });
+    deps.store
+        .commit(
+            &GoalKey::tenant_only(tenant.clone()),
+            vec![Write::Doc {
+                tenant: tenant.clone(),
+                collection: SETTINGS.into(),
+                id: kind.id().into(),
+                body,
+                new_only: false,
+                ttl: None,
+            }],
+        )
+        .await?;
+    register(deps, tenant).await
+}
+
+/// The partition of the tenant registry (not a tenant anyone signs in as:
+/// API keys and tokens name tenants, and this one is refused there).
+pub const REGISTRY: &str = "mktg-registry";
+
+/// Records that `tenant` exists, so the scheduler tick runs its schedules.
+/// Idempotent: a tenant already registered is left as it is.
+pub async fn register(deps: &Deps, tenant: &TenantId) -> Result<(), StoreError> {
+    let write = Write::Doc {
+        tenant: TenantId::new(REGISTRY),
+        collection: "tenants".into(),
+        id: tenant.to_string(),
+        body: serde_json::json!({"since_ms": deps.clock.now_ms()}),
+        new_only: true,
+        ttl: None,
+    };
+    match deps
+        .store
+        .commit(&GoalKey::tenant_only(TenantId::new(REGISTRY)), vec![write])
+        .await
+    {
+        Ok(()) | Err(StoreError::Conflict(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Every registered tenant.
+pub async fn registered(deps: &Deps) -> Result<Vec<TenantId>, StoreError> {
+    Ok(deps
+        .store
+        .docs(&TenantId::new(REGISTRY), "tenants")
+        .await?
+        .into_iter()
+        .map(|(id, _)| TenantId::new(id))
+        .collect())
+}
