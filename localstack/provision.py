@@ -121,6 +121,8 @@ def main() -> int:
     ap.add_argument("--bin-dir", default="target/debug",
                     help="where the function binaries are (with --with-functions)")
     ap.add_argument("--timeout", type=int, default=120)
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a template parameter (repeatable)")
     args = ap.parse_args()
 
     cfn = boto3.client(
@@ -136,6 +138,12 @@ def main() -> int:
             return rc
     params = [{"ParameterKey": "DeployFunctions",
                "ParameterValue": "true" if args.with_functions else "false"}]
+    for p in args.param:
+        key, sep, value = p.partition("=")
+        if not sep or not key:
+            print(f"--param {p!r} is not KEY=VALUE", file=sys.stderr)
+            return 2
+        params.append({"ParameterKey": key, "ParameterValue": value})
     caps = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
     try:
         exists = True

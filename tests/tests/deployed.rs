@@ -63,16 +63,17 @@ async fn a_goal_completes_through_the_emulator_hosted_functions() {
     );
 }
 
-/// Invokes the stack's function `logical` (its logical id in the
-/// template) with a function-URL request, as the URL would, and returns the
-/// status and the JSON body of its answer.
-async fn invoke_url(
+/// A function-URL request to the stack's function `logical` (its logical
+/// id in the template), as the URL would send it; its answer's status,
+/// content type and body.
+async fn invoke_url_raw(
     emu: &mktg_it::Emulator,
     logical: &str,
     method: &str,
-    path: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
     body: Option<&str>,
-) -> (u64, Value) {
+) -> (u64, String, String) {
     let lambda = aws_sdk_lambda::Client::new(&emu.aws);
     let functions = lambda.list_functions().send().await.unwrap();
     let stack = emu.env["MKTG_STACK"].clone();
@@ -83,9 +84,16 @@ async fn invoke_url(
         .find(|n| n.starts_with(&format!("{stack}-{logical}")))
         .unwrap_or_else(|| panic!("{logical} is not deployed"))
         .to_string();
+    let (path, query) = path_and_query
+        .split_once('?')
+        .unwrap_or((path_and_query, ""));
+    let mut head = json!({"content-type": "application/json"});
+    for (k, v) in headers {
+        head[*k] = json!(v);
+    }
     let mut event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
-        "headers": {"content-type": "application/json"},
+        "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": query,
+        "headers": head,
         "requestContext": {"http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "test"},
                            "accountId": "anonymous", "apiId": "x", "domainName": "x", "domainPrefix": "x", "requestId": "r", "routeKey": "$default", "stage": "$default", "time": "25/Nov/2026:06:00:00 +0000", "timeEpoch": 1_795_586_400_000_i64},
         "isBase64Encoded": false
@@ -103,8 +111,24 @@ async fn invoke_url(
     assert!(out.function_error().is_none(), "{:?}", out.payload());
     let response: Value = serde_json::from_slice(out.payload().unwrap().as_ref()).unwrap();
     let status = response["statusCode"].as_u64().unwrap_or(0);
-    let body: Value = serde_json::from_str(response["body"].as_str().unwrap_or("null")).unwrap();
-    (status, body)
+    let content_type = response["headers"]["content-type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let text = response["body"].as_str().unwrap_or_default().to_string();
+    (status, content_type, text)
+}
+
+/// As `invoke_url_raw`, for a JSON answer.
+async fn invoke_url(
+    emu: &mktg_it::Emulator,
+    logical: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u64, Value) {
+    let (status, _, text) = invoke_url_raw(emu, logical, method, path, &[], body).await;
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,4 +156,84 @@ async fn the_api_function_answers_through_its_function_url_event() {
     let (status, body) = invoke_url(&emu, "ApiFunction", "GET", "/goals", None).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["code"], "unauthorized");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_goal_submitted_through_the_deployed_api_completes_and_streams() {
+    let emu = deployed().await;
+    let key = emu.env["MKTG_DEPLOYED_API_KEY"].clone();
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str())];
+    // The dashboard is served by the same function.
+    let (status, kind, page) = invoke_url_raw(&emu, "ApiFunction", "GET", "/", &[], None).await;
+    assert_eq!(status, 200);
+    assert!(
+        kind.starts_with("text/html") && page.contains("<html"),
+        "{kind}"
+    );
+    let (status, _, me) = invoke_url_raw(&emu, "ApiFunction", "GET", "/me", &headers, None).await;
+    assert_eq!(status, 200, "{me}");
+    assert!(me.contains("\"tenant\":\"it-deployed\""), "{me}");
+    // A goal through the API, run by the deployed functions.
+    let body = json!({"text": "Lift trial signups", "pipeline": "Conversion Sprint"}).to_string();
+    let (status, _, answer) =
+        invoke_url_raw(&emu, "ApiFunction", "POST", "/goals", &headers, Some(&body)).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = serde_json::from_str::<Value>(&answer).unwrap()["goal_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let start = Instant::now();
+    let goal = loop {
+        let (status, _, text) = invoke_url_raw(
+            &emu,
+            "ApiFunction",
+            "GET",
+            &format!("/goals/{id}"),
+            &headers,
+            None,
+        )
+        .await;
+        let g: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status == 200 && g["status"] != "RUNNING" {
+            break g;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(150),
+            "not settled: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(goal["status"], "COMPLETED", "{goal}");
+    // Its event stream, as the dashboard reads it.
+    let (status, kind, events) = invoke_url_raw(
+        &emu,
+        "ApiFunction",
+        "GET",
+        &format!("/goals/{id}/stream?key={key}"),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(kind, "text/event-stream");
+    assert!(events.contains("event: goal") && events.contains("COMPLETED"));
+    assert!(events.contains("event: task") && events.contains("event: trace"));
+    let (status, _, outputs) = invoke_url_raw(
+        &emu,
+        "ApiFunction",
+        "GET",
+        &format!("/goals/{id}/outputs"),
+        &headers,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        serde_json::from_str::<Value>(&outputs).unwrap()["outputs"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 4
+    );
 }
