@@ -142,6 +142,30 @@ enum Command {
         #[arg(long, env = "USER", default_value = "cli")]
         by: String,
     },
+    /// Cancel a running or escalated goal: its unfinished tasks stop and
+    /// its tool calls waiting for approval are denied.
+    Cancel {
+        goal: String,
+        /// Why, for the record.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
+    /// Decide an escalated task (see `mktg escalations`): `accept` its last
+    /// output as it is, `retry` once more with --note as feedback, or
+    /// `cancel` the goal.
+    Resolve {
+        goal: String,
+        task: String,
+        #[arg(value_parser = ["accept", "retry", "cancel"])]
+        action: String,
+        /// What to change (read by the agent on a retry).
+        #[arg(long, default_value = "")]
+        note: String,
+        #[arg(long, env = "USER", default_value = "cli")]
+        by: String,
+    },
     /// Dead-letter queues: `dlq list` shows each dead message with its task;
     /// `dlq redrive` sends them all back to their queues.
     Dlq {
@@ -427,6 +451,26 @@ async fn run(cli: Cli) -> Result<()> {
             if list.is_empty() {
                 println!("no escalated tasks");
             }
+            Ok(())
+        }
+        Command::Cancel { goal, reason, by } => {
+            mktg_actions::human::cancel(&deps, &tenant, &goal, &by, &reason).await?;
+            println!("cancelling goal {goal}: the director stops its unfinished tasks (mktg status {goal})");
+            Ok(())
+        }
+        Command::Resolve {
+            goal,
+            task,
+            action,
+            note,
+            by,
+        } => {
+            let Some(resolution) = mktg_core::Resolution::parse(&action) else {
+                bail!("action \"{action}\" is not accept, retry or cancel");
+            };
+            mktg_actions::human::resolve(&deps, &tenant, &goal, &task, resolution, &by, &note)
+                .await?;
+            println!("{action} sent for {goal} / {task} (mktg trace {goal})");
             Ok(())
         }
         Command::Approvals => {

@@ -24,9 +24,7 @@ use mktg_actions::approvals::{self, ApprovalError};
 use mktg_actions::ActionError;
 use mktg_boot::context::ProductContext;
 use mktg_boot::Deps;
-use mktg_core::{
-    Envelope, GoalId, GoalStatus, Message, Priority, Resolution, TaskStatus, TenantId,
-};
+use mktg_core::{Envelope, GoalId, Message, Priority, Resolution, TaskStatus, TenantId};
 use mktg_store::GoalKey;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -462,30 +460,9 @@ pub async fn route(
                 try_answer!(parse(body, "{\"reason\": \"...\"} or empty"))
             };
             let reason = cancel.reason.unwrap_or_default();
-            let key = GoalKey::new(tenant.clone(), GoalId::new(*id));
-            let goal = match deps.store.goal(&key).await {
-                Ok(Some(g)) => g,
-                Ok(None) => return error(404, "not_found", format!("no goal \"{id}\"")),
-                Err(e) => return unavailable(e),
-            };
-            if !matches!(goal.status, GoalStatus::Running | GoalStatus::Escalated) {
-                return error(
-                    409,
-                    "conflict",
-                    format!(
-                        "goal {id} is {}; only a running or escalated goal can be cancelled",
-                        goal.status
-                    ),
-                );
-            }
-            let env = Envelope::new(
-                tenant.clone(),
-                goal.id.clone(),
-                Message::CancelGoal { by, reason },
-            );
-            match deps.bus.send(&env).await {
-                Ok(()) => ok(202, json!({"goal_id": goal.id, "status": "cancelling"})),
-                Err(e) => unavailable(e),
+            match mktg_actions::human::cancel(deps, tenant, id, &by, &reason).await {
+                Ok(goal) => ok(202, json!({"goal_id": goal, "status": "cancelling"})),
+                Err(e) => action_error(e),
             }
         }
         ("GET", ["approvals"]) => {
@@ -1014,44 +991,13 @@ async fn resolve_escalation(
             ),
         );
     };
-    let note = request.note.unwrap_or_default().trim().to_string();
-    let key = GoalKey::new(tenant.clone(), GoalId::new(goal));
-    let task_id = mktg_core::TaskId::new(task);
-    let found = match deps.store.task(&key, &task_id).await {
-        Ok(t) => t,
-        Err(e) => return unavailable(e),
-    };
-    let Some(t) = found else {
-        return error(
-            404,
-            "not_found",
-            format!("no task \"{task}\" in goal \"{goal}\""),
-        );
-    };
-    if t.status != TaskStatus::Escalated {
-        return error(
-            409,
-            "conflict",
-            format!("task {task} is {}, not escalated", t.status),
-        );
-    }
-    let env = Envelope::new(
-        tenant.clone(),
-        GoalId::new(goal),
-        Message::ResolveEscalation {
-            task: task_id,
-            revision: t.revision,
-            action,
-            by: by.to_string(),
-            note,
-        },
-    );
-    match deps.bus.send(&env).await {
+    let note = request.note.unwrap_or_default();
+    match mktg_actions::human::resolve(deps, tenant, goal, task, action, by, &note).await {
         Ok(()) => ok(
             202,
             json!({"goal": goal, "task": task, "action": request.action}),
         ),
-        Err(e) => unavailable(e),
+        Err(e) => action_error(e),
     }
 }
 

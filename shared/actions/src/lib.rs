@@ -8,6 +8,7 @@ pub mod approvals;
 pub use scheduler_tick::billing;
 pub mod budget;
 pub mod forecast;
+pub mod human;
 pub mod sample;
 pub mod views;
 
