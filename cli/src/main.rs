@@ -206,6 +206,11 @@ enum Command {
         /// Serve only; run no handlers (when `mktg dev` runs elsewhere).
         #[arg(long)]
         no_workers: bool,
+        /// Serve the dashboard's files from this directory, read at each
+        /// request (default: web/ of the checkout when present; else the
+        /// copies compiled into the binary).
+        #[arg(long)]
+        web_dir: Option<PathBuf>,
     },
 }
 
@@ -668,7 +673,15 @@ async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Serve { listen, no_workers } => {
+        Command::Serve {
+            listen,
+            no_workers,
+            web_dir,
+        } => {
+            let dir = web_dir.unwrap_or_else(|| cli.root.join("web"));
+            if dir.join("index.html").is_file() {
+                api::web::serve_files_from(dir);
+            }
             serve(&cli.root, deps, &settings, listen, !no_workers).await
         }
         Command::Dev { batch_size } => {

@@ -17,7 +17,7 @@
 
 pub mod oidc;
 pub mod stream;
-mod web;
+pub mod web;
 
 use lambda_http::{Body, Request, Response};
 use mktg_actions::approvals::{self, ApprovalError};
