@@ -114,6 +114,165 @@ const state = {
 const can = (role) => (ROLE_RANK[state.me?.role] ?? -1) >= ROLE_RANK[role];
 
 /* ------------------------------------------------------------------ */
+/* Single sign-on: OpenID Connect authorization code flow with PKCE     */
+/* ------------------------------------------------------------------ */
+
+// The sign-in this tab started, {state, verifier, next}: read once, when
+// the provider sends the browser back here with ?code=&state=.
+const SSO_STORE = 'mktg.sso';
+
+let authConfig = null; // the promise of GET /auth/config, read once per page load
+
+/** GET /auth/config (no key needed); null when it cannot be read. */
+function loadAuthConfig() {
+  authConfig ||= api('GET', '/auth/config', undefined, { quiet: true, auth: false }).catch(() => {
+    authConfig = null; // ask again next time
+    return null;
+  });
+  return authConfig;
+}
+
+const ssoReady = (cfg) => !!(cfg?.oidc?.authorize_url && cfg.oidc.token_url && cfg.oidc.client_id);
+
+/** The redirect URI registered with the provider: the dashboard's root. */
+const redirectUri = () => `${location.origin}/`;
+
+function base64url(bytes) {
+  let bin = '';
+  for (const b of new Uint8Array(bytes)) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const randomToken = (bytes) => base64url(crypto.getRandomValues(new Uint8Array(bytes)));
+
+const ssoError = (code, message, status = 0) => new ApiError(status, code, message);
+
+/** Sends the browser to the provider's sign-in page; `next` is where to land afterwards. */
+async function startSso(oidc, next) {
+  if (!crypto.subtle) {
+    throw ssoError('insecure_context', 'Single sign-on needs a secure page (https, or http on localhost or 127.0.0.1): this browser offers no crypto.subtle here.');
+  }
+  const verifier = randomToken(32); // 43 characters
+  const st = randomToken(16);
+  const challenge = base64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+  sessionStorage.setItem(SSO_STORE, JSON.stringify({ state: st, verifier, next: next || null }));
+  const url = new URL(oidc.authorize_url, location.href);
+  const q = url.searchParams;
+  q.set('response_type', 'code');
+  q.set('client_id', oidc.client_id);
+  q.set('redirect_uri', redirectUri());
+  q.set('scope', oidc.scopes || 'openid email');
+  q.set('state', st);
+  q.set('code_challenge', challenge);
+  q.set('code_challenge_method', 'S256');
+  location.assign(url.href);
+}
+
+/**
+ * Finishes the sign-in the provider sent back (?code=&state=, or ?error=):
+ * checks the state, trades the code and the PKCE verifier for tokens at the
+ * token endpoint and returns {token: the ID token, next}.
+ */
+async function finishSso(params) {
+  let saved = null;
+  try {
+    saved = JSON.parse(sessionStorage.getItem(SSO_STORE) || 'null');
+  } catch {
+    saved = null;
+  }
+  sessionStorage.removeItem(SSO_STORE); // one use, whatever happens next
+  if (params.get('error')) {
+    throw ssoError(params.get('error'), `The sign-in provider did not sign you in: ${params.get('error_description') || params.get('error')}`);
+  }
+  if (!saved?.state || !saved.verifier) {
+    throw ssoError('sso_not_started', 'Single sign-on failed: this tab did not start a sign-in (or already finished it). Sign in again.');
+  }
+  if (params.get('state') !== saved.state) {
+    throw ssoError('state_mismatch', 'Single sign-on failed: the state the provider sent back does not match the one this tab sent. Sign in again.');
+  }
+  const cfg = await loadAuthConfig();
+  if (!ssoReady(cfg)) {
+    throw ssoError('sso_unavailable', 'Single sign-on failed: GET /auth/config no longer names a token endpoint.');
+  }
+  const { oidc } = cfg;
+  let res;
+  try {
+    res = await fetch(oidc.token_url, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        client_id: oidc.client_id,
+        code: params.get('code') || '',
+        redirect_uri: redirectUri(),
+        code_verifier: saved.verifier,
+      }),
+    });
+  } catch (e) {
+    throw ssoError('token_unreachable', `Single sign-on failed: could not reach the token endpoint ${oidc.token_url} (${e.message}).`);
+  }
+  const text = await res.text();
+  let data = null;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    data = null;
+  }
+  if (!res.ok) {
+    const why = data?.error
+      ? `${data.error}${data.error_description ? `: ${data.error_description}` : ''}`
+      : text.slice(0, 300) || res.statusText || 'no reason given';
+    throw ssoError('token_refused', `Single sign-on failed: the token endpoint refused the code (${why}).`, res.status);
+  }
+  if (typeof data?.id_token !== 'string' || !data.id_token) {
+    throw ssoError('no_id_token', 'Single sign-on failed: the token endpoint answered without an id_token (is the openid scope allowed?).');
+  }
+  return { token: data.id_token, next: saved.next };
+}
+
+/**
+ * A sign-in carried by the address: the provider's ?code=&state= (or
+ * ?error=), or a one-click `#key=<API key>` link. Takes it out of the
+ * address at once and signs in; returns where to go next, or null when
+ * there was nothing to do. A failure is shown once the page has rendered.
+ */
+async function signInFromUrl() {
+  const url = new URL(location.href);
+  const q = url.searchParams;
+  if (q.has('code') || q.has('error')) {
+    history.replaceState(null, '', `${url.pathname}${url.hash}`);
+    try {
+      const { token, next } = await finishSso(q);
+      await signIn(token).catch((err) => {
+        throw ssoError(err.code || 'unauthorized', `Single sign-on failed: the API did not accept the ID token: ${err.message}`, err.status);
+      });
+      return next || '';
+    } catch (err) {
+      flash(err);
+      return null;
+    }
+  }
+  const m = /^#key=(.+)$/.exec(url.hash);
+  if (m) {
+    history.replaceState(null, '', `${url.pathname}${url.search}`);
+    let key = m[1];
+    try {
+      key = decodeURIComponent(key);
+    } catch {
+      /* a raw key */
+    }
+    try {
+      await signIn(key.trim());
+      return '';
+    } catch (err) {
+      flash(err);
+      return null;
+    }
+  }
+  return null;
+}
+
+/* ------------------------------------------------------------------ */
 /* Banners and the API helper                                           */
 /* ------------------------------------------------------------------ */
 
@@ -147,6 +306,11 @@ const toast = (message) => banner('ok', message);
 function clearBanners() {
   replace($('#banners'));
 }
+
+// Errors from before the first page rendered (a sign-in from the address):
+// the router clears banners when it shows a page, so it shows these after.
+const flashes = [];
+const flash = (err) => flashes.push(err);
 
 /** Shows an error once: API errors by their message, anything else as a bug. */
 function report(err) {
@@ -237,6 +401,7 @@ const ICONS = {
   schedules: 'M12 7v5l3 2M12 21a9 9 0 110-18 9 9 0 010 18z',
   tools: 'M9 7V3m6 4V3M7 7h10v4a5 5 0 01-10 0V7zm5 9v5',
   onboarding: 'M5 21V4m0 0h11l-2 4 2 4H5',
+  settings: 'M4 6h9m4 0h3M4 12h3m4 0h9M4 18h11m4 0h1M15 4v4M9 10v4M17 16v4',
   signin: 'M15 3h4a2 2 0 012 2v14a2 2 0 01-2 2h-4M10 17l5-5-5-5M15 12H3',
 };
 
@@ -275,8 +440,8 @@ function table(headers, rows, { testid, cls = '' } = {}) {
       rows instanceof HTMLTableSectionElement ? rows : h('tbody', {}, rows)));
 }
 
-function stat(label, value, sub) {
-  return h('div', { class: 'stat' },
+function stat(label, value, sub, testid) {
+  return h('div', { class: 'stat', testid },
     h('div', { class: 'stat-label' }, label),
     h('div', { class: 'stat-value' }, value),
     sub ? h('div', { class: 'stat-sub' }, sub) : null);
@@ -639,11 +804,36 @@ function viewSignIn(ctx) {
   field('API key', input, 'Ask an owner of your workspace for a key. It is kept in this tab only (sessionStorage).'),
   error,
   h('div', { class: 'actions' }, btn));
+  // Offered when the API names a sign-in provider (GET /auth/config);
+  // below the form, so the key field does not move while typing.
+  const sso = h('div', { class: 'sso', testid: 'sso', hidden: true });
   replace(ctx.el, h('div', { class: 'signin-wrap' },
     card(null,
       h('div', { class: 'signin-head' }, h('h1', {}, 'Sign in to mktg'), h('p', { class: 'muted' }, 'Your AI marketing team: goals in, reviewed work out.')),
-      form)));
+      form,
+      sso)));
   input.focus();
+  (async () => {
+    const cfg = await loadAuthConfig();
+    if (!ctx.alive || !ssoReady(cfg)) return;
+    const next = ctx.next && !/^#\/(signin)?$/.test(ctx.next) ? ctx.next : null;
+    let provider = '';
+    try {
+      provider = new URL(cfg.oidc.issuer || cfg.oidc.authorize_url).host;
+    } catch {
+      provider = '';
+    }
+    const ssoBtn = h('button', {
+      class: 'btn sso-btn', type: 'button', testid: 'sso-sign-in',
+      onclick: handler(() => busy(ssoBtn, () => startSso(cfg.oidc, next))),
+    }, icon('signin'), 'Sign in with SSO');
+    replace(sso,
+      h('div', { class: 'or' }, h('span', {}, 'or')),
+      ssoBtn,
+      h('p', { class: 'field-hint' }, 'With your company account', provider ? [' at ', h('span', { class: 'mono' }, provider)] : null,
+        '. Your workspace and role come from the account.'));
+    sso.hidden = false;
+  })();
 }
 
 async function signIn(key) {
@@ -664,6 +854,7 @@ function signOut() {
   state.key = '';
   state.me = null;
   sessionStorage.removeItem(KEY_STORE);
+  sessionStorage.removeItem(SSO_STORE);
   renderChrome();
 }
 
@@ -1585,10 +1776,13 @@ function billingBody(b) {
           plan.goals_per_month ? progress(goalsPct) : null),
         h('div', {}, h('div', { class: 'budget-line' }, h('span', {}, 'Model spend'), h('span', {}, `${usd(spent)} of ${limit(plan.monthly_usd_limit, '$')}`)),
           plan.monthly_usd_limit ? progress(usdPct) : null)),
-      h('p', { class: 'muted small' },
-        `Usage for ${u.month || 'this month'}. Stripe customer: `, b.stripe?.customer ? h('span', { class: 'mono' }, b.stripe.customer) : 'not linked',
-        last ? ` · last reported ${typeof last === 'number' ? when(last) : last}` : '',
-        u.billable_cents != null ? ` · billable ${usd(u.billable_cents / 100)}` : ''),
+      h('div', { class: 'stats billing-usage', testid: 'billing-usage' },
+        stat('Model cost', usd(u.model_usd ?? spent), `${u.month || 'this month'} · ${int(u.calls || 0)} calls`, 'billing-model-usd'),
+        stat('Billable', u.billable_cents == null ? '—' : cents(u.billable_cents),
+          u.billable_cents == null ? 'no plan, nothing billed' : plan.markup != null ? `at ${Number(plan.markup)}× markup` : null, 'billing-billable'),
+        stat('Reported to Stripe', cents(u.reported_cents || 0),
+          last ? `last ${typeof last === 'number' ? ago(last) : last}` : 'not reported yet', 'billing-reported')),
+      customerForm(b, render),
       (b.plans || []).length ? h('div', { class: 'plans' }, b.plans.map((p) => {
         const current = p.name === plan.name;
         const btn = can('owner') && !current ? h('button', {
@@ -1604,11 +1798,47 @@ function billingBody(b) {
           p.description ? h('div', { class: 'small' }, p.description) : null,
           h('div', { class: 'muted small' }, planLine(p)),
           btn);
-      })) : null,
-      can('owner') ? null : h('p', { class: 'muted small' }, 'Only an owner can change the plan.'));
+      })) : null);
   };
   render(b);
   return wrap;
+}
+
+const cents = (c) => usd(Number(c) / 100);
+
+const STRIPE_CUSTOMER = /^cus_[A-Za-z0-9_]+$/;
+
+/** The Stripe customer the usage is reported to, and (owners) the form to link it. */
+function customerForm(b, render) {
+  const linked = b.stripe?.customer || null;
+  const current = h('p', { class: 'muted small', testid: 'billing-customer-current', 'data-customer': linked || '' },
+    'Stripe customer: ', linked ? h('span', { class: 'mono' }, linked) : 'not linked',
+    b.stripe?.meter_event ? [' · usage goes to the meter event ', h('span', { class: 'mono' }, b.stripe.meter_event)] : null);
+  if (!can('owner')) return h('div', {}, current, h('p', { class: 'muted small' }, 'Only an owner can change the plan or the Stripe customer.'));
+  const input = h('input', {
+    type: 'text', testid: 'billing-customer', placeholder: 'cus_…', value: linked || '', maxlength: 64,
+    autocomplete: 'off', spellcheck: 'false', 'aria-label': 'Stripe customer id',
+  });
+  const save = h('button', { class: 'btn', type: 'submit', testid: 'billing-customer-save' }, linked ? 'Update' : 'Link customer');
+  return h('div', {},
+    current,
+    h('form', {
+      class: 'inline-form customer-form',
+      onsubmit: handler(async (e) => {
+        e.preventDefault();
+        const customer = input.value.trim();
+        if (!STRIPE_CUSTOMER.test(customer) || customer.length > 64) {
+          input.focus();
+          banner('error', 'A Stripe customer id is cus_ followed by letters and digits (from the customer\'s page in Stripe).');
+          return;
+        }
+        await busy(save, async () => {
+          const nb = await api('PUT', '/billing/customer', { customer });
+          toast(`Stripe customer ${customer} linked`);
+          render(nb);
+        });
+      }),
+    }, field('Stripe customer', input, 'The report-usage schedule sends the billable usage to Stripe for this customer.'), save));
 }
 
 /* ---------- Learnings ---------- */
@@ -1707,6 +1937,169 @@ function viewTools(ctx) {
     card(null, toolsPanel()));
 }
 
+/* ---------- Settings ---------- */
+
+const MAX_INSTRUCTIONS = 4000;
+
+/**
+ * This workspace's own settings over the deployment's configuration
+ * (GET /settings): a tier and extra instructions per skill, schedules and
+ * tool servers on or off. Owners change them; every PUT answers the whole
+ * settings body, which is drawn again (keeping unsaved edits of other rows).
+ */
+function viewSettings(ctx) {
+  const owner = can('owner');
+  const skillsBody = h('div', { class: 'card-body' }, loading('Loading settings…'));
+  const schedulesBody = h('div', { class: 'card-body' }, loading());
+  const toolsBody = h('div', { class: 'card-body' }, loading());
+  const rows = new Map(); // skill name -> {tier, text, server: {tier, instructions}}
+
+  const switchRow = (kind, item, label, note) => {
+    const on = !!item.enabled;
+    const locked = kind === 'schedule' && item.configured === false;
+    const input = h('input', {
+      type: 'checkbox', role: 'switch', class: 'switch', testid: `${kind}-toggle-${item.id ?? item.name}`,
+      checked: on, disabled: !owner || locked, 'data-enabled': String(on), 'aria-label': `${label} on or off`,
+      title: !owner ? 'Only an owner can change settings' : locked ? 'Off in the deployment\'s configuration' : null,
+    });
+    input.addEventListener('change', handler(async () => {
+      const want = input.checked;
+      input.disabled = true;
+      try {
+        const path = kind === 'schedule'
+          ? `/settings/schedules/${encodeURIComponent(item.id)}`
+          : `/settings/tools/${encodeURIComponent(item.name)}`;
+        const data = await api('PUT', path, { enabled: want });
+        toast(`${label} turned ${want ? 'on' : 'off'}`);
+        render(data, { kind, name: item.id ?? item.name });
+      } catch (err) {
+        input.checked = !want;
+        input.disabled = false;
+        throw err;
+      }
+    }));
+    return { input, state: h('span', { class: `switch-state ${on ? 'on' : ''}` }, on ? 'on' : 'off'), note };
+  };
+
+  const savedMark = (testid) => h('span', { class: 'saved', testid, role: 'status' }, '✓ Saved');
+
+  const skillRow = (sk, tiers, saved) => {
+    const server = { tier: sk.override?.tier || '', instructions: sk.override?.instructions || '' };
+    const overridden = !!(server.tier || server.instructions);
+    const tier = h('select', {
+      testid: `skill-tier-${sk.name}`, disabled: !owner, 'aria-label': `Tier for ${sk.name}`,
+    }, h('option', { value: '' }, 'default'), tiers.map((t) => h('option', { value: t }, t)));
+    tier.value = server.tier;
+    const text = h('textarea', {
+      testid: `skill-instructions-${sk.name}`, rows: 2, maxlength: MAX_INSTRUCTIONS, disabled: !owner, readonly: !owner,
+      placeholder: owner ? 'e.g. Write in British English. Never promise delivery dates.' : 'No extra instructions', value: server.instructions,
+      'aria-label': `Extra instructions for ${sk.name}`,
+    });
+    const count = h('span', { class: 'counter muted small' });
+    const status = h('span', { class: 'row-status' }, saved ? savedMark(`skill-saved-${sk.name}`) : null);
+    const save = h('button', {
+      class: 'btn small primary', type: 'button', testid: `skill-save-${sk.name}`, disabled: true,
+      title: owner ? null : 'Only an owner can change settings',
+    }, 'Save');
+    const dirty = () => tier.value !== server.tier || text.value.trim() !== server.instructions;
+    const changed = () => {
+      count.textContent = text.value.length ? `${int(text.value.length)} / ${int(MAX_INSTRUCTIONS)}` : '';
+      save.disabled = !owner || !dirty();
+      if (dirty()) replace(status);
+    };
+    tier.addEventListener('change', changed);
+    text.addEventListener('input', changed);
+    save.addEventListener('click', handler(() => busy(save, async () => {
+      const body = {};
+      if (tier.value) body.tier = tier.value;
+      const t = text.value.trim();
+      if (t) body.instructions = t;
+      const data = await api('PUT', `/settings/skills/${encodeURIComponent(sk.name)}`, body);
+      toast(Object.keys(body).length ? `Saved the settings of ${sk.name}` : `${sk.name} is back to the defaults`);
+      render(data, { kind: 'skill', name: sk.name });
+    })));
+    changed();
+    rows.set(sk.name, { tier, text, dirty, changed });
+    return h('tr', { testid: `skill-row-${sk.name}` },
+      h('td', {}, h('strong', { class: 'mono' }, sk.name),
+        h('div', {}, h('span', {
+          class: `tag ${overridden ? 'custom-tag' : ''}`, testid: `skill-state-${sk.name}`, 'data-override': String(overridden),
+          'data-tier': server.tier, title: overridden ? 'This team overrides the configuration' : 'As configured',
+        }, overridden ? 'custom' : 'as configured'))),
+      h('td', {}, h('span', { class: 'tag' }, sk.tier ?? '—')),
+      h('td', { class: 'tier-cell' }, tier),
+      h('td', { class: 'instructions-cell' }, text, count),
+      owner ? h('td', { class: 'save-cell' }, save, status) : null);
+  };
+
+  const render = (data, saved = null) => {
+    if (!ctx.alive) return;
+    // Unsaved edits of other rows survive the redraw.
+    const drafts = new Map();
+    for (const [name, r] of rows) {
+      if (!(saved?.kind === 'skill' && saved.name === name) && r.dirty()) drafts.set(name, { tier: r.tier.value, text: r.text.value });
+    }
+    rows.clear();
+    const tiers = data.tiers || [];
+    const squads = new Map();
+    for (const sk of data.skills || []) {
+      if (!squads.has(sk.squad || '')) squads.set(sk.squad || '', []);
+      squads.get(sk.squad || '').push(sk);
+    }
+    replace(skillsBody, squads.size
+      ? h('div', { class: 'table-wrap' }, h('table', { class: 'table settings-skills', testid: 'skills-table' },
+        h('thead', {}, h('tr', {}, ['Skill', 'Default tier', 'Tier', 'Extra instructions for this team', owner ? '' : null].map((x) => (x == null ? null : h('th', {}, x))))),
+        [...squads].map(([squad, list]) => h('tbody', { testid: `squad-${squad || 'none'}` },
+          h('tr', { class: 'group' }, h('td', { colspan: owner ? 5 : 4 }, squad ? `${squad} squad` : 'No squad')),
+          list.map((sk) => skillRow(sk, tiers, saved?.kind === 'skill' && saved.name === sk.name))))))
+      : empty('No skills are configured.'));
+    for (const [name, d] of drafts) {
+      const r = rows.get(name);
+      if (!r) continue;
+      r.tier.value = d.tier;
+      r.text.value = d.text;
+      r.changed();
+    }
+
+    const switches = (kind, list, label, note) => (list.length
+      ? table(['Name', 'On'], list.map((item) => {
+        const sw = switchRow(kind, item, label(item), note(item));
+        const id = item.id ?? item.name;
+        return h('tr', { testid: `${kind}-row-${id}` },
+          h('td', {}, h('strong', {}, label(item)),
+            h('div', { class: 'muted small' }, item.id && item.name !== item.id ? [h('span', { class: 'mono' }, item.id), ' · '] : null, sw.note)),
+          h('td', { class: 'switch-cell' }, h('label', { class: 'switch-wrap' }, sw.input, sw.state),
+            saved?.kind === kind && saved.name === id ? savedMark(`${kind}-saved-${id}`) : null));
+      }), { cls: 'settings-switches', testid: `${kind}s-table` })
+      : empty(`No ${kind}s are configured.`));
+    replace(schedulesBody, switches('schedule', data.schedules || [], (x) => x.name || x.id,
+      (x) => (x.configured === false ? 'Off in the deployment\'s configuration' : x.enabled ? 'Runs for this team' : 'Does not run for this team')));
+    replace(toolsBody, switches('tool', data.tools || [], (x) => x.name,
+      (x) => (x.enabled ? 'Agents may call it' : 'Agents of this team do not call it')));
+  };
+
+  replace(ctx.el,
+    h('div', { class: 'page-head' }, h('h1', {}, 'Settings')),
+    h('p', { class: 'muted lead' }, 'This team\'s own settings over the deployment\'s configuration: the model tier and extra instructions of each skill, and which schedules and tool servers run.'),
+    owner ? null : h('div', { class: 'callout', testid: 'settings-readonly' },
+      `Only an owner can change settings; as ${state.me?.role || 'a non-owner'} you see them read-only.`),
+    h('section', { class: 'card', testid: 'settings-skills' },
+      h('div', { class: 'card-head' }, h('h2', {}, 'Skills')),
+      h('p', { class: 'muted small' }, `A tier overrides the configured model tier for this team; the instructions (up to ${int(MAX_INSTRUCTIONS)} characters) are added to the skill's prompt. Choose “default” and clear the text to go back to the configuration.`),
+      skillsBody),
+    h('div', { class: 'grid2' },
+      h('section', { class: 'card', testid: 'settings-schedules' }, h('div', { class: 'card-head' }, h('h2', {}, 'Schedules')), schedulesBody),
+      h('section', { class: 'card', testid: 'settings-tools' }, h('div', { class: 'card-head' }, h('h2', {}, 'Tool servers')), toolsBody)));
+
+  api('GET', '/settings').then((data) => render(data)).catch((err) => {
+    if (!ctx.alive) return;
+    const msg = h('div', { class: 'empty error-text' }, `Could not load the settings: ${err.message}`);
+    replace(skillsBody, msg);
+    replace(schedulesBody, msg.cloneNode(true));
+    replace(toolsBody, msg.cloneNode(true));
+  });
+}
+
 /* ------------------------------------------------------------------ */
 /* Router and chrome                                                    */
 /* ------------------------------------------------------------------ */
@@ -1718,6 +2111,7 @@ const NAV = [
   ['learnings', 'Learnings'],
   ['schedules', 'Schedules & events'],
   ['tools', 'Integrations'],
+  ['settings', 'Settings'],
   ['onboarding', 'Onboarding'],
 ];
 
@@ -1731,6 +2125,7 @@ const ROUTES = [
   [/^#\/learnings$/, viewLearnings, 'Learnings', 'learnings'],
   [/^#\/schedules$/, viewSchedules, 'Schedules & events', 'schedules'],
   [/^#\/tools$/, viewTools, 'Integrations', 'tools'],
+  [/^#\/settings$/, viewSettings, 'Settings', 'settings'],
 ];
 
 function renderChrome(active) {
@@ -1742,7 +2137,12 @@ function renderChrome(active) {
   }, icon(name), h('span', {}, label))));
   const who = $('#whoami');
   who.hidden = !signedIn;
-  replace(who, signedIn ? [h('span', { class: 'tenant' }, state.me.tenant), h('span', { class: `role role-${state.me.role}` }, state.me.role)] : null);
+  who.dataset.auth = signedIn ? state.me.auth || '' : '';
+  replace(who, signedIn ? [
+    h('span', { class: 'tenant', testid: 'whoami-tenant' }, state.me.tenant),
+    h('span', { class: `role role-${state.me.role}`, testid: 'whoami-role' }, state.me.role),
+    state.me.auth === 'oidc' ? h('span', { class: 'via', testid: 'whoami-sso', title: 'Signed in through your company\'s sign-in provider (OpenID Connect)' }, 'signed in with SSO') : null,
+  ] : null);
   $('#sign-out').hidden = !signedIn;
 }
 
@@ -1770,6 +2170,7 @@ function route() {
     location.replace('#/goals');
     return;
   }
+  while (flashes.length) report(flashes.shift());
   const found = ROUTES.map(([re, view, title, nav]) => ({ m: re.exec(hash), view, title, nav })).find((r) => r.m);
   const el = h('div', { class: 'page' });
   const ctx = {
@@ -1821,11 +2222,19 @@ async function boot() {
   });
   health();
   setInterval(health, 30000);
-  if (state.key) {
+  // Back from the sign-in provider, or a one-click #key= link.
+  const landed = await signInFromUrl();
+  if (landed !== null) {
+    const next = landed && !/^#\/(signin)?$/.test(landed) ? landed : null;
+    const to = (await needsOnboarding()) ? '#/onboarding' : (next || '#/goals');
+    history.replaceState(null, '', `${location.pathname}${location.search}${to}`);
+  } else if (state.key && !state.me) {
     try {
       await signIn(state.key);
       if (!location.hash || location.hash === '#/' || location.hash === '#/signin') {
-        location.replace((await needsOnboarding()) ? '#/onboarding' : '#/goals');
+        // Without a hashchange: route() below draws the page once.
+        const to = (await needsOnboarding()) ? '#/onboarding' : '#/goals';
+        history.replaceState(null, '', `${location.pathname}${location.search}${to}`);
       }
     } catch (err) {
       if (err.status !== 401 && err.status !== 403) report(err);

@@ -1,7 +1,8 @@
 // A browser walk through the mktg dashboard, as a new user would take it:
 // sign in, onboarding (product context, a tool test, a first goal with a
-// plan preview), the goal completing live over the event stream, then the
-// other pages. Run: node web/tests/walk.mjs
+// plan preview), the goal completing live over the event stream, the
+// settings (a skill's tier and instructions, a schedule off and on), then
+// the other pages. Run: node web/tests/walk.mjs
 //
 // Env: MKTG_WEB_URL (e.g. http://127.0.0.1:8787), MKTG_WEB_KEY (an owner
 // API key of a tenant with no product context yet), MKTG_SCREENSHOTS
@@ -18,7 +19,7 @@ const KEY = process.env.MKTG_WEB_KEY || '';
 const SHOTS = process.env.MKTG_SCREENSHOTS || 'web-walk-screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const GOAL_TIMEOUT_MS = 180_000;
-const TOTAL = 11;
+const TOTAL = 12;
 
 if (!BASE || !KEY) {
   console.error('walk: set MKTG_WEB_URL (the API/dashboard URL) and MKTG_WEB_KEY (an owner API key)');
@@ -104,6 +105,28 @@ async function visitPage(nav, testid, where) {
   await loaded(where);
   await sleep(300); // let any late error banner land
   await noErrorBanner(where);
+}
+
+const INSTRUCTIONS = 'Write in British English.';
+
+async function visitSettings() {
+  await visitPage('settings', 'settings-skills', 'settings');
+  await visible(page.getByTestId('skills-table'), 'the skills table');
+  await visible(page.getByTestId('schedules-table'), 'the schedules table');
+}
+
+/** The copywriting row shows the saved override: the select, the text and the "custom" tag. */
+async function savedSkillShows(when) {
+  const got = await page.evaluate(() => ({
+    tier: document.querySelector('[data-testid="skill-tier-copywriting"]')?.value,
+    text: document.querySelector('[data-testid="skill-instructions-copywriting"]')?.value,
+    override: document.querySelector('[data-testid="skill-state-copywriting"]')?.getAttribute('data-override'),
+    saveDisabled: document.querySelector('[data-testid="skill-save-copywriting"]')?.disabled,
+  }));
+  if (got.tier !== 'haiku' || got.text !== INSTRUCTIONS || got.override !== 'true') {
+    throw new Failure(`copywriting to show tier haiku, the instructions and the "custom" tag ${when}`, JSON.stringify(got));
+  }
+  if (!got.saveDisabled) throw new Failure(`nothing left to save for copywriting ${when}`, 'the Save button is enabled');
 }
 
 async function describePage() {
@@ -284,11 +307,57 @@ async function main() {
     await noErrorBanner('the goal page');
   });
 
+  await step('settings: copywriting on haiku with instructions, daily-social off and on', async () => {
+    await visitSettings();
+    const tier = page.getByTestId('skill-tier-copywriting');
+    const text = page.getByTestId('skill-instructions-copywriting');
+    const save = page.getByTestId('skill-save-copywriting');
+    await visible(tier, 'the tier select of copywriting');
+    if (await tier.isDisabled()) throw new Failure('the copywriting controls to be editable for an owner', 'the tier select is disabled');
+    await tier.selectOption('haiku');
+    await text.fill(INSTRUCTIONS);
+    const answer = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().endsWith('/settings/skills/copywriting'));
+    await save.click();
+    const body = await (await answer).json().catch(() => null);
+    const sk = body?.skills?.find((x) => x.name === 'copywriting');
+    if (sk?.override?.tier !== 'haiku' || sk?.override?.instructions !== INSTRUCTIONS) {
+      throw new Failure('PUT /settings/skills/copywriting to answer the override {tier: haiku, instructions}', JSON.stringify(sk ?? body));
+    }
+    await visible(page.getByTestId('skill-saved-copywriting'), 'the "Saved" confirmation of copywriting');
+    await savedSkillShows('after saving');
+    // Drawn from a fresh GET /settings, not just from the answer.
+    await page.getByTestId('nav-goals').click();
+    await visitSettings();
+    await savedSkillShows('after leaving Settings and coming back');
+    console.log(`walk:   copywriting: tier haiku, instructions "${INSTRUCTIONS}"`);
+
+    for (const want of [false, true]) {
+      const toggle = page.getByTestId('schedule-toggle-daily-social');
+      await visible(toggle, 'the daily-social schedule toggle');
+      if ((await toggle.isChecked()) === want) {
+        throw new Failure(`daily-social to be ${want ? 'off' : 'on'} before turning it ${want ? 'on' : 'off'}`, `it is ${want ? 'on' : 'off'}`);
+      }
+      const put = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().endsWith('/settings/schedules/daily-social'));
+      await toggle.click();
+      const settings = await (await put).json().catch(() => null);
+      const sched = settings?.schedules?.find((x) => x.id === 'daily-social');
+      if (sched?.enabled !== want) throw new Failure(`PUT /settings/schedules/daily-social to answer enabled: ${want}`, JSON.stringify(sched ?? settings));
+      await waitFor((w) => document.querySelector('[data-testid="schedule-toggle-daily-social"]')?.getAttribute('data-enabled') === w
+        && !!document.querySelector('[data-testid="schedule-saved-daily-social"]'), String(want),
+      `the daily-social toggle to show ${want ? 'on' : 'off'} with a "Saved" confirmation`);
+      console.log(`walk:   daily-social turned ${want ? 'on' : 'off'}`);
+    }
+    await noErrorBanner('the settings page');
+  });
+
   await step('approvals page', () => visitPage('approvals', 'approvals', 'approvals'));
   await step('cost & budget page', async () => {
     await visitPage('cost', 'cost', 'cost & budget');
     await visible(page.getByTestId('budget'), 'the budget card');
     await visible(page.getByTestId('billing'), 'the billing card');
+    const usage = await visible(page.getByTestId('billing-usage'), 'the billing usage (model cost, billable, reported to Stripe)');
+    await visible(page.getByTestId('billing-customer'), 'the owner\'s Stripe customer field');
+    console.log(`walk:   billing: ${(await usage.innerText()).replace(/\s+/g, ' ')}`);
   });
   await step('learnings page', () => visitPage('learnings', 'learnings', 'learnings'));
   await step('schedules & events page', async () => {

@@ -62,6 +62,8 @@ pub struct Principal {
     pub role: Role,
     /// `api_key` or `oidc`.
     pub via: &'static str,
+    /// Who signed in (an ID token's email or subject), for the record.
+    pub who: Option<String>,
 }
 
 /// Who may call: the configured API keys (SHA-256 of the key → principal),
@@ -112,6 +114,7 @@ impl ApiKeys {
                     tenant: TenantId::new(*tenant),
                     role,
                     via: "api_key",
+                    who: None,
                 },
             ));
         }
@@ -334,7 +337,10 @@ pub async fn route(
             )
         })
     };
-    let by = format!("api key ({tenant} {})", principal.role.as_str());
+    let by = match &principal.who {
+        Some(who) => format!("{who} (signed in, {tenant} {})", principal.role.as_str()),
+        None => format!("api key ({tenant} {})", principal.role.as_str()),
+    };
     macro_rules! need {
         ($role:expr) => {
             if let Some(no) = needs($role) {
@@ -554,10 +560,21 @@ pub async fn route(
             Ok(v) => ok(200, v),
             Err(e) => action_error(e),
         },
-        ("GET", ["schedules"]) => ok(
-            200,
-            json!({"schedules": mktg_actions::views::schedules(&deps.config, chrono_now(deps), 3)}),
-        ),
+        ("GET", ["schedules"]) => {
+            let own = match mktg_boot::tenant::load(deps, tenant).await {
+                Ok(o) => o,
+                Err(e) => return unavailable(e),
+            };
+            let mut list = mktg_actions::views::schedules(&deps.config, chrono_now(deps), 3);
+            // The tenant's own switches.
+            for s in &mut list {
+                s.enabled = s.enabled && own.schedule_enabled(&s.id);
+                if !s.enabled {
+                    s.next.clear();
+                }
+            }
+            ok(200, json!({ "schedules": list }))
+        }
         ("GET", ["events"]) => ok(
             200,
             json!({"mappings": mktg_actions::views::events(&deps.config)}),
@@ -604,7 +621,20 @@ pub async fn route(
                 Err(e) => action_error(e),
             }
         }
-        ("GET", ["tools"]) => ok(200, json!({"servers": web::tool_servers(deps)})),
+        ("GET", ["tools"]) => {
+            let disabled = match mktg_boot::tenant::load(deps, tenant).await {
+                Ok(o) => o.disabled_servers(),
+                Err(e) => return unavailable(e),
+            };
+            let mut servers = web::tool_servers(deps);
+            for s in &mut servers {
+                let off = s["name"]
+                    .as_str()
+                    .is_some_and(|n| disabled.iter().any(|d| d == n));
+                s["enabled"] = json!(!off);
+            }
+            ok(200, json!({ "servers": servers }))
+        }
         ("POST", ["tools", server, "test"]) => {
             need!(Role::Editor);
             web::test_tool(deps, server).await

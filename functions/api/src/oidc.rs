@@ -186,6 +186,10 @@ impl Oidc {
             tenant: TenantId::new(tenant),
             role,
             via: "oidc",
+            who: claims["email"]
+                .as_str()
+                .or(claims["sub"].as_str())
+                .map(str::to_string),
         })
     }
 }

@@ -1,0 +1,329 @@
+// A browser walk through the dashboard's single sign-on (OpenID Connect,
+// authorization code with PKCE) against the mock provider tests/mock-idp.mjs:
+// the sign-in page offers SSO, a return with the wrong state and a code with
+// the wrong PKCE verifier are refused with a reason, then a real sign-in
+// comes back signed in as the token's tenant with role EDITOR and
+// auth "oidc", and Settings is read-only for that editor. Optionally (with
+// MKTG_WEB_KEY) a one-click #key= link signs in too.
+// Run: node web/tests/sso.mjs
+//
+// Env: MKTG_WEB_URL (the API/dashboard, started with MKTG_OIDC_ISSUER,
+// MKTG_OIDC_AUDIENCE=mktg-dashboard, MKTG_OIDC_JWKS_URL,
+// MKTG_OIDC_AUTHORIZE_URL and MKTG_OIDC_TOKEN_URL naming the mock),
+// MOCK_IDP_TENANT (the tenant the mock puts in its tokens; default
+// sso-tenant), MKTG_SCREENSHOTS (directory, created), CHROMIUM (default
+// /usr/bin/chromium), MKTG_WEB_KEY (optional: an API key for the #key= step).
+// Exit 0 when every step passed; 1 with what was expected and what the page
+// showed (and sso-failure.png) otherwise; 2 when the environment is incomplete.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const BASE = (process.env.MKTG_WEB_URL || '').replace(/\/+$/, '');
+const TENANT = process.env.MOCK_IDP_TENANT || 'sso-tenant';
+const KEY = process.env.MKTG_WEB_KEY || '';
+const SHOTS = process.env.MKTG_SCREENSHOTS || 'web-walk-screenshots';
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TOTAL = KEY ? 6 : 5;
+
+if (!BASE) {
+  console.error('sso: set MKTG_WEB_URL (the API/dashboard URL, started with the MKTG_OIDC_* variables naming the mock provider)');
+  process.exit(2);
+}
+mkdirSync(SHOTS, { recursive: true });
+
+class Failure extends Error {
+  constructor(expected, saw = '') {
+    super(expected);
+    this.expected = expected;
+    this.saw = saw;
+  }
+}
+
+// Uncaught page errors, console errors and failed requests (to the API or
+// the provider), as {text, url, status}. A step that provokes an error on
+// purpose names the ones it expects.
+let problems = [];
+let expected = () => false;
+const real = () => problems.filter((p) => !expected(p)).map((p) => p.text);
+let browser;
+let context;
+let page;
+let n = 0;
+let current = 'start';
+let oidc = null; // GET /auth/config's oidc
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
+const b64url = (buf) => Buffer.from(buf).toString('base64url');
+
+async function shot(name) {
+  await page.screenshot({ path: join(SHOTS, name), fullPage: true });
+}
+
+function checkProblems() {
+  const list = real();
+  if (list.length) throw new Failure('no page errors, console errors or failed requests', list.join('\n'));
+}
+
+async function step(label, fn, name) {
+  current = label;
+  await fn();
+  checkProblems();
+  n += 1;
+  await shot(name || `sso-${String(n).padStart(2, '0')}-${slug(label)}.png`);
+  console.log(`sso: ${n}/${TOTAL} ${label}`);
+}
+
+async function visible(locator, what, timeout = 15_000) {
+  try {
+    await locator.first().waitFor({ state: 'visible', timeout });
+  } catch {
+    throw new Failure(`${what} to be visible within ${timeout / 1000} s`);
+  }
+  return locator.first();
+}
+
+async function waitFor(fn, arg, what, timeout = 15_000) {
+  try {
+    return await page.waitForFunction(fn, arg, { timeout, polling: 250 });
+  } catch {
+    throw new Failure(`${what} within ${timeout / 1000} s`);
+  }
+}
+
+async function describePage() {
+  try {
+    const view = await page.locator('#view').innerText({ timeout: 2000 });
+    const banners = await page.locator('#banners').innerText({ timeout: 2000 });
+    const who = await page.locator('#whoami').innerText({ timeout: 2000 }).catch(() => '');
+    return [
+      `URL: ${page.url()}`,
+      `header: ${who.replace(/\s+/g, ' ').trim() || '(empty)'}`,
+      banners.trim() ? `banners: ${banners.trim()}` : 'banners: none',
+      `view: ${view.trim().replace(/\n{2,}/g, '\n').slice(0, 2000)}`,
+    ].join('\n');
+  } catch (e) {
+    return `(could not read the page: ${e.message})`;
+  }
+}
+
+/** A fresh browser context (its own sessionStorage) with the problem listeners. */
+async function freshPage() {
+  await context?.close();
+  context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
+  page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  problems = [];
+  expected = () => false;
+  page.on('pageerror', (e) => problems.push({ text: `uncaught page error: ${e.message}` }));
+  page.on('console', (msg) => {
+    if (msg.type() !== 'error') return;
+    const url = msg.location()?.url || '';
+    problems.push({ text: `console error: ${msg.text()}${url ? ` (${url})` : ''}`, url, console: true });
+  });
+  page.on('response', async (res) => {
+    if (res.status() < 400) return;
+    const url = new URL(res.url());
+    let body = '';
+    try {
+      body = (await res.text()).slice(0, 300);
+    } catch { /* body gone */ }
+    problems.push({
+      text: `${res.request().method()} ${url.origin}${url.pathname} answered ${res.status()}: ${body}`,
+      url: `${url.origin}${url.pathname}`,
+      status: res.status(),
+    });
+  });
+}
+
+async function errorBanner(what, pattern) {
+  const b = await visible(page.getByTestId('error-banner'), `an error banner (${what})`);
+  const text = (await b.innerText()).replace(/\s+/g, ' ');
+  if (!pattern.test(text)) throw new Failure(`the error banner to give the reason (${pattern})`, text);
+  return text;
+}
+
+async function noQueryLeft() {
+  await waitFor(() => !location.search, null, 'the ?code=&state= to be removed from the address');
+}
+
+async function main() {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+
+  await step('the sign-in page offers "Sign in with SSO"', async () => {
+    const res = await fetch(`${BASE}/auth/config`).catch((e) => {
+      throw new Failure(`GET ${BASE}/auth/config to answer`, e.message);
+    });
+    const cfg = await res.json().catch(() => null);
+    oidc = cfg?.oidc;
+    if (!oidc?.authorize_url || !oidc?.token_url) {
+      throw new Failure('GET /auth/config to name an authorize_url and a token_url (start the API with MKTG_OIDC_ISSUER, '
+        + 'MKTG_OIDC_AUDIENCE, MKTG_OIDC_JWKS_URL, MKTG_OIDC_AUTHORIZE_URL and MKTG_OIDC_TOKEN_URL)', JSON.stringify(cfg));
+    }
+    console.log(`sso:   provider ${oidc.issuer}, client ${oidc.client_id}, scopes "${oidc.scopes}"`);
+    await freshPage();
+    await page.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
+    await visible(page.getByTestId('key-input'), 'the API key field');
+    await visible(page.getByTestId('sso-sign-in'), 'the "Sign in with SSO" button');
+  });
+
+  await step('a return with the wrong state is refused', async () => {
+    // As if this tab had started a sign-in, and an answer to another came back.
+    await page.evaluate((verifier) => {
+      sessionStorage.setItem('mktg.sso', JSON.stringify({ state: 'the-state-this-tab-sent', verifier, next: null })); // app.js's SSO_STORE
+    }, b64url(randomBytes(32)));
+    await page.goto(`${BASE}/?code=forged-code&state=forged-state`, { waitUntil: 'domcontentloaded' });
+    const text = await errorBanner('state mismatch', /state/i);
+    await noQueryLeft();
+    await visible(page.getByTestId('key-input'), 'the sign-in page');
+    if (await page.getByTestId('whoami').isVisible()) throw new Failure('not to be signed in', await page.getByTestId('whoami').innerText());
+    console.log(`sso:   ${text.replace(/^!\s*/, '').replace(/\s*×\s*$/, '')}`);
+  });
+
+  await step('a code with the wrong PKCE verifier is refused by the token endpoint', async () => {
+    // The tab holds one verifier; the provider is asked with the challenge of
+    // another, as if the code had been stolen: the token endpoint says 400.
+    const stateValue = b64url(randomBytes(16));
+    const other = b64url(randomBytes(32));
+    await page.evaluate(([st, verifier]) => {
+      sessionStorage.setItem('mktg.sso', JSON.stringify({ state: st, verifier, next: null })); // app.js's SSO_STORE
+    }, [stateValue, b64url(randomBytes(32))]);
+    const url = new URL(oidc.authorize_url);
+    for (const [k, v] of Object.entries({
+      response_type: 'code', client_id: oidc.client_id, redirect_uri: `${new URL(BASE).origin}/`, scope: oidc.scopes,
+      state: stateValue, code_challenge: b64url(createHash('sha256').update(other).digest()), code_challenge_method: 'S256',
+    })) url.searchParams.set(k, v);
+    const tokenUrl = new URL(oidc.token_url);
+    expected = (p) => (p.status === 400 && p.url === `${tokenUrl.origin}${tokenUrl.pathname}`)
+      || (p.console && /Failed to load resource.*\b400\b/.test(p.text) && p.url.startsWith(tokenUrl.origin));
+    await page.goto(url.href, { waitUntil: 'domcontentloaded' });
+    const text = await errorBanner('the token endpoint refused the code', /invalid_grant/);
+    await noQueryLeft();
+    await visible(page.getByTestId('key-input'), 'the sign-in page');
+    await sleep(300);
+    console.log(`sso:   ${text.replace(/^!\s*/, '').replace(/\s*×\s*$/, '')}`);
+  });
+
+  await step('signed in with SSO', async () => {
+    await freshPage();
+    await page.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
+    await (await visible(page.getByTestId('sso-sign-in'), 'the "Sign in with SSO" button')).click();
+    // To the provider and straight back to the dashboard's root.
+    await waitFor((base) => location.href.startsWith(base) && !location.search && /^#\/./.test(location.hash)
+      && document.querySelector('[data-testid=whoami]:not([hidden])'),
+    BASE, 'to come back from the provider signed in (the header showing a tenant) on a page, with the code gone from the address', 30_000);
+    const who = await page.evaluate(() => ({
+      tenant: document.querySelector('[data-testid=whoami-tenant]')?.textContent.trim(),
+      role: document.querySelector('[data-testid=whoami-role]')?.innerText.trim(),
+      sso: document.querySelector('[data-testid=whoami-sso]')?.textContent.trim() || '',
+      auth: document.querySelector('[data-testid=whoami]')?.dataset.auth,
+      header: document.querySelector('[data-testid=whoami]')?.innerText.replace(/\s+/g, ' ').trim(),
+      url: location.href,
+    }));
+    if (who.tenant !== TENANT) throw new Failure(`the header to show the token's tenant "${TENANT}"`, who.header);
+    if (who.role !== 'EDITOR') throw new Failure('the header to show the role EDITOR (from cognito:groups)', who.header);
+    if (!/signed in with SSO/i.test(who.sso)) throw new Failure('the header to say "signed in with SSO"', who.header);
+    if (who.auth !== 'oidc') throw new Failure('the header to carry GET /me\'s auth "oidc"', `data-auth="${who.auth}"`);
+    // And the API itself, asked with the bearer the tab now holds.
+    const me = await page.evaluate(async () => {
+      const token = sessionStorage.getItem('mktg.key') || '';
+      const r = await fetch('/me', { headers: { Authorization: `Bearer ${token}` } });
+      return { status: r.status, body: await r.json().catch(() => null), parts: token.split('.').length, sso: sessionStorage.getItem('mktg.sso') };
+    });
+    if (me.status !== 200 || me.body?.auth !== 'oidc' || me.body?.tenant !== TENANT || me.body?.role !== 'editor') {
+      throw new Failure(`GET /me with the stored ID token to say {tenant: "${TENANT}", role: "editor", auth: "oidc"}`, `HTTP ${me.status} ${JSON.stringify(me.body)}`);
+    }
+    if (me.parts !== 3) throw new Failure('the stored bearer to be the ID token (a JWT)', `${me.parts} dot-separated parts`);
+    if (me.sso !== null) throw new Failure('the PKCE verifier and state to be gone from sessionStorage', me.sso);
+    await sleep(300);
+    const banners = await page.getByTestId('error-banner').allInnerTexts();
+    if (banners.length) throw new Failure('no error banner after the sign-in', banners.join('\n'));
+    console.log(`sso:   ${who.header}; GET /me ${JSON.stringify(me.body)}; landed on ${new URL(who.url).hash}`);
+  }, 'sso-signed-in.png');
+
+  await step('settings are read-only for an editor', async () => {
+    await page.getByTestId('nav-settings').click();
+    await waitFor(() => location.hash === '#/settings', null, 'the URL to become #/settings');
+    await visible(page.getByTestId('skills-table'), 'the skills table');
+    await visible(page.getByTestId('settings-readonly'), 'the note that only an owner can change settings');
+    await waitFor(() => !document.querySelector('#view [data-testid=loading]'), null, 'the settings to finish loading', 20_000);
+    const ro = await page.evaluate(() => {
+      const all = (sel) => [...document.querySelectorAll(sel)];
+      const editable = (el) => !el.disabled && !el.readOnly;
+      return {
+        tiers: all('[data-testid^="skill-tier-"]').length,
+        texts: all('[data-testid^="skill-instructions-"]').length,
+        saves: all('[data-testid^="skill-save-"]').length,
+        toggles: all('[data-testid^="schedule-toggle-"], [data-testid^="tool-toggle-"]').length,
+        editable: [
+          ...all('[data-testid^="skill-tier-"], [data-testid^="skill-instructions-"]').filter(editable),
+          ...all('[data-testid^="skill-save-"], [data-testid^="schedule-toggle-"], [data-testid^="tool-toggle-"]').filter((el) => !el.disabled),
+        ].map((el) => el.dataset.testid),
+      };
+    });
+    if (!ro.tiers || !ro.texts) throw new Failure('skill tier selects and instruction boxes on the settings page', JSON.stringify(ro));
+    if (ro.editable.length) throw new Failure('every settings control to be read-only for an editor', `editable: ${ro.editable.join(', ')}`);
+    const copy = page.getByTestId('skill-tier-copywriting');
+    if (await copy.count() && !(await copy.isDisabled())) throw new Failure('the copywriting tier select to be disabled', 'it is enabled');
+    const banners = await page.getByTestId('error-banner').allInnerTexts();
+    if (banners.length) throw new Failure('no error banner on the settings page', banners.join('\n'));
+    console.log(`sso:   ${ro.tiers} skills, ${ro.toggles} toggles, all read-only`);
+  });
+
+  if (KEY) {
+    await step('a one-click #key= link signs in', async () => {
+      await freshPage();
+      await page.goto(`${BASE}/#key=${encodeURIComponent(KEY)}`, { waitUntil: 'domcontentloaded' });
+      await waitFor(() => document.querySelector('[data-testid=whoami]:not([hidden])') && /^#\/./.test(location.hash),
+        null, 'to be signed in on a page, with the key taken out of the address');
+      const got = await page.evaluate(() => ({
+        header: document.querySelector('[data-testid=whoami]')?.innerText.replace(/\s+/g, ' ').trim(),
+        auth: document.querySelector('[data-testid=whoami]')?.dataset.auth,
+        url: location.href,
+      }));
+      if (got.url.includes(KEY)) throw new Failure('the key to be gone from the address', got.url);
+      if (got.auth !== 'api_key') throw new Failure('GET /me to say auth "api_key"', `data-auth="${got.auth}"`);
+      console.log(`sso:   ${got.header}, at ${new URL(got.url).hash}`);
+    });
+  }
+
+  console.log(`sso: passed, ${TOTAL} steps; screenshots in ${SHOTS} (sso-signed-in.png)`);
+}
+
+const guard = setTimeout(() => {
+  console.error(`sso: FAILED: the walk took more than 3 minutes (at: ${current})`);
+  process.exit(1);
+}, 3 * 60_000);
+
+try {
+  await main();
+  clearTimeout(guard);
+  await browser.close();
+  process.exit(0);
+} catch (err) {
+  clearTimeout(guard);
+  const f = err instanceof Failure ? err : new Failure('the walk to run', err?.stack || String(err));
+  console.error(`sso: FAILED at step ${n + 1}/${TOTAL} (${current})`);
+  console.error(`sso: expected: ${f.expected}`);
+  if (f.saw) console.error(`sso: saw: ${f.saw}`);
+  if (page) {
+    console.error(`sso: the page showed:\n${await describePage()}`);
+    if (real().length) console.error(`sso: problems seen:\n${real().join('\n')}`);
+    try {
+      await shot('sso-failure.png');
+      console.error(`sso: screenshot ${join(SHOTS, 'sso-failure.png')}`);
+    } catch (e) {
+      console.error(`sso: no failure screenshot: ${e.message}`);
+    }
+  }
+  await browser?.close().catch(() => {});
+  process.exit(1);
+}
