@@ -524,10 +524,7 @@ pub async fn route(
             }
             budget_answer(deps, tenant).await
         }
-        ("GET", ["billing"]) => match mktg_actions::billing::overview(deps, tenant).await {
-            Ok(v) => ok(200, v),
-            Err(e) => action_error(e.into()),
-        },
+        ("GET", ["billing"]) => billing_answer(deps, tenant).await,
         ("PUT", ["billing", "plan"]) => {
             need!(Role::Owner);
             let plan: Value = try_answer!(parse(body, "{\"plan\": \"...\"}"));
@@ -537,10 +534,7 @@ pub async fn route(
             if let Err(e) = mktg_actions::budget::set_plan(deps, tenant, name).await {
                 return action_error(e);
             }
-            match mktg_actions::billing::overview(deps, tenant).await {
-                Ok(v) => ok(200, v),
-                Err(e) => action_error(e.into()),
-            }
+            billing_answer(deps, tenant).await
         }
         ("PUT", ["billing", "customer"]) => {
             need!(Role::Owner);
@@ -551,10 +545,7 @@ pub async fn route(
             if let Err(e) = mktg_actions::billing::set_customer(deps, tenant, customer).await {
                 return action_error(e.into());
             }
-            match mktg_actions::billing::overview(deps, tenant).await {
-                Ok(v) => ok(200, v),
-                Err(e) => action_error(e.into()),
-            }
+            billing_answer(deps, tenant).await
         }
         ("GET", ["learnings"]) => match mktg_actions::views::learnings(deps, tenant).await {
             Ok(v) => ok(200, v),
@@ -931,6 +922,13 @@ async fn onboarding(deps: &Deps, tenant: &TenantId) -> Answer {
             },
         }),
     )
+}
+
+async fn billing_answer(deps: &Deps, tenant: &TenantId) -> Answer {
+    match mktg_actions::billing::overview(deps, tenant).await {
+        Ok(v) => ok(200, v),
+        Err(e) => action_error(e.into()),
+    }
 }
 
 async fn budget_answer(deps: &Deps, tenant: &TenantId) -> Answer {

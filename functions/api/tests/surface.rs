@@ -50,6 +50,31 @@ async fn drain_lenient(t: &TestDeps) -> Vec<String> {
     }
 }
 
+/// Puts the goal's last task (and so the goal) in ESCALATED, as running out
+/// of revisions would.
+async fn escalate_last_task(t: &TestDeps, key: &GoalKey) -> mktg_core::Task {
+    let state = t.deps.store.goal_state(key).await.unwrap();
+    let mut goal = state.goal.clone().unwrap();
+    let mut task = state.tasks.last().unwrap().clone();
+    let (gv, tv) = (goal.version, task.version);
+    goal.status = GoalStatus::Escalated;
+    goal.version += 1;
+    task.status = TaskStatus::Escalated;
+    task.version += 1;
+    let writes = vec![
+        Write::Goal {
+            goal,
+            expect_version: gv,
+        },
+        Write::Task {
+            task: task.clone(),
+            expect_version: tv,
+        },
+    ];
+    t.deps.store.commit(key, writes).await.unwrap();
+    task
+}
+
 fn world() -> (TestDeps, std::sync::Arc<RecordingModel>) {
     let model = RecordingModel::demo();
     (memory_deps_with(real_config(), model.clone()), model)
@@ -400,31 +425,7 @@ async fn a_goal_is_cancelled_and_an_escalation_resolved_by_people_with_the_right
     .await;
     drain(&t).await;
     let key = GoalKey::new("alpha".into(), GoalId::new(&id));
-    let state = t.deps.store.goal_state(&key).await.unwrap();
-    let mut goal = state.goal.clone().unwrap();
-    let mut task = state.tasks.last().unwrap().clone();
-    let (gv, tv) = (goal.version, task.version);
-    goal.status = GoalStatus::Escalated;
-    goal.version += 1;
-    task.status = TaskStatus::Escalated;
-    task.version += 1;
-    t.deps
-        .store
-        .commit(
-            &key,
-            vec![
-                Write::Goal {
-                    goal,
-                    expect_version: gv,
-                },
-                Write::Task {
-                    task: task.clone(),
-                    expect_version: tv,
-                },
-            ],
-        )
-        .await
-        .unwrap();
+    let task = escalate_last_task(&t, &key).await;
     let listed = c.call("GET", "/escalations", VIEWER, Value::Null).await;
     assert_eq!(listed.body["escalations"][0]["task"], task.id.as_str());
     let resolve = format!("/escalations/{id}/{}/resolve", task.id);
@@ -487,31 +488,7 @@ async fn a_goal_is_cancelled_and_an_escalation_resolved_by_people_with_the_right
     );
 
     // Retry: one more revision with the person's note as feedback.
-    let state = t.deps.store.goal_state(&key).await.unwrap();
-    let mut goal = state.goal.clone().unwrap();
-    let mut task = state.tasks.last().unwrap().clone();
-    let (gv, tv) = (goal.version, task.version);
-    goal.status = GoalStatus::Escalated;
-    goal.version += 1;
-    task.status = TaskStatus::Escalated;
-    task.version += 1;
-    t.deps
-        .store
-        .commit(
-            &key,
-            vec![
-                Write::Goal {
-                    goal,
-                    expect_version: gv,
-                },
-                Write::Task {
-                    task: task.clone(),
-                    expect_version: tv,
-                },
-            ],
-        )
-        .await
-        .unwrap();
+    let task = escalate_last_task(&t, &key).await;
     let a = c
         .call(
             "POST",

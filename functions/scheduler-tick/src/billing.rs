@@ -14,7 +14,6 @@
 
 use mktg_boot::Deps;
 use mktg_core::TenantId;
-use mktg_store::{GoalKey, Write};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -77,19 +76,8 @@ pub async fn account(deps: &Deps, tenant: &TenantId) -> Result<Account, BillingE
 }
 
 async fn save(deps: &Deps, tenant: &TenantId, account: &Account) -> Result<(), BillingError> {
-    deps.store
-        .commit(
-            &GoalKey::tenant_only(tenant.clone()),
-            vec![Write::Doc {
-                tenant: tenant.clone(),
-                collection: COLLECTION.into(),
-                id: ACCOUNT.into(),
-                body: serde_json::to_value(account).unwrap_or(Value::Null),
-                new_only: false,
-                ttl: None,
-            }],
-        )
-        .await?;
+    let body = serde_json::to_value(account).unwrap_or(Value::Null);
+    mktg_boot::tenant::put_doc(deps, tenant, COLLECTION, ACCOUNT, body).await?;
     Ok(())
 }
 
@@ -115,6 +103,14 @@ pub async fn set_customer(
     Ok(acc)
 }
 
+/// The TOTAL row of a month's ledger rows.
+pub fn totals_of(rows: &[(String, mktg_store::CostTotals)]) -> mktg_store::CostTotals {
+    rows.iter()
+        .find(|(k, _)| k == "TOTAL")
+        .map(|(_, t)| *t)
+        .unwrap_or_default()
+}
+
 /// The month's billable amount so far, in cents: model cost × markup.
 pub fn billable_cents(cost_micros: u64, markup: f64) -> u64 {
     // micro-dollars → cents is / 10_000; the markup is applied on the
@@ -129,11 +125,7 @@ pub async fn overview(deps: &Deps, tenant: &TenantId) -> Result<Value, BillingEr
     let plan = billing.plan_of(own.as_ref().and_then(|b| b.plan.as_deref()));
     let month = mktg_boot::month_of(deps.clock.now_ms());
     let rows = deps.store.costs(tenant, &month).await?;
-    let total = rows
-        .iter()
-        .find(|(k, _)| k == "TOTAL")
-        .map(|(_, t)| *t)
-        .unwrap_or_default();
+    let total = totals_of(&rows);
     let goals = rows.iter().filter(|(k, _)| k.starts_with("GOAL#")).count();
     let acc = account(deps, tenant).await?;
     let plan_json = |p: &mktg_config::Plan| {
@@ -224,14 +216,9 @@ pub async fn report_usage(
         Some(p) => p,
         None => {
             let month = mktg_boot::month_of(deps.clock.now_ms());
-            let total = deps
-                .store
-                .costs(tenant, &month)
+            let total = mktg_boot::budget::month_totals(deps, tenant, &month)
                 .await?
-                .into_iter()
-                .find(|(k, _)| k == "TOTAL")
-                .map(|(_, t)| t.micros)
-                .unwrap_or_default();
+                .micros;
             let billable = billable_cents(total, plan.markup);
             let base = acc.reported.get(&month).copied().unwrap_or(0);
             if billable <= base {

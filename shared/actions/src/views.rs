@@ -202,11 +202,7 @@ pub async fn metrics(deps: &Deps, tenant: &TenantId) -> Result<Vec<Value>, Actio
 pub async fn cost(deps: &Deps, tenant: &TenantId) -> Result<Value, ActionError> {
     let month = mktg_boot::month_of(deps.clock.now_ms());
     let rows = deps.store.costs(tenant, &month).await?;
-    let total = rows
-        .iter()
-        .find(|(k, _)| k == "TOTAL")
-        .map(|(_, t)| *t)
-        .unwrap_or_default();
+    let total = crate::billing::totals_of(&rows);
     let mut by_skill: Vec<Value> = rows
         .iter()
         .filter_map(|(k, c)| {

@@ -35,11 +35,18 @@ pub async fn limits(deps: &Deps, tenant: &TenantId) -> Result<Limits, HandlerErr
 
 /// The month's spend so far, in micro-dollars.
 pub async fn month_spent(deps: &Deps, tenant: &TenantId, month: &str) -> Result<u64, HandlerError> {
-    Ok(deps
-        .store
+    Ok(month_totals(deps, tenant, month).await?.micros)
+}
+
+/// The month's ledger totals: cost, calls and tokens.
+pub async fn month_totals(
+    deps: &Deps,
+    tenant: &TenantId,
+    month: &str,
+) -> Result<mktg_store::CostTotals, mktg_store::StoreError> {
+    deps.store
         .cost_row(&keys::cost_pk(tenant, month), keys::COST_TOTAL_SK)
-        .await?
-        .micros)
+        .await
 }
 
 /// Publishes `budget.level` once per level and month: whoever claims the

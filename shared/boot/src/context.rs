@@ -5,7 +5,7 @@
 
 use crate::Deps;
 use mktg_core::TenantId;
-use mktg_store::{GoalKey, StoreError, Write};
+use mktg_store::StoreError;
 use serde::{Deserialize, Serialize};
 
 /// Where the document lives among the tenant's documents: its settings.
@@ -125,18 +125,6 @@ pub async fn save(
         "updated_ms": deps.clock.now_ms(),
         "updated_by": by,
     });
-    deps.store
-        .commit(
-            &GoalKey::tenant_only(tenant.clone()),
-            vec![Write::Doc {
-                tenant: tenant.clone(),
-                collection: COLLECTION.into(),
-                id: ID.into(),
-                body,
-                new_only: false,
-                ttl: None,
-            }],
-        )
-        .await?;
+    crate::tenant::put_doc(deps, tenant, COLLECTION, ID, body).await?;
     crate::tenant::register(deps, tenant).await
 }

@@ -117,20 +117,31 @@ pub async fn save<T: Serialize>(
     let body = serde_json::json!({
         "entries": entries, "updated_ms": deps.clock.now_ms(), "updated_by": by,
     });
+    put_doc(deps, tenant, SETTINGS, kind.id(), body).await?;
+    register(deps, tenant).await
+}
+
+/// Writes (replaces) one of the tenant's documents.
+pub async fn put_doc(
+    deps: &Deps,
+    tenant: &TenantId,
+    collection: &str,
+    id: &str,
+    body: Value,
+) -> Result<(), StoreError> {
     deps.store
         .commit(
             &GoalKey::tenant_only(tenant.clone()),
             vec![Write::Doc {
                 tenant: tenant.clone(),
-                collection: SETTINGS.into(),
-                id: kind.id().into(),
+                collection: collection.into(),
+                id: id.into(),
                 body,
                 new_only: false,
                 ttl: None,
             }],
         )
-        .await?;
-    register(deps, tenant).await
+        .await
 }
 
 /// The partition of the tenant registry (not a tenant anyone signs in as:
