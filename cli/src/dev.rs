@@ -94,3 +94,43 @@ pub async fn run(
     }
     Ok(())
 }
+
+/// `run` started in the background, with what stops it and what it counted.
+pub struct Workers {
+    pub stats: Arc<DevStats>,
+    stop: Arc<AtomicBool>,
+    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Workers {
+    /// Starts polling every queue of `urls` with `batch_size` records per receive.
+    pub fn start(
+        deps: Deps,
+        consumer: SqsConsumer,
+        urls: HashMap<QueueName, String>,
+        batch_size: i32,
+    ) -> Workers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(DevStats::default());
+        let handle = tokio::spawn(run(
+            deps,
+            consumer,
+            urls,
+            batch_size,
+            stop.clone(),
+            stats.clone(),
+        ));
+        Workers {
+            stats,
+            stop,
+            handle,
+        }
+    }
+
+    /// Stops after the records in hand are done; what they counted.
+    pub async fn stop(self) -> anyhow::Result<Arc<DevStats>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.await??;
+        Ok(self.stats)
+    }
+}

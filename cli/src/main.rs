@@ -9,8 +9,7 @@ use mktg_cli::{dev, show};
 use mktg_core::{Envelope, GoalId, GoalSource, Message, Priority, TaskId, TenantId};
 use mktg_store::GoalKey;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -686,20 +685,14 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Dev { batch_size } => {
             println!("mktg dev: running director, agent-executor, reviewer and tool-invoker against the emulator; using the {provider_note}. Ctrl-C stops.");
-            let stop = Arc::new(AtomicBool::new(false));
-            let stats = Arc::new(dev::DevStats::default());
-            let consumer = SqsConsumer::new(sqs_client().await);
-            let handle = tokio::spawn(dev::run(
+            let workers = dev::Workers::start(
                 deps.clone(),
-                consumer,
+                SqsConsumer::new(sqs_client().await),
                 settings.queue_urls.clone(),
                 batch_size,
-                stop.clone(),
-                stats.clone(),
-            ));
+            );
             tokio::signal::ctrl_c().await?;
-            stop.store(true, Ordering::Relaxed);
-            handle.await??;
+            let stats = workers.stop().await?;
             println!(
                 "stopped: {} handled, {} failed, {} retried",
                 stats.handled.load(Ordering::Relaxed),
@@ -760,18 +753,13 @@ async fn serve(
         .with_context(|| {
             format!("cannot listen on {listen} (is another mktg serve running? use --listen)")
         })?;
-    let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(dev::DevStats::default());
     let handle = if workers {
-        let consumer = SqsConsumer::new(sqs_client().await);
-        Some(tokio::spawn(dev::run(
+        Some(dev::Workers::start(
             deps.clone(),
-            consumer,
+            SqsConsumer::new(sqs_client().await),
             settings.queue_urls.clone(),
             10,
-            stop.clone(),
-            stats.clone(),
-        )))
+        ))
     } else {
         None
     };
@@ -790,9 +778,8 @@ async fn serve(
         let _ = tokio::signal::ctrl_c().await;
     })
     .await?;
-    stop.store(true, Ordering::Relaxed);
     if let Some(h) = handle {
-        h.await??;
+        h.stop().await?;
     }
     Ok(())
 }
@@ -935,25 +922,20 @@ async fn submit(
         println!("follow it with: mktg status {goal}   or   mktg trace {goal}");
         return Ok(());
     }
-    let stop = Arc::new(AtomicBool::new(false));
     let worker = if run.workers {
-        let consumer = SqsConsumer::new(sqs_client().await);
-        Some(tokio::spawn(dev::run(
+        Some(dev::Workers::start(
             deps.clone(),
-            consumer,
+            SqsConsumer::new(sqs_client().await),
             settings.queue_urls.clone(),
             10,
-            stop.clone(),
-            Arc::new(dev::DevStats::default()),
-        )))
+        ))
     } else {
         println!("waiting; make sure `mktg dev` (or the deployed functions) are running");
         None
     };
     let result = watch(deps, tenant, &goal, &run).await;
-    stop.store(true, Ordering::Relaxed);
     if let Some(w) = worker {
-        w.await??;
+        w.stop().await?;
     }
     result
 }

@@ -15,9 +15,8 @@ use mktg_cli::dev::{self, DevStats};
 use mktg_core::{DomainEvent, Envelope};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::task::JoinHandle;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -85,40 +84,25 @@ impl Emulator {
         Deps::build_with(&self.settings, &self.aws).unwrap()
     }
 
-    /// Runs every function's handler in this process until dropped.
+    /// Runs every function's handler in this process until stopped.
     pub fn workers(&self, deps: Deps) -> Workers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(DevStats::default());
         let consumer = SqsConsumer::new(aws_sdk_sqs::Client::new(&self.aws));
-        let handle = tokio::spawn(dev::run(
-            deps,
-            consumer,
-            self.settings.queue_urls.clone(),
-            10,
-            stop.clone(),
-            stats.clone(),
-        ));
+        let running = dev::Workers::start(deps, consumer, self.settings.queue_urls.clone(), 10);
         Workers {
-            stop,
-            stats,
-            handle: Some(handle),
+            stats: running.stats.clone(),
+            running,
         }
     }
 }
 
 pub struct Workers {
-    stop: Arc<AtomicBool>,
     pub stats: Arc<DevStats>,
-    handle: Option<JoinHandle<anyhow::Result<()>>>,
+    running: dev::Workers,
 }
 
 impl Workers {
-    pub async fn stop(mut self) -> Arc<DevStats> {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.await.unwrap().unwrap();
-        }
-        self.stats.clone()
+    pub async fn stop(self) -> Arc<DevStats> {
+        self.running.stop().await.unwrap()
     }
 }
 

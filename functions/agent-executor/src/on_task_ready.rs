@@ -57,7 +57,10 @@ pub async fn run(
             let calls = calls_of(&state, &task, last.n);
             if calls.len() < last.tool_uses.len() {
                 // Crashed between the checkpoint and storing its calls.
-                return match queue_tool_calls(deps, &key, &task, &state, last).await {
+                let disabled = mktg_boot::tenant::load(deps, &key.tenant)
+                    .await?
+                    .disabled_servers();
+                return match queue_tool_calls(deps, &key, &task, &state, last, &disabled).await {
                     Err(HandlerError::Fail(why)) => fail_task(deps, &key, &task, why).await,
                     other => other,
                 };
@@ -247,6 +250,10 @@ async fn execute(
             task.revision
         )));
     }
+    // The tenant's own settings (product context, its override of this
+    // skill, tool servers it turned off), read once for the call and for
+    // checking the calls the answer asks for.
+    let own = mktg_boot::tenant::load(deps, &key.tenant).await?;
     // (3) Checkpoint, or reuse the one a crashed attempt left.
     let turn = match deps.store.turn(key, &task.id, task.revision, n).await? {
         Some(turn) => {
@@ -257,9 +264,6 @@ async fn execute(
             // The budget gate runs before every call that would cost money.
             let gate =
                 budget::gate_call(deps, &key.tenant, task.priority, state.cost.micros).await?;
-            // The tenant's own settings: product context, its override of
-            // this skill, tool servers it turned off.
-            let own = mktg_boot::tenant::load(deps, &key.tenant).await?;
             let own_skill = own.skill(task.skill.as_str()).cloned().unwrap_or_default();
             let skill_tier = own_skill.tier.clone().unwrap_or_else(|| {
                 deps.config
@@ -348,7 +352,7 @@ async fn execute(
             .task(key, &task.id)
             .await?
             .ok_or_else(|| HandlerError::Fail(format!("task {} vanished", task.id)))?;
-        return queue_tool_calls(deps, key, &fresh, state, &turn).await;
+        return queue_tool_calls(deps, key, &fresh, state, &turn, &own.disabled_servers()).await;
     }
 
     // (4a) Output + COMPLETED + outbox, atomically.
@@ -499,17 +503,16 @@ async fn fail_task(
 /// the reason as its result; needs a person → AWAITING_APPROVAL; otherwise
 /// PENDING with a ToolCall message. The task moves to AWAITING_TOOLS (and
 /// AWAITING_APPROVAL when a call waits for a person) in the same commit.
+/// `disabled`: the tool servers the tenant turned off.
 async fn queue_tool_calls(
     deps: &Deps,
     key: &GoalKey,
     task: &Task,
     state: &GoalState,
     turn: &Turn,
+    disabled: &[String],
 ) -> Result<(), HandlerError> {
-    let disabled = mktg_boot::tenant::load(deps, &key.tenant)
-        .await?
-        .disabled_servers();
-    let offered: Vec<ToolDef> = offered_tools(deps, task, &disabled).await;
+    let offered: Vec<ToolDef> = offered_tools(deps, task, disabled).await;
     let earlier: Vec<ToolCall> = state
         .calls
         .iter()

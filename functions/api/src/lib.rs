@@ -574,14 +574,13 @@ pub async fn route(
             Ok(v) => ok(200, json!({"metrics": v})),
             Err(e) => action_error(e),
         },
-        ("GET", ["context"]) => {
-            let context = mktg_boot::context::load(deps, tenant).await;
-            let updated = mktg_boot::context::updated_ms(deps, tenant).await;
-            match (context, updated) {
-                (Ok(c), Ok(u)) => ok(200, json!({"context": c, "updated_ms": u})),
-                (Err(e), _) | (_, Err(e)) => unavailable(e),
-            }
-        }
+        ("GET", ["context"]) => match mktg_boot::tenant::load(deps, tenant).await {
+            Ok(own) => ok(
+                200,
+                json!({"context": own.context, "updated_ms": own.context_updated_ms}),
+            ),
+            Err(e) => unavailable(e),
+        },
         ("PUT", ["context"]) => {
             need!(Role::Editor);
             let context: ProductContext = try_answer!(parse(body, "a product context"));
@@ -613,17 +612,10 @@ pub async fn route(
             }
         }
         ("GET", ["tools"]) => {
-            let disabled = match mktg_boot::tenant::load(deps, tenant).await {
-                Ok(o) => o.disabled_servers(),
+            let servers = match mktg_boot::tenant::load(deps, tenant).await {
+                Ok(own) => web::tool_servers(deps, &own),
                 Err(e) => return unavailable(e),
             };
-            let mut servers = web::tool_servers(deps);
-            for s in &mut servers {
-                let off = s["name"]
-                    .as_str()
-                    .is_some_and(|n| disabled.iter().any(|d| d == n));
-                s["enabled"] = json!(!off);
-            }
             ok(200, json!({ "servers": servers }))
         }
         ("POST", ["tools", server, "test"]) => {
@@ -772,7 +764,7 @@ async fn settings_answer(deps: &Deps, tenant: &TenantId) -> Answer {
                 "configured": s.enabled,
             })).collect::<Vec<_>>(),
             "tools": cfg.tools.servers.values().map(|t| json!({
-                "name": t.name, "enabled": !own.disabled_servers().contains(&t.name),
+                "name": t.name, "enabled": own.tool_enabled(&t.name),
             })).collect::<Vec<_>>(),
             "tiers": cfg.models.tiers.keys().collect::<Vec<_>>(),
         }),
@@ -879,12 +871,12 @@ async fn put_setting(
 /// Where the tenant is on the way to its first reviewed output: product
 /// context written, sample data or a tool, first goal, first approval.
 async fn onboarding(deps: &Deps, tenant: &TenantId) -> Answer {
-    let context = match mktg_boot::context::updated_ms(deps, tenant).await {
-        Ok(c) => c,
+    let context = match mktg_boot::tenant::load(deps, tenant).await {
+        Ok(own) => own.context_updated_ms,
         Err(e) => return unavailable(e),
     };
-    let sample = match deps.store.docs(tenant, "metric#sessions").await {
-        Ok(d) => !d.is_empty(),
+    let sample = match mktg_boot::metrics::history(deps, tenant, "sessions").await {
+        Ok(points) => !points.is_empty(),
         Err(e) => return unavailable(e),
     };
     let first = match deps.store.goals(tenant, 1).await {

@@ -40,8 +40,9 @@ pub fn file(path: &str) -> Option<Reply> {
 }
 
 /// Every server of tools.yaml: how it is reached, whether its credentials
-/// are set, which skills may use it, and its tools' configured effects.
-pub fn tool_servers(deps: &Deps) -> Vec<Value> {
+/// are set, whether the tenant turned it off, which skills may use it, and
+/// its tools' configured effects.
+pub fn tool_servers(deps: &Deps, own: &mktg_boot::tenant::TenantSettings) -> Vec<Value> {
     deps.config
         .tools
         .servers
@@ -61,6 +62,7 @@ pub fn tool_servers(deps: &Deps) -> Vec<Value> {
             json!({
                 "name": s.name, "description": s.description, "transport": transport,
                 "connected": missing.is_empty(), "missing_credentials": missing,
+                "enabled": own.tool_enabled(&s.name),
                 "sample": sample,
                 "effect": s.effect.to_string(),
                 "skills": s.skills.iter().map(|k| k.as_str()).collect::<Vec<_>>(),

@@ -71,3 +71,33 @@ pub async fn on_message(deps: &Deps, env: Envelope) -> Result<(), HandlerError> 
 /// How many times a decision is re-read and re-made after losing a race on
 /// the goal's version before the message goes back to the queue.
 const MAX_DECISION_ATTEMPTS: usize = 8;
+
+/// The next step of a task's revision, for the agent.
+pub(crate) fn ready_message(env: &Envelope, task: &mktg_core::Task) -> mktg_core::Outgoing {
+    mktg_core::Outgoing::Message(Envelope::new(
+        env.tenant.clone(),
+        env.goal.clone(),
+        Message::TaskReady {
+            task: task.id.clone(),
+            revision: task.revision,
+        },
+    ))
+}
+
+/// A conditional write for each task of `after` that differs from its
+/// version in `before` (the state the decision was made on).
+pub(crate) fn changed_tasks(
+    before: &[mktg_core::Task],
+    after: &[mktg_core::Task],
+) -> Vec<mktg_store::Write> {
+    after
+        .iter()
+        .filter_map(|t| {
+            let old = before.iter().find(|b| b.id == t.id)?;
+            (old != t).then(|| mktg_store::Write::Task {
+                task: t.clone(),
+                expect_version: old.version,
+            })
+        })
+        .collect()
+}

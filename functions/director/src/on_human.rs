@@ -13,13 +13,13 @@
 //! Like review decisions, each is one commit conditioned on the goal's
 //! version, and a repeated message finds the decision already applied.
 
-use crate::MAX_DECISION_ATTEMPTS;
+use crate::{ready_message, MAX_DECISION_ATTEMPTS};
 use mktg_boot::{outbox, Deps, HandlerError};
 use mktg_core::plan::releasable;
 use mktg_core::review::Feedback;
 use mktg_core::{
-    CallStatus, DomainEvent, Envelope, Goal, GoalStatus, Message, Outgoing, Resolution, TaskId,
-    TaskStatus, Trace,
+    CallStatus, DomainEvent, Envelope, Goal, GoalStatus, Outgoing, Resolution, TaskId, TaskStatus,
+    Trace,
 };
 use mktg_store::{GoalKey, GoalState, StoreError, Write};
 
@@ -99,7 +99,7 @@ pub async fn resolve(
                         now,
                         "dependencies approved; released",
                     )?);
-                    d.out.push(ready(env, &t.id, t.revision));
+                    d.out.push(ready_message(env, t));
                 }
             }
             Resolution::Retry => {
@@ -122,7 +122,7 @@ pub async fn resolve(
                     },
                     findings: Vec::new(),
                 });
-                d.out.push(ready(env, &t.id, t.revision));
+                d.out.push(ready_message(env, t));
             }
             Resolution::Cancel => {}
         }
@@ -217,17 +217,6 @@ fn cancel_all(
     Ok(d)
 }
 
-fn ready(env: &Envelope, task: &TaskId, revision: u32) -> Outgoing {
-    Outgoing::Message(Envelope::new(
-        env.tenant.clone(),
-        env.goal.clone(),
-        Message::TaskReady {
-            task: task.clone(),
-            revision,
-        },
-    ))
-}
-
 fn event(
     env: &Envelope,
     kind: &str,
@@ -275,16 +264,7 @@ where
             goal: d.goal.clone(),
             expect_version: goal.version,
         }];
-        for t in &d.tasks {
-            if let Some(before) = state.tasks.iter().find(|b| b.id == t.id) {
-                if before != t {
-                    writes.push(Write::Task {
-                        task: t.clone(),
-                        expect_version: before.version,
-                    });
-                }
-            }
-        }
+        writes.extend(crate::changed_tasks(&state.tasks, &d.tasks));
         for c in &d.calls {
             if let Some(before) = state.calls.iter().find(|b| b.reference() == c.reference()) {
                 if before != c {

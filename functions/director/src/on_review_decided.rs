@@ -11,14 +11,12 @@
 //! never both act on a stale view (e.g. both missing that a shared dependent
 //! is now releasable).
 
-use crate::MAX_DECISION_ATTEMPTS;
+use crate::{ready_message, MAX_DECISION_ATTEMPTS};
 use mktg_boot::{outbox, Deps, HandlerError};
 use mktg_core::heal::FailureKind;
 use mktg_core::plan::releasable;
 use mktg_core::review::Feedback;
-use mktg_core::{
-    Decision, DomainEvent, Envelope, GoalStatus, Message, Outgoing, Task, TaskId, TaskStatus, Trace,
-};
+use mktg_core::{Decision, DomainEvent, Envelope, GoalStatus, Outgoing, TaskId, TaskStatus, Trace};
 use mktg_store::{GoalKey, StoreError, Write};
 
 pub async fn run(
@@ -249,16 +247,7 @@ pub async fn run(
             goal: goal_next.clone(),
             expect_version: goal.version,
         }];
-        for t in &tasks {
-            if let Some(before) = state.tasks.iter().find(|b| b.id == t.id) {
-                if before != t {
-                    writes.push(Write::Task {
-                        task: t.clone(),
-                        expect_version: before.version,
-                    });
-                }
-            }
-        }
+        writes.extend(crate::changed_tasks(&state.tasks, &tasks));
         writes.extend(traces.into_iter().map(Write::Trace));
         match deps.store.commit(&key, writes).await {
             Ok(()) => {
@@ -275,15 +264,4 @@ pub async fn run(
     Err(HandlerError::Retry(format!(
         "gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts"
     )))
-}
-
-fn ready_message(env: &Envelope, task: &Task) -> Outgoing {
-    Outgoing::Message(Envelope::new(
-        env.tenant.clone(),
-        env.goal.clone(),
-        Message::TaskReady {
-            task: task.id.clone(),
-            revision: task.revision,
-        },
-    ))
 }

@@ -95,24 +95,6 @@ impl ProductContext {
     }
 }
 
-/// The tenant's context, if one was written.
-pub async fn load(deps: &Deps, tenant: &TenantId) -> Result<Option<ProductContext>, StoreError> {
-    let docs = deps.store.docs(tenant, COLLECTION).await?;
-    Ok(docs
-        .into_iter()
-        .find(|(id, _)| id == ID)
-        .and_then(|(_, body)| serde_json::from_value(body["context"].clone()).ok()))
-}
-
-/// When the tenant's context was last written.
-pub async fn updated_ms(deps: &Deps, tenant: &TenantId) -> Result<Option<u64>, StoreError> {
-    let docs = deps.store.docs(tenant, COLLECTION).await?;
-    Ok(docs
-        .into_iter()
-        .find(|(id, _)| id == ID)
-        .and_then(|(_, body)| body["updated_ms"].as_u64()))
-}
-
 /// Replaces the tenant's context.
 pub async fn save(
     deps: &Deps,

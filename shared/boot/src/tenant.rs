@@ -56,6 +56,11 @@ impl TenantSettings {
         self.schedules.get(id).is_none_or(|s| s.enabled)
     }
 
+    /// Whether the tenant turned a tool server off (on unless it did).
+    pub fn tool_enabled(&self, server: &str) -> bool {
+        self.tools.get(server).is_none_or(|s| s.enabled)
+    }
+
     /// Tool servers the tenant turned off.
     pub fn disabled_servers(&self) -> Vec<String> {
         self.tools
