@@ -807,7 +807,7 @@ fn validate(root: &std::path::Path) -> Result<()> {
                 for cap in &skill.capabilities {
                     if cfg.tools.provider_of(cap, &skill.name).is_none() {
                         println!(
-                            "note: skill {} can use {cap}, but no server in {} provides it (see tools.example.yaml)",
+                            "note: skill {} can use {cap}, but no server in {} provides it (see tools.catalog.yaml)",
                             skill.name,
                             cfg.tools.file.display()
                         );
@@ -1014,7 +1014,7 @@ async fn tools_command(root: &std::path::Path, action: &ToolsAction) -> Result<(
     let tools = &config.tools;
     if tools.servers.is_empty() {
         println!(
-            "no tool servers: {} does not exist or lists none (copy entries from config/tools.example.yaml)",
+            "no tool servers: {} does not exist or lists none (copy entries from config/tools.catalog.yaml)",
             tools.file.display()
         );
         return Ok(());

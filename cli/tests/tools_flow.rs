@@ -8,12 +8,13 @@
 use async_trait::async_trait;
 use mktg_boot::HandlerError;
 use mktg_cli::{approvals, dispatch};
+use mktg_config::ToolServer;
 use mktg_core::tools::CallStatus;
 use mktg_core::{Envelope, GoalId, GoalStatus, Message, QueueName, TaskStatus, TenantId};
 use mktg_llm::{ChatModel, ChatRequest, ChatResponse, LlmError, ScriptedModel};
 use mktg_store::{GoalKey, GoalState};
 use mktg_testkit::{config_with_tools, everything_server, mcp_python, memory_deps_with, TestDeps};
-use mktg_tools::{McpHost, ToolDef, ToolError, ToolHost, ToolOutcome};
+use mktg_tools::{Credentials, McpHost, ToolDef, ToolError, ToolHost, ToolOutcome};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -27,6 +28,14 @@ impl CountingHost {
     fn count(&self, tool: &str) -> usize {
         self.calls.lock().unwrap().get(tool).copied().unwrap_or(0)
     }
+    fn count_call(&self, tool: &str) {
+        *self
+            .calls
+            .lock()
+            .unwrap()
+            .entry(tool.to_string())
+            .or_default() += 1;
+    }
 }
 
 #[async_trait]
@@ -37,6 +46,27 @@ impl ToolHost for CountingHost {
     async fn list_server(&self, server: &str) -> Result<Vec<ToolDef>, ToolError> {
         self.inner.list_server(server).await
     }
+    async fn list_connected(
+        &self,
+        server: &ToolServer,
+        creds: &Credentials,
+    ) -> Result<Vec<ToolDef>, ToolError> {
+        self.inner.list_connected(server, creds).await
+    }
+    async fn invoke_connected(
+        &self,
+        server: &ToolServer,
+        creds: &Credentials,
+        tool: &str,
+        arguments: serde_json::Value,
+        key: &str,
+        timeout_ms: u64,
+    ) -> Result<ToolOutcome, ToolError> {
+        self.count_call(tool);
+        self.inner
+            .invoke_connected(server, creds, tool, arguments, key, timeout_ms)
+            .await
+    }
     async fn invoke(
         &self,
         server: &str,
@@ -45,12 +75,7 @@ impl ToolHost for CountingHost {
         key: &str,
         timeout_ms: u64,
     ) -> Result<ToolOutcome, ToolError> {
-        *self
-            .calls
-            .lock()
-            .unwrap()
-            .entry(tool.to_string())
-            .or_default() += 1;
+        self.count_call(tool);
         self.inner
             .invoke(server, tool, arguments, key, timeout_ms)
             .await
@@ -125,6 +150,22 @@ struct World {
 
 fn world(tools_yaml: &str, script_yaml: &str) -> World {
     let (dir, config, scripted) = config_with_tools(tools_yaml, script_yaml);
+    world_from(dir, config, scripted)
+}
+
+/// As `world`, with `catalog_yaml` as the catalogue tenants may connect.
+fn world_with_catalog(tools_yaml: &str, catalog_yaml: &str, script_yaml: &str) -> World {
+    let (dir, _, scripted) = config_with_tools(tools_yaml, script_yaml);
+    std::fs::write(dir.path().join("config/tools.catalog.yaml"), catalog_yaml).unwrap();
+    let config = mktg_config::load(&mktg_config::Paths::under(dir.path())).unwrap();
+    world_from(dir, config, scripted)
+}
+
+fn world_from(
+    dir: tempfile::TempDir,
+    config: mktg_config::Config,
+    scripted: ScriptedModel,
+) -> World {
     let model = Arc::new(CountingModel {
         inner: scripted,
         requests: Mutex::new(Vec::new()),
@@ -647,4 +688,173 @@ async fn an_injection_in_a_tool_result_can_neither_widen_tools_nor_run_a_write_u
     let s = state(&w, "g-inject").await;
     assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
     assert_eq!(std::fs::read_to_string(outbox_file.path()).unwrap(), "");
+}
+
+fn submit_as(w: &World, tenant: &str, goal: &str) -> Envelope {
+    let mut env = submit(w, goal);
+    env.tenant = TenantId::new(tenant);
+    env
+}
+
+async fn state_of(w: &World, tenant: &str, goal: &str) -> GoalState {
+    w.t.deps
+        .store
+        .goal_state(&GoalKey::new(tenant.into(), goal.into()))
+        .await
+        .unwrap()
+}
+
+/// The content strategist's first call of a goal.
+fn first_call(s: &GoalState) -> mktg_core::tools::ToolCall {
+    let task = strategy_task(s);
+    s.calls.iter().find(|c| c.task == task.id).cloned().unwrap()
+}
+
+#[tokio::test]
+async fn a_tenant_connects_a_catalogue_server_and_only_its_own_agents_use_its_credentials() {
+    // `crm` is in the catalogue only: a tenant must connect it with its own
+    // key. Its get-env tool shows what the server was started with.
+    let catalog = format!(
+        "servers:\n  crm:\n    command: {}\n    args: [stdio]\n    env: [CRM_API_KEY]\n    skills: [content-strategy]\n    effect: read\n    timeout_ms: 10000\n",
+        everything_server()
+    );
+    let w = world_with_catalog(
+        &everything_yaml(""),
+        &catalog,
+        &script("      - {name: crm__get-env, input: {}}"),
+    );
+    let connect = |value: &'static str| {
+        let deps = w.t.deps.clone();
+        async move {
+            let creds =
+                std::collections::BTreeMap::from([("CRM_API_KEY".to_string(), value.to_string())]);
+            mktg_actions::connections::connect(&deps, &TenantId::new("acme"), "crm", &creds, "ana")
+                .await
+                .unwrap()
+        }
+    };
+    let unknown = mktg_actions::connections::connect(
+        &w.t.deps,
+        &TenantId::new("acme"),
+        "crm",
+        &std::collections::BTreeMap::from([("CRM_TOKEN".to_string(), "x".to_string())]),
+        "ana",
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        unknown.contains("does not read \"CRM_TOKEN\"; it reads CRM_API_KEY"),
+        "{unknown}"
+    );
+    let first = connect("acme-key-1").await;
+    assert_eq!(first.vars, vec!["CRM_API_KEY".to_string()]);
+
+    // acme's agent is offered crm's tools and the server runs with acme's key.
+    w.t.bus.send_now(&submit_as(&w, "acme", "g-acme-1")).await;
+    assert!(drain(&w).await.is_empty());
+    let s = state_of(&w, "acme", "g-acme-1").await;
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    let call = first_call(&s);
+    assert_eq!(call.status, CallStatus::Done, "{call:?}");
+    let result = call.result.clone().unwrap();
+    assert!(result.contains("acme-key-1"), "{result}");
+    // Nothing of the value is in the tenant's settings document.
+    let docs =
+        w.t.deps
+            .store
+            .docs(&TenantId::new("acme"), "settings")
+            .await
+            .unwrap();
+    assert!(!format!("{docs:?}").contains("acme-key-1"));
+
+    // beta did not connect crm: not offered; a model that asks anyway is
+    // refused.
+    let offered = |w: &World| -> Vec<String> {
+        w.model
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .rfind(|r| {
+                r.meta.skill == "content-strategy" && r.meta.turn == 0 && r.meta.role == "agent"
+            })
+            .unwrap()
+            .tools
+            .iter()
+            .map(|t| t.name.clone())
+            .collect()
+    };
+    assert!(
+        offered(&w).contains(&"crm__get-env".to_string()),
+        "{:?}",
+        offered(&w)
+    );
+    *w.model.forced.lock().unwrap() = Some((
+        "content-strategy".into(),
+        0,
+        vec![mktg_llm::ToolUse {
+            id: "toolu_crm".into(),
+            name: "crm__get-env".into(),
+            input: serde_json::json!({}),
+        }],
+    ));
+    w.t.bus.send_now(&submit_as(&w, "beta", "g-beta")).await;
+    assert!(drain(&w).await.is_empty());
+    assert!(!offered(&w).iter().any(|t| t.starts_with("crm__")));
+    let s = state_of(&w, "beta", "g-beta").await;
+    let call = first_call(&s);
+    assert_eq!(call.status, CallStatus::Blocked, "{call:?}");
+    assert!(!call.result.clone().unwrap().contains("acme-key"));
+    *w.model.forced.lock().unwrap() = None;
+
+    // A new key takes effect at once (a new connection, not the warm one).
+    let second = connect("acme-key-2").await;
+    assert!(second.version > first.version);
+    w.t.bus.send_now(&submit_as(&w, "acme", "g-acme-2")).await;
+    assert!(drain(&w).await.is_empty());
+    let result = first_call(&state_of(&w, "acme", "g-acme-2").await)
+        .result
+        .unwrap();
+    assert!(
+        result.contains("acme-key-2") && !result.contains("acme-key-1"),
+        "{result}"
+    );
+
+    // Disconnected while a call waits on the tool queue: the tool invoker
+    // checks again and refuses it; the credentials are gone from the vault.
+    w.t.bus.send_now(&submit_as(&w, "acme", "g-acme-3")).await;
+    let held = loop {
+        if let Some(env) = w.t.bus.pop(QueueName::Tool) {
+            break env;
+        }
+        let mut delivered = false;
+        for q in QueueName::ALL.into_iter().filter(|q| *q != QueueName::Tool) {
+            if let Some(env) = w.t.bus.pop(q) {
+                dispatch(&w.t.deps, q, env).await.unwrap();
+                delivered = true;
+                break;
+            }
+        }
+        assert!(delivered, "the goal never queued its tool call");
+    };
+    mktg_actions::connections::disconnect(&w.t.deps, &TenantId::new("acme"), "crm", "ana")
+        .await
+        .unwrap();
+    dispatch(&w.t.deps, QueueName::Tool, held).await.unwrap();
+    assert!(drain(&w).await.is_empty());
+    assert!(w
+        .t
+        .deps
+        .vault
+        .get(&TenantId::new("acme"), "crm", 0)
+        .await
+        .unwrap()
+        .is_none());
+    let s = state_of(&w, "acme", "g-acme-3").await;
+    let call = first_call(&s);
+    assert_eq!(call.status, CallStatus::Blocked, "{call:?}");
+    assert!(call.result.unwrap().contains("no longer"));
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    assert_eq!(w.host.count("get-env"), 2);
 }

@@ -148,3 +148,34 @@ async fn an_oauth_access_token_is_stored_in_secrets_manager_and_reused_by_the_ne
         .unwrap();
     assert!(stored.secret_string().unwrap().contains("ya29.minted-once"));
 }
+
+#[tokio::test]
+async fn a_tenants_tool_credentials_live_in_secrets_manager_one_secret_per_server() {
+    use mktg_boot::vault::{SecretsVault, Vault};
+    let emu = emulator().await;
+    let sm = aws_sdk_secretsmanager::Client::new(&emu.aws);
+    let prefix = format!("mktg/{}/", fresh_tenant("it-vault"));
+    let vault = SecretsVault::new(sm.clone(), &prefix);
+    let tenant = mktg_core::TenantId::new("acme");
+    let values =
+        |v: &str| std::collections::BTreeMap::from([("CRM_API_KEY".to_string(), v.to_string())]);
+    assert!(vault.get(&tenant, "crm", 1).await.unwrap().is_none());
+    vault.put(&tenant, "crm", &values("first")).await.unwrap();
+    let name = vault.name(&tenant, "crm");
+    assert_eq!(name, format!("{prefix}tenants/acme/tools/crm"));
+    let stored = sm.get_secret_value().secret_id(&name).send().await.unwrap();
+    assert_eq!(stored.secret_string(), Some(r#"{"CRM_API_KEY":"first"}"#));
+    assert_eq!(
+        vault.get(&tenant, "crm", 1).await.unwrap(),
+        Some(values("first"))
+    );
+    // Replaced in place; a reader of the new version sees the new value.
+    vault.put(&tenant, "crm", &values("second")).await.unwrap();
+    assert_eq!(
+        vault.get(&tenant, "crm", 2).await.unwrap(),
+        Some(values("second"))
+    );
+    vault.delete(&tenant, "crm").await.unwrap();
+    assert!(vault.get(&tenant, "crm", 3).await.unwrap().is_none());
+    vault.delete(&tenant, "crm").await.unwrap();
+}

@@ -13,6 +13,7 @@
 
 use crate::prompt::{build_request, RequestParts};
 use mktg_boot::checkpoint::{self, CallAt};
+use mktg_boot::tenant::TenantSettings;
 use mktg_boot::{budget, outbox, Deps, HandlerError};
 use mktg_core::cost::Gate;
 use mktg_core::learn::{self, Learning, LearningUse};
@@ -57,10 +58,8 @@ pub async fn run(
             let calls = calls_of(&state, &task, last.n);
             if calls.len() < last.tool_uses.len() {
                 // Crashed between the checkpoint and storing its calls.
-                let disabled = mktg_boot::tenant::load(deps, &key.tenant)
-                    .await?
-                    .disabled_servers();
-                return match queue_tool_calls(deps, &key, &task, &state, last, &disabled).await {
+                let own = mktg_boot::tenant::load(deps, &key.tenant).await?;
+                return match queue_tool_calls(deps, &key, &task, &state, last, &own).await {
                     Err(HandlerError::Fail(why)) => fail_task(deps, &key, &task, why).await,
                     other => other,
                 };
@@ -288,7 +287,7 @@ async fn execute(
             let tools = if last_turn {
                 Vec::new()
             } else {
-                offered_tools(deps, task, &own.disabled_servers()).await
+                offered_tools(deps, key, task, &own).await
             };
             let history: Vec<(Turn, Vec<ToolCall>)> = turns_of(state, task)
                 .into_iter()
@@ -352,7 +351,7 @@ async fn execute(
             .task(key, &task.id)
             .await?
             .ok_or_else(|| HandlerError::Fail(format!("task {} vanished", task.id)))?;
-        return queue_tool_calls(deps, key, &fresh, state, &turn, &own.disabled_servers()).await;
+        return queue_tool_calls(deps, key, &fresh, state, &turn, &own).await;
     }
 
     // (4a) Output + COMPLETED + outbox, atomically.
@@ -503,16 +502,16 @@ async fn fail_task(
 /// the reason as its result; needs a person → AWAITING_APPROVAL; otherwise
 /// PENDING with a ToolCall message. The task moves to AWAITING_TOOLS (and
 /// AWAITING_APPROVAL when a call waits for a person) in the same commit.
-/// `disabled`: the tool servers the tenant turned off.
+/// `own`: the tenant's settings (servers it turned off or connected).
 async fn queue_tool_calls(
     deps: &Deps,
     key: &GoalKey,
     task: &Task,
     state: &GoalState,
     turn: &Turn,
-    disabled: &[String],
+    own: &TenantSettings,
 ) -> Result<(), HandlerError> {
-    let offered: Vec<ToolDef> = offered_tools(deps, task, disabled).await;
+    let offered: Vec<ToolDef> = offered_tools(deps, key, task, own).await;
     let earlier: Vec<ToolCall> = state
         .calls
         .iter()
@@ -676,12 +675,54 @@ async fn queue_tool_calls(
 
 /// The tools this attempt may use: the skill's, minus the servers a
 /// self-healing retry left out, and the servers the tenant turned off.
-async fn offered_tools(deps: &Deps, task: &Task, disabled: &[String]) -> Vec<ToolDef> {
-    deps.tools
-        .tools_for_skill(&task.skill)
-        .await
-        .into_iter()
-        .filter(|d| !task.strategy.without_servers.contains(&d.server))
-        .filter(|d| !disabled.contains(&d.server))
-        .collect()
+/// A server the tenant connected with its own credentials (from tools.yaml
+/// or the catalogue) is reached with those, and only those.
+async fn offered_tools(
+    deps: &Deps,
+    key: &GoalKey,
+    task: &Task,
+    own: &TenantSettings,
+) -> Vec<ToolDef> {
+    let usable = |server: &str| {
+        own.tool_enabled(server) && !task.strategy.without_servers.iter().any(|s| s == server)
+    };
+    let mut out: Vec<ToolDef> = Vec::new();
+    let deployment = deps
+        .config
+        .tools
+        .for_skill(&task.skill)
+        .filter(|s| usable(&s.name) && !own.connections.contains_key(&s.name));
+    for server in deployment {
+        match deps.tools.list_server(&server.name).await {
+            Ok(defs) => out.extend(defs),
+            Err(e) => {
+                tracing::warn!(server = %server.name, skill = %task.skill, "tool server left out: {e}")
+            }
+        }
+    }
+    for name in own.connections.keys().filter(|s| usable(s)) {
+        let Some(server) = deps
+            .config
+            .connectable(name)
+            .filter(|s| s.allows(&task.skill))
+        else {
+            continue;
+        };
+        let listed = match own.credentials(deps, &key.tenant, name).await {
+            Ok(Some(creds)) => deps
+                .tools
+                .list_connected(server, &creds)
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(None) => continue,
+            Err(e) => Err(e),
+        };
+        match listed {
+            Ok(defs) => out.extend(defs),
+            Err(e) => {
+                tracing::warn!(server = %name, skill = %task.skill, "the tenant's connection left out: {e}")
+            }
+        }
+    }
+    out
 }

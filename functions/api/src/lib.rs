@@ -15,6 +15,7 @@
 //! `serve` adds the static dashboard and the event stream; `handle` is the
 //! Lambda (function URL) entry point and `mktg serve` the local one.
 
+pub mod connections;
 pub mod oidc;
 pub mod stream;
 pub mod web;
@@ -613,14 +614,22 @@ pub async fn route(
         }
         ("GET", ["tools"]) => {
             let servers = match mktg_boot::tenant::load(deps, tenant).await {
-                Ok(own) => web::tool_servers(deps, &own),
+                Ok(own) => connections::tool_servers(deps, &own),
                 Err(e) => return unavailable(e),
             };
             ok(200, json!({ "servers": servers }))
         }
         ("POST", ["tools", server, "test"]) => {
             need!(Role::Editor);
-            web::test_tool(deps, server).await
+            connections::test(deps, tenant, server).await
+        }
+        ("PUT", ["tools", server, "connection"]) => {
+            need!(Role::Owner);
+            connections::connect(deps, tenant, &by, server, body).await
+        }
+        ("DELETE", ["tools", server, "connection"]) => {
+            need!(Role::Owner);
+            connections::disconnect(deps, tenant, &by, server).await
         }
         _ => error(404, "not_found", format!("no route {method} {path}")),
     }
@@ -831,7 +840,7 @@ async fn put_setting(
             let known = if kind == "schedules" {
                 deps.config.schedules.list.iter().any(|s| s.id == name)
             } else {
-                deps.config.tools.servers.contains_key(name)
+                deps.config.connectable(name).is_some()
             };
             if !known {
                 return Err(error(

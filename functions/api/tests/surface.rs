@@ -792,3 +792,170 @@ async fn each_tenant_overrides_skills_schedules_and_tools_for_itself() {
         .unwrap();
     assert!(!own.schedule_enabled("daily-social") && own.schedule_enabled("weekly-content"));
 }
+
+#[tokio::test]
+async fn a_tenant_connects_a_catalogue_server_with_its_own_credentials_which_no_answer_shows() {
+    let (t, _model) = world();
+    let c = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(api::OPENAPI).unwrap(),
+    };
+    let server = |answer: &api::Answer, name: &str| -> Value {
+        answer.body["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} in {}", answer.body))
+    };
+    // The catalogue's servers are listed with the variables they read.
+    let tools = c
+        .call("GET", "/tools", Some("beta-owner-key"), Value::Null)
+        .await;
+    assert_eq!(tools.status, 200);
+    let resend = server(&tools, "resend");
+    assert_eq!(resend["source"], "catalog");
+    assert_eq!(resend["connected"], false);
+    assert_eq!(resend["credentials"], json!(["RESEND_API_KEY"]));
+    assert_eq!(server(&tools, "time")["source"], "deployment");
+
+    let secret = "re_live_0123456789abcdef";
+    let body = json!({"credentials": {"RESEND_API_KEY": secret}});
+    // Owners only; names the server reads only; one-line values.
+    let no = c
+        .call(
+            "PUT",
+            "/tools/resend/connection",
+            Some("alpha-editor-key"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(no.status, 403);
+    for (bad, says) in [
+        (
+            json!({"credentials": {"RESEND_TOKEN": "x"}}),
+            "does not read \"RESEND_TOKEN\"; it reads RESEND_API_KEY",
+        ),
+        (json!({"credentials": {}}), "no credentials given"),
+        (
+            json!({"credentials": {"RESEND_API_KEY": "a\nb"}}),
+            "on one line",
+        ),
+        (
+            json!({"credentials": {"RESEND_API_KEY": "x"}, "extra": 1}),
+            "unknown field `extra`",
+        ),
+    ] {
+        let a = c
+            .call(
+                "PUT",
+                "/tools/resend/connection",
+                Some("beta-owner-key"),
+                bad,
+            )
+            .await;
+        assert_eq!(a.status, 400, "{}", a.body);
+        assert!(
+            a.body["message"].as_str().unwrap().contains(says),
+            "{}",
+            a.body
+        );
+    }
+    let none = c
+        .call(
+            "PUT",
+            "/tools/time/connection",
+            Some("beta-owner-key"),
+            body.clone(),
+        )
+        .await;
+    assert!(none.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("reads no credentials"));
+    let ghost = c
+        .call(
+            "PUT",
+            "/tools/ghost/connection",
+            Some("beta-owner-key"),
+            body.clone(),
+        )
+        .await;
+    assert_eq!(ghost.status, 404);
+
+    let done = c
+        .call(
+            "PUT",
+            "/tools/resend/connection",
+            Some("beta-owner-key"),
+            body,
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(done.body["connection"]["vars"], json!(["RESEND_API_KEY"]));
+    // The value is in the vault and in no answer.
+    let beta = TenantId::new("beta");
+    let kept = t.deps.vault.get(&beta, "resend", 0).await.unwrap().unwrap();
+    assert_eq!(kept["RESEND_API_KEY"], secret);
+    let tools = c
+        .call("GET", "/tools", Some("beta-owner-key"), Value::Null)
+        .await;
+    assert!(!tools.body.to_string().contains(secret));
+    assert!(!done.body.to_string().contains(secret));
+    let resend = server(&tools, "resend");
+    assert_eq!(resend["connected"], true);
+    assert_eq!(resend["missing_credentials"], json!([]));
+    assert!(resend["connection"]["by"]
+        .as_str()
+        .unwrap()
+        .contains("beta owner"));
+    let settings = t.deps.store.docs(&beta, "settings").await.unwrap();
+    assert!(!format!("{settings:?}").contains(secret));
+    // Another tenant is not connected, and its test says what to do.
+    let alpha = c
+        .call("GET", "/tools", Some("alpha-viewer-key"), Value::Null)
+        .await;
+    assert_eq!(server(&alpha, "resend")["connected"], false);
+    let test = c
+        .call(
+            "POST",
+            "/tools/resend/test",
+            Some("alpha-editor-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(test.body["ok"], false);
+    assert!(test.body["error"]
+        .as_str()
+        .unwrap()
+        .contains("set its credentials (RESEND_API_KEY) first"));
+
+    // Disconnected: forgotten by the vault; a second time is 404.
+    let gone = c
+        .call(
+            "DELETE",
+            "/tools/resend/connection",
+            Some("beta-owner-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    assert!(t
+        .deps
+        .vault
+        .get(&beta, "resend", 0)
+        .await
+        .unwrap()
+        .is_none());
+    let again = c
+        .call(
+            "DELETE",
+            "/tools/resend/connection",
+            Some("beta-owner-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(again.status, 404);
+}

@@ -3,7 +3,8 @@
 //! Steps, each safe to repeat: (1) read the call; a final call only
 //! re-checks the fan-in, an unapproved call waits; (2) check policy again
 //! (the server must still allow the task's skill: nothing the model or a
-//! tool says can widen access); (3) claim the call (PENDING → RUNNING with
+//! tool says can widen access; a server the tenant connected is reached
+//! with its own credentials, and one it disconnected is refused); (3) claim the call (PENDING → RUNNING with
 //! a lease) and take one token from each rate window of the tool, in one
 //! transaction: a full window refuses the claim and the message is retried
 //! later; (4) call the MCP server with the tool's timeout; (5) store the
@@ -103,7 +104,14 @@ async fn run(
         .task(&key, task_id)
         .await?
         .ok_or_else(|| HandlerError::Fail(format!("task {task_id} does not exist")))?;
-    let server = deps.config.tools.servers.get(&call.server);
+    // A server the tenant connected is reached with its own credentials
+    // and may come from the catalogue; any other from tools.yaml.
+    let own = mktg_boot::tenant::load(deps, &key.tenant).await?;
+    let server = if own.connections.contains_key(&call.server) {
+        deps.config.connectable(&call.server)
+    } else {
+        deps.config.tools.servers.get(&call.server)
+    };
     let Some(server) = server.filter(|s| s.allows(&task.skill)) else {
         let mut done = call.clone();
         done.finish(
@@ -118,6 +126,10 @@ async fn run(
         return finish(deps, &key, &call, done).await;
     };
     let policy = server.policy(&call.tool);
+    let creds = own
+        .credentials(deps, &key.tenant, &call.server)
+        .await
+        .map_err(HandlerError::Retry)?;
 
     // (3) Claim + rate tokens, atomically.
     let mut running = call.clone();
@@ -192,16 +204,31 @@ async fn run(
     let arguments: serde_json::Value =
         serde_json::from_str(&call.input).unwrap_or(serde_json::Value::Null);
     let started = deps.clock.now_ms();
-    let outcome = deps
-        .tools
-        .invoke(
-            &call.server,
-            &call.tool,
-            arguments,
-            &call.idempotency_key(),
-            policy.timeout_ms,
-        )
-        .await;
+    let outcome = match &creds {
+        Some(creds) => {
+            deps.tools
+                .invoke_connected(
+                    server,
+                    creds,
+                    &call.tool,
+                    arguments,
+                    &call.idempotency_key(),
+                    policy.timeout_ms,
+                )
+                .await
+        }
+        None => {
+            deps.tools
+                .invoke(
+                    &call.server,
+                    &call.tool,
+                    arguments,
+                    &call.idempotency_key(),
+                    policy.timeout_ms,
+                )
+                .await
+        }
+    };
     // The tool did its work; its result is not stored yet.
     mktg_boot::crash_point!("tool.after_effect");
     let now = deps.clock.now_ms();

@@ -1,12 +1,14 @@
 //! What a person asks of the system, shared by the `mktg` CLI and the REST
 //! API so both give the same answers: approving or denying a tool call that
 //! writes or spends and a proposed budget shift, cancelling a goal and
-//! resolving an escalation, the budget and plan, the plan forecast, billing,
+//! resolving an escalation, connecting a tool server with the tenant's own
+//! credentials, the budget and plan, the plan forecast, billing,
 //! and the read views of schedules, events, escalations and metrics.
 
 pub mod approvals;
 pub use scheduler_tick::billing;
 pub mod budget;
+pub mod connections;
 pub mod forecast;
 pub mod human;
 pub mod sample;

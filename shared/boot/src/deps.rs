@@ -35,6 +35,8 @@ pub struct Deps {
     pub tools: Arc<dyn ToolHost>,
     /// Which model provider runs and why, in plain words, for banners.
     pub model_note: String,
+    /// Tenants' own tool credentials (Secrets Manager when deployed).
+    pub vault: Arc<dyn crate::vault::Vault>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,7 @@ impl Deps {
             clock,
             tools,
             model_note,
+            vault: Arc::new(crate::vault::MemoryVault::default()),
         }
     }
 
@@ -171,6 +174,10 @@ impl Deps {
             Arc::new(SystemClock),
         );
         deps.model_note = note;
+        deps.vault = Arc::new(crate::vault::SecretsVault::new(
+            aws_sdk_secretsmanager::Client::new(aws),
+            &settings.secrets_prefix,
+        ));
         Ok(deps)
     }
 }

@@ -14,6 +14,7 @@ mod runner;
 pub mod secrets;
 mod settings;
 pub mod tenant;
+pub mod vault;
 
 pub use fail;
 

@@ -35,6 +35,18 @@ pub struct Switch {
     pub enabled: bool,
 }
 
+/// A catalogue (or tools.yaml) server the tenant connected with its own
+/// credentials; the values are in the vault, only their names are here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolConnection {
+    /// When it was (re)connected, in ms: the credentials' version.
+    pub version: u64,
+    /// The variables the tenant set.
+    pub vars: Vec<String>,
+    pub by: String,
+}
+
 /// Everything a tenant set for itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TenantSettings {
@@ -43,6 +55,7 @@ pub struct TenantSettings {
     pub skills: BTreeMap<String, SkillOverride>,
     pub schedules: BTreeMap<String, Switch>,
     pub tools: BTreeMap<String, Switch>,
+    pub connections: BTreeMap<String, ToolConnection>,
 }
 
 impl TenantSettings {
@@ -71,6 +84,34 @@ impl TenantSettings {
     }
 }
 
+impl TenantSettings {
+    /// The tenant's own credentials for a server it connected, from the
+    /// vault; `None` when it did not connect that server (the deployment's
+    /// credentials apply).
+    pub async fn credentials(
+        &self,
+        deps: &Deps,
+        tenant: &TenantId,
+        server: &str,
+    ) -> Result<Option<mktg_tools::Credentials>, String> {
+        let Some(conn) = self.connections.get(server) else {
+            return Ok(None);
+        };
+        let values = deps
+            .vault
+            .get(tenant, server, conn.version)
+            .await?
+            .ok_or_else(|| {
+                format!("{tenant}'s credentials for tool server {server} are missing from the vault; connect it again")
+            })?;
+        Ok(Some(mktg_tools::Credentials {
+            tenant: tenant.to_string(),
+            version: conn.version,
+            values: values.into_iter().collect(),
+        }))
+    }
+}
+
 fn map<T: serde::de::DeserializeOwned>(body: &Value) -> BTreeMap<String, T> {
     serde_json::from_value(body["entries"].clone()).unwrap_or_default()
 }
@@ -87,6 +128,7 @@ pub async fn load(deps: &Deps, tenant: &TenantId) -> Result<TenantSettings, Stor
             "skills" => s.skills = map(&body),
             "schedules" => s.schedules = map(&body),
             "tools" => s.tools = map(&body),
+            "connections" => s.connections = map(&body),
             _ => {}
         }
     }
@@ -99,6 +141,7 @@ pub enum Kind {
     Skills,
     Schedules,
     Tools,
+    Connections,
 }
 
 impl Kind {
@@ -107,6 +150,7 @@ impl Kind {
             Kind::Skills => "skills",
             Kind::Schedules => "schedules",
             Kind::Tools => "tools",
+            Kind::Connections => "connections",
         }
     }
 }

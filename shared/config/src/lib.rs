@@ -269,7 +269,21 @@ pub struct Config {
     pub mappings: Vec<Mapping>,
     pub metrics: Metrics,
     pub tools: Tools,
+    /// tools.catalog.yaml: servers a tenant may connect from the dashboard
+    /// with its own credentials (optional; the operator's vetted list).
+    pub catalog: Tools,
     pub rubrics: Rubrics,
+}
+
+impl Config {
+    /// The definition of a server a tenant may connect: tools.yaml's when
+    /// the deployment has one by that name, else the catalogue's.
+    pub fn connectable(&self, server: &str) -> Option<&ToolServer> {
+        self.tools
+            .servers
+            .get(server)
+            .or_else(|| self.catalog.servers.get(server))
+    }
 }
 
 /// One scored dimension of a rubric, with what a 2, 5, 8 and 10 look like.

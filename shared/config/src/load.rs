@@ -109,6 +109,12 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         .map(|sf| sf.skills.iter().map(|s| s.name.value.clone()).collect())
         .unwrap_or_default();
     let tools = load_tools(&dir.join("tools.yaml"), &root, &known_skills, &mut errors);
+    let catalog = load_tools(
+        &dir.join("tools.catalog.yaml"),
+        &root,
+        &known_skills,
+        &mut errors,
+    );
     let rubrics = load_rubrics(&dir.join("rubrics.yaml"), &known_skills, &mut errors);
     let metrics = load_metrics(&dir.join("metrics.yaml"), &tools, &mut errors);
 
@@ -820,6 +826,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         mappings,
         metrics,
         tools: route_capabilities(tools, &skills_for_routing),
+        catalog: route_capabilities(catalog, &skills_for_routing),
         rubrics,
     })
 }

@@ -186,7 +186,7 @@ fn a_new_skill_is_one_yaml_entry_and_one_skill_md() {
 fn the_tool_catalogue_example_loads_as_a_tools_yaml() {
     let (_dir, paths) = copy_of_real_config();
     fs::copy(
-        paths.config_dir.join("tools.example.yaml"),
+        paths.config_dir.join("tools.catalog.yaml"),
         paths.config_dir.join("tools.yaml"),
     )
     .unwrap();

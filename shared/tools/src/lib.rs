@@ -12,8 +12,9 @@ pub mod oauth;
 pub use mcp::{EnvLookup, McpHost, PASS_THROUGH};
 
 use async_trait::async_trait;
-use mktg_config::ToolPolicy;
+use mktg_config::{ToolPolicy, ToolServer};
 use mktg_core::SkillName;
+use std::collections::HashMap;
 
 /// A tool as the model sees it, with the policy that governs it.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,6 +27,29 @@ pub struct ToolDef {
     pub description: String,
     pub input_schema: serde_json::Value,
     pub policy: ToolPolicy,
+}
+
+/// A tenant's own credentials for one server: the values of the variables
+/// the server declares, from the tenant's connection.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub tenant: String,
+    /// When the tenant last (re)connected: a new version opens a new
+    /// connection, so changed credentials take effect at once.
+    pub version: u64,
+    pub values: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.values.keys().collect();
+        names.sort();
+        f.debug_struct("Credentials")
+            .field("tenant", &self.tenant)
+            .field("version", &self.version)
+            .field("variables", &names)
+            .finish()
+    }
 }
 
 /// What a tool answered. `is_error` is the tool's own error result (the
@@ -67,6 +91,37 @@ pub trait ToolHost: Send + Sync {
 
     /// Every tool of one server, or why the server could not be listed.
     async fn list_server(&self, server: &str) -> Result<Vec<ToolDef>, ToolError>;
+
+    /// Every tool of a server reached with a tenant's own credentials (its
+    /// connection), kept apart from the deployment's connection.
+    async fn list_connected(
+        &self,
+        server: &ToolServer,
+        creds: &Credentials,
+    ) -> Result<Vec<ToolDef>, ToolError> {
+        let _ = creds;
+        Err(ToolError::Connect {
+            server: server.name.clone(),
+            reason: "this tool host cannot use a tenant's own connection".into(),
+        })
+    }
+
+    /// As `invoke`, with a tenant's own credentials for the server.
+    async fn invoke_connected(
+        &self,
+        server: &ToolServer,
+        creds: &Credentials,
+        tool: &str,
+        arguments: serde_json::Value,
+        idempotency_key: &str,
+        timeout_ms: u64,
+    ) -> Result<ToolOutcome, ToolError> {
+        let _ = (creds, tool, arguments, idempotency_key, timeout_ms);
+        Err(ToolError::Connect {
+            server: server.name.clone(),
+            reason: "this tool host cannot use a tenant's own connection".into(),
+        })
+    }
 
     /// Calls `tool` on `server` with `arguments` (a JSON object), giving up
     /// after `timeout_ms`. The idempotency key goes to the server in the

@@ -4,7 +4,7 @@
 //! reopened on the next call.
 
 use crate::oauth::{AccessToken, TokenStore};
-use crate::{clean_description, ToolDef, ToolError, ToolHost, ToolOutcome};
+use crate::{clean_description, Credentials, ToolDef, ToolError, ToolHost, ToolOutcome};
 use async_trait::async_trait;
 use mktg_config::{ToolServer, ToolTransport, Tools};
 use mktg_core::tools::{cap_result, claude_tool_name};
@@ -93,9 +93,41 @@ impl McpHost {
             .ok_or_else(|| ToolError::UnknownServer(name.to_string()))
     }
 
-    async fn client(&self, server: &ToolServer) -> Result<Arc<Client>, ToolError> {
+    /// A credential variable's value: a tenant's connection supplies every
+    /// variable the server declares (never mixed with the deployment's);
+    /// anything else (PATH and the like) comes from the host's environment.
+    fn lookup(
+        &self,
+        server: &ToolServer,
+        creds: Option<&Credentials>,
+        var: &str,
+    ) -> Option<String> {
+        match creds {
+            Some(c) if server.credential_vars().iter().any(|v| v == var) => {
+                c.values.get(var).cloned()
+            }
+            _ => (self.env)(var),
+        }
+    }
+
+    /// Connections and listings are kept per server for the deployment's
+    /// credentials, and per server, tenant and connection version for a
+    /// tenant's own.
+    fn cache_key(server: &ToolServer, creds: Option<&Credentials>) -> String {
+        match creds {
+            Some(c) => format!("{}@{}@{}", server.name, c.tenant, c.version),
+            None => server.name.clone(),
+        }
+    }
+
+    async fn client(
+        &self,
+        server: &ToolServer,
+        creds: Option<&Credentials>,
+    ) -> Result<Arc<Client>, ToolError> {
+        let key = Self::cache_key(server, creds);
         let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&server.name) {
+        if let Some(c) = clients.get(&key) {
             let token_ok = c.token.as_ref().is_none_or(AccessToken::is_fresh);
             if !c.client.is_closed() && token_ok {
                 return Ok(c.client.clone());
@@ -105,27 +137,38 @@ impl McpHost {
             } else {
                 tracing::info!(server = %server.name, "access token near expiry; reconnecting with a fresh one");
             }
-            clients.remove(&server.name);
+            clients.remove(&key);
         }
+        // A tenant that reconnected with new credentials: its old
+        // connection is closed with the entry.
+        if let Some(c) = creds {
+            let stale = format!("{}@{}@", server.name, c.tenant);
+            clients.retain(|k, _| !k.starts_with(&stale));
+        }
+        let token_key = match creds {
+            Some(c) => format!("{}@{}", server.name, c.tenant),
+            None => server.name.clone(),
+        };
+        let env = |var: &str| self.lookup(server, creds, var);
         // A server behind OAuth gets a fresh access token for the life of
         // the connection; the connection is renewed before the token ends.
         let token = match &server.oauth {
             Some(oauth) => {
                 let stored = match &self.token_store {
-                    Some(store) => store.get(&server.name).await.filter(AccessToken::is_fresh),
+                    Some(store) => store.get(&token_key).await.filter(AccessToken::is_fresh),
                     None => None,
                 };
                 match stored {
                     Some(t) => Some(t),
                     None => {
-                        let t = crate::oauth::refresh(oauth, self.env.as_ref(), &self.http)
+                        let t = crate::oauth::refresh(oauth, &env, &self.http)
                             .await
                             .map_err(|reason| ToolError::Connect {
                                 server: server.name.clone(),
                                 reason,
                             })?;
                         if let Some(store) = &self.token_store {
-                            store.put(&server.name, &t).await;
+                            store.put(&token_key, &t).await;
                         }
                         Some(t)
                     }
@@ -133,7 +176,7 @@ impl McpHost {
             }
             None => None,
         };
-        let connect = self.connect(server, token.as_ref());
+        let connect = self.connect(server, token.as_ref(), &env);
         let client =
             tokio::time::timeout(Duration::from_millis(server.connect_timeout_ms), connect)
                 .await
@@ -146,7 +189,7 @@ impl McpHost {
                 })??;
         let client = Arc::new(client);
         clients.insert(
-            server.name.clone(),
+            key,
             Connection {
                 client: client.clone(),
                 token,
@@ -159,6 +202,7 @@ impl McpHost {
         &self,
         server: &ToolServer,
         token: Option<&AccessToken>,
+        env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     ) -> Result<Client, ToolError> {
         // The minted access token, under the variable name the server reads.
         let minted = |var: &str| -> Option<String> {
@@ -182,7 +226,7 @@ impl McpHost {
                     .chain(server.env.clone())
                     .chain(oauth_var)
                 {
-                    if let Some(v) = minted(&var).or_else(|| (self.env)(&var)) {
+                    if let Some(v) = minted(&var).or_else(|| env(&var)) {
                         cmd.env(&var, v);
                     }
                 }
@@ -208,7 +252,7 @@ impl McpHost {
                 let mut config = StreamableHttpClientTransportConfig::with_uri(url.clone());
                 let mut custom = HashMap::new();
                 for (name, template) in headers {
-                    let value = self.expand(template, &minted).map_err(fail)?;
+                    let value = expand(template, &minted, env).map_err(fail)?;
                     if name.eq_ignore_ascii_case("authorization") {
                         let token = value.strip_prefix("Bearer ").unwrap_or(&value).to_string();
                         config = config.auth_header(token);
@@ -231,53 +275,22 @@ impl McpHost {
         }
     }
 
-    /// Replaces `${VAR}` with the variable's value; a missing variable is an
-    /// error naming it.
-    fn expand(
+    async fn drop_client(&self, key: &str) {
+        self.clients.lock().await.remove(key);
+        self.listed.lock().await.remove(key);
+    }
+
+    async fn list(
         &self,
-        template: &str,
-        minted: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<String, String> {
-        let mut out = template.to_string();
-        for var in mktg_config::env_refs(template) {
-            let value = minted(&var)
-                .or_else(|| (self.env)(&var))
-                .ok_or_else(|| format!("environment variable {var} is not set"))?;
-            out = out.replace(&format!("${{{var}}}"), &value);
-        }
-        Ok(out)
-    }
-
-    async fn drop_client(&self, server: &str) {
-        self.clients.lock().await.remove(server);
-        self.listed.lock().await.remove(server);
-    }
-}
-
-#[async_trait]
-impl ToolHost for McpHost {
-    async fn tools_for_skill(&self, skill: &SkillName) -> Vec<ToolDef> {
-        let mut out = Vec::new();
-        let servers: Vec<String> = self
-            .tools
-            .for_skill(skill)
-            .map(|s| s.name.clone())
-            .collect();
-        for server in servers {
-            match self.list_server(&server).await {
-                Ok(defs) => out.extend(defs),
-                Err(e) => tracing::warn!(%server, %skill, "tool server left out: {e}"),
-            }
-        }
-        out
-    }
-
-    async fn list_server(&self, name: &str) -> Result<Vec<ToolDef>, ToolError> {
-        if let Some(defs) = self.listed.lock().await.get(name) {
+        server: &ToolServer,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<ToolDef>, ToolError> {
+        let name = server.name.as_str();
+        let key = Self::cache_key(server, creds);
+        if let Some(defs) = self.listed.lock().await.get(&key) {
             return Ok(defs.clone());
         }
-        let server = self.server(name)?;
-        let client = self.client(server).await?;
+        let client = self.client(server, creds).await?;
         let listed = tokio::time::timeout(
             Duration::from_millis(server.connect_timeout_ms),
             client.list_all_tools(),
@@ -286,7 +299,7 @@ impl ToolHost for McpHost {
         let tools = match listed {
             Ok(Ok(tools)) => tools,
             Ok(Err(e)) => {
-                self.drop_client(name).await;
+                self.drop_client(&key).await;
                 return Err(ToolError::Connect {
                     server: name.to_string(),
                     reason: format!("tools/list failed: {e}"),
@@ -313,23 +326,28 @@ impl ToolHost for McpHost {
                 policy: server.policy(&t.name),
             })
             .collect();
-        self.listed
-            .lock()
-            .await
-            .insert(name.to_string(), defs.clone());
+        if creds.is_some() {
+            let stale = format!("{}@", key.rsplit_once('@').map_or(name, |(k, _)| k));
+            self.listed
+                .lock()
+                .await
+                .retain(|k, _| !k.starts_with(&stale));
+        }
+        self.listed.lock().await.insert(key, defs.clone());
         Ok(defs)
     }
 
-    async fn invoke(
+    async fn call(
         &self,
-        server_name: &str,
+        server: &ToolServer,
+        creds: Option<&Credentials>,
         tool: &str,
         arguments: serde_json::Value,
         idempotency_key: &str,
         timeout_ms: u64,
     ) -> Result<ToolOutcome, ToolError> {
-        let server = self.server(server_name)?;
-        let client = self.client(server).await?;
+        let server_name = server.name.as_str();
+        let client = self.client(server, creds).await?;
         let call_err = |reason: String| ToolError::Call {
             server: server_name.to_string(),
             tool: tool.to_string(),
@@ -365,7 +383,7 @@ impl ToolHost for McpHost {
                 // A protocol error is the server answering; anything else
                 // means the connection is broken: reopen it next time.
                 if client.is_closed() || !matches!(e, rmcp::ServiceError::McpError(_)) {
-                    self.drop_client(server_name).await;
+                    self.drop_client(&Self::cache_key(server, creds)).await;
                 }
                 return Err(call_err(e.to_string()));
             }
@@ -393,5 +411,87 @@ impl ToolHost for McpHost {
             text: cap_result(&parts.join("\n"), server.max_result_bytes),
             is_error: result.is_error.unwrap_or(false),
         })
+    }
+}
+
+/// Replaces `${VAR}` with the variable's value; a missing variable is an
+/// error naming it.
+fn expand(
+    template: &str,
+    minted: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
+) -> Result<String, String> {
+    let mut out = template.to_string();
+    for var in mktg_config::env_refs(template) {
+        let value = minted(&var)
+            .or_else(|| env(&var))
+            .ok_or_else(|| format!("variable {var} is not set"))?;
+        out = out.replace(&format!("${{{var}}}"), &value);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl ToolHost for McpHost {
+    async fn tools_for_skill(&self, skill: &SkillName) -> Vec<ToolDef> {
+        let mut out = Vec::new();
+        let servers: Vec<String> = self
+            .tools
+            .for_skill(skill)
+            .map(|s| s.name.clone())
+            .collect();
+        for server in servers {
+            match self.list_server(&server).await {
+                Ok(defs) => out.extend(defs),
+                Err(e) => tracing::warn!(%server, %skill, "tool server left out: {e}"),
+            }
+        }
+        out
+    }
+
+    async fn list_server(&self, name: &str) -> Result<Vec<ToolDef>, ToolError> {
+        let server = self.server(name)?;
+        self.list(server, None).await
+    }
+
+    async fn list_connected(
+        &self,
+        server: &ToolServer,
+        creds: &Credentials,
+    ) -> Result<Vec<ToolDef>, ToolError> {
+        self.list(server, Some(creds)).await
+    }
+
+    async fn invoke(
+        &self,
+        server_name: &str,
+        tool: &str,
+        arguments: serde_json::Value,
+        idempotency_key: &str,
+        timeout_ms: u64,
+    ) -> Result<ToolOutcome, ToolError> {
+        let server = self.server(server_name)?;
+        self.call(server, None, tool, arguments, idempotency_key, timeout_ms)
+            .await
+    }
+
+    async fn invoke_connected(
+        &self,
+        server: &ToolServer,
+        creds: &Credentials,
+        tool: &str,
+        arguments: serde_json::Value,
+        idempotency_key: &str,
+        timeout_ms: u64,
+    ) -> Result<ToolOutcome, ToolError> {
+        self.call(
+            server,
+            Some(creds),
+            tool,
+            arguments,
+            idempotency_key,
+            timeout_ms,
+        )
+        .await
     }
 }

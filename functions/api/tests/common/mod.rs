@@ -28,6 +28,7 @@ pub fn template(path: &str) -> String {
         ["approvals", _, verb] => format!("/approvals/{{reference}}/{verb}"),
         ["escalations", _, _, "resolve"] => "/escalations/{goal}/{task}/resolve".into(),
         ["tools", _, "test"] => "/tools/{server}/test".into(),
+        ["tools", _, "connection"] => "/tools/{server}/connection".into(),
         ["onboarding", "sample-data"] => "/onboarding/sample-data".into(),
         ["settings", "skills", _] => "/settings/skills/{skill}".into(),
         ["settings", "schedules", _] => "/settings/schedules/{id}".into(),
@@ -37,7 +38,7 @@ pub fn template(path: &str) -> String {
 }
 
 /// Every path the API serves, as the OpenAPI document names them.
-pub const ROUTES: [&str; 35] = [
+pub const ROUTES: [&str; 36] = [
     "/health",
     "/openapi.json",
     "/me",
@@ -66,6 +67,7 @@ pub const ROUTES: [&str; 35] = [
     "/context",
     "/tools",
     "/tools/{server}/test",
+    "/tools/{server}/connection",
     "/onboarding",
     "/onboarding/sample-data",
     "/auth/config",

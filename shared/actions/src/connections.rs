@@ -1,0 +1,110 @@
+//! A tenant's own tool connections: its credentials for a server of
+//! tools.yaml or the catalogue, kept in the vault (Secrets Manager when
+//! deployed). The settings document records only which variables were set,
+//! by whom and when; no value is ever written anywhere else or returned.
+
+use crate::ActionError;
+use mktg_boot::tenant::{self, Kind, ToolConnection};
+use mktg_boot::Deps;
+use mktg_core::TenantId;
+use std::collections::BTreeMap;
+
+/// Longest credential value accepted, in bytes.
+pub const MAX_VALUE: usize = 8_192;
+
+fn server_def<'a>(
+    deps: &'a Deps,
+    server: &str,
+) -> Result<&'a mktg_config::ToolServer, ActionError> {
+    deps.config.connectable(server).ok_or_else(|| {
+        let known: Vec<&str> = deps
+            .config
+            .tools
+            .servers
+            .keys()
+            .chain(deps.config.catalog.servers.keys())
+            .map(String::as_str)
+            .collect();
+        ActionError::NotFound(format!(
+            "no tool server \"{server}\" in tools.yaml or the catalogue; known: {}",
+            known.join(", ")
+        ))
+    })
+}
+
+/// Stores the tenant's credentials for `server` and records the connection
+/// with a new version, so warm functions reconnect with the new values.
+/// Every name must be a variable the server reads; values are one line.
+pub async fn connect(
+    deps: &Deps,
+    tenant: &TenantId,
+    server: &str,
+    credentials: &BTreeMap<String, String>,
+    by: &str,
+) -> Result<ToolConnection, ActionError> {
+    let vars = server_def(deps, server)?.credential_vars();
+    if vars.is_empty() {
+        return Err(ActionError::Invalid(format!(
+            "tool server \"{server}\" reads no credentials: it is ready to use as it is"
+        )));
+    }
+    if credentials.is_empty() {
+        return Err(ActionError::Invalid(format!(
+            "no credentials given; tool server \"{server}\" reads {}",
+            vars.join(", ")
+        )));
+    }
+    for (name, value) in credentials {
+        if !vars.contains(name) {
+            return Err(ActionError::Invalid(format!(
+                "tool server \"{server}\" does not read \"{name}\"; it reads {}",
+                vars.join(", ")
+            )));
+        }
+        if value.trim().is_empty() || value.len() > MAX_VALUE || value.chars().any(char::is_control)
+        {
+            return Err(ActionError::Invalid(format!(
+                "the value of {name} must be 1 to {MAX_VALUE} bytes on one line (it is not shown here)"
+            )));
+        }
+    }
+    let mut own = tenant::load(deps, tenant).await?;
+    deps.vault
+        .put(tenant, server, credentials)
+        .await
+        .map_err(ActionError::Unavailable)?;
+    let previous = own.connections.get(server).map_or(0, |c| c.version);
+    let connection = ToolConnection {
+        version: deps.clock.now_ms().max(previous + 1),
+        vars: credentials.keys().cloned().collect(),
+        by: by.to_string(),
+    };
+    own.connections
+        .insert(server.to_string(), connection.clone());
+    tenant::save(deps, tenant, Kind::Connections, &own.connections, by).await?;
+    tracing::info!(%tenant, server, vars = ?connection.vars, "tool server connected with the tenant's credentials");
+    Ok(connection)
+}
+
+/// Forgets the tenant's credentials for `server`; the deployment's apply
+/// again (if it has any).
+pub async fn disconnect(
+    deps: &Deps,
+    tenant: &TenantId,
+    server: &str,
+    by: &str,
+) -> Result<(), ActionError> {
+    server_def(deps, server)?;
+    let mut own = tenant::load(deps, tenant).await?;
+    if own.connections.remove(server).is_none() {
+        return Err(ActionError::NotFound(format!(
+            "tool server \"{server}\" has no connection of this tenant's"
+        )));
+    }
+    // The record first: nobody then reads credentials it no longer names.
+    tenant::save(deps, tenant, Kind::Connections, &own.connections, by).await?;
+    deps.vault
+        .delete(tenant, server)
+        .await
+        .map_err(ActionError::Unavailable)
+}
