@@ -748,6 +748,10 @@ async fn serve(
         println!("  sign-in: OpenID Connect provider {}", oidc.issuer);
         keys = keys.with_oidc(oidc);
     }
+    if api::ApiKeys::signup_from_env().map_err(|e| anyhow::anyhow!(e))? {
+        println!("  sign-up: open (MKTG_SIGNUP=open): anyone who reaches this address may create a tenant");
+        keys = keys.with_signup(true);
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| {

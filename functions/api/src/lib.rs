@@ -15,6 +15,7 @@
 //! `serve` adds the static dashboard and the event stream; `handle` is the
 //! Lambda (function URL) entry point and `mktg serve` the local one.
 
+pub mod accounts;
 pub mod connections;
 pub mod oidc;
 pub mod stream;
@@ -48,6 +49,15 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "owner" => Some(Role::Owner),
+            "editor" => Some(Role::Editor),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -70,7 +80,11 @@ pub struct Principal {
 /// Who may call: the configured API keys (SHA-256 of the key → principal),
 /// and the OpenID Connect provider people sign in with, if one is set.
 #[derive(Clone, Debug, Default)]
-pub struct ApiKeys(Vec<(String, Principal)>, Option<std::sync::Arc<oidc::Oidc>>);
+pub struct ApiKeys(
+    Vec<(String, Principal)>,
+    Option<std::sync::Arc<oidc::Oidc>>,
+    bool,
+);
 
 impl ApiKeys {
     /// Parses `tenant:role:sha256hex,...`; an entry that does not parse is
@@ -119,7 +133,7 @@ impl ApiKeys {
                 },
             ));
         }
-        Ok(ApiKeys(keys, None))
+        Ok(ApiKeys(keys, None, false))
     }
 
     /// These keys, and ID tokens of this provider.
@@ -130,6 +144,25 @@ impl ApiKeys {
 
     pub fn oidc(&self) -> Option<&oidc::Oidc> {
         self.1.as_deref()
+    }
+
+    /// Whether anyone may sign up (create a tenant).
+    pub fn with_signup(mut self, open: bool) -> ApiKeys {
+        self.2 = open;
+        self
+    }
+
+    pub fn signup_open(&self) -> bool {
+        self.2
+    }
+
+    /// `MKTG_SIGNUP`: `open`, or `closed` (the default).
+    pub fn signup_from_env() -> Result<bool, String> {
+        match std::env::var("MKTG_SIGNUP").as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("closed") => Ok(false),
+            Ok("open") => Ok(true),
+            Ok(other) => Err(format!("MKTG_SIGNUP is \"{other}\"; use open or closed")),
+        }
     }
 
     /// The principal a presented key stands for. The comparison is of
@@ -245,6 +278,7 @@ pub(crate) fn query_param(query: &str, name: &str) -> Option<String> {
 /// Who a request is from: its bearer API key's principal, or the signed-in
 /// person's (an ID token of the configured OIDC provider).
 pub async fn authenticate(
+    deps: &Deps,
     keys: &ApiKeys,
     authorization: Option<&str>,
 ) -> Result<Principal, Answer> {
@@ -263,15 +297,33 @@ pub async fn authenticate(
     }
     // A JWT has three dot-separated parts; an API key has none.
     match keys.oidc() {
-        Some(oidc) if bearer.split('.').count() == 3 => oidc
-            .principal(bearer)
-            .await
-            .map_err(|why| error(401, "unauthorized", why)),
-        _ => Err(error(
-            401,
-            "unauthorized",
-            "that API key is not valid (send Authorization: Bearer <API key or ID token>)",
-        )),
+        Some(oidc) if bearer.split('.').count() == 3 => {
+            let id = oidc
+                .identity(bearer)
+                .await
+                .map_err(|why| error(401, "unauthorized", why))?;
+            if id.tenant.is_some() {
+                return oidc
+                    .principal(bearer)
+                    .await
+                    .map_err(|why| error(401, "unauthorized", why));
+            }
+            // No tenant claim: the tenant this person signed up.
+            match accounts::member(deps, &id).await {
+                Ok(Some(p)) => Ok(p),
+                Ok(None) => Err(error(401, "no_tenant", oidc.no_tenant(&id.who))),
+                Err(e) => Err(unavailable(e)),
+            }
+        }
+        _ => match accounts::stored_key(deps, bearer).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(error(
+                401,
+                "unauthorized",
+                "that API key is not valid (send Authorization: Bearer <API key or ID token>)",
+            )),
+            Err(e) => Err(unavailable(e)),
+        },
     }
 }
 
@@ -296,8 +348,14 @@ pub async fn route(
         ("GET", ["auth", "config"]) => {
             return ok(
                 200,
-                json!({"oidc": keys.oidc().map(oidc::Oidc::public_config)}),
+                json!({"oidc": keys.oidc().map(oidc::Oidc::public_config), "signup": keys.signup_open()}),
             )
+        }
+        ("POST", ["signup"]) => {
+            if body.len() > MAX_BODY {
+                return error(413, "body_too_large", "the body is too large");
+            }
+            return accounts::signup(deps, keys, authorization, body).await;
         }
         _ => {}
     }
@@ -313,7 +371,7 @@ pub async fn route(
             );
         }
     }
-    let principal = match authenticate(keys, authorization).await {
+    let principal = match authenticate(deps, keys, authorization).await {
         Ok(p) => p,
         Err(a) => return a,
     };
@@ -622,6 +680,18 @@ pub async fn route(
         ("POST", ["tools", server, "test"]) => {
             need!(Role::Editor);
             connections::test(deps, tenant, server).await
+        }
+        ("GET", ["keys"]) => {
+            need!(Role::Owner);
+            accounts::list(deps, tenant).await
+        }
+        ("POST", ["keys"]) => {
+            need!(Role::Owner);
+            accounts::create(deps, tenant, &by, body).await
+        }
+        ("DELETE", ["keys", id]) => {
+            need!(Role::Owner);
+            accounts::revoke(deps, tenant, id).await
         }
         ("PUT", ["tools", server, "connection"]) => {
             need!(Role::Owner);
@@ -1091,10 +1161,11 @@ pub async fn serve(
     if let ("GET", ["goals", id, "stream"]) = (method, segments.as_slice()) {
         // EventSource cannot send headers: the key may come as `?key=`.
         let from_query = query_param(query, "key").map(|k| format!("Bearer {k}"));
-        let principal = match authenticate(keys, authorization.or(from_query.as_deref())).await {
-            Ok(p) => p,
-            Err(a) => return a.into(),
-        };
+        let principal =
+            match authenticate(deps, keys, authorization.or(from_query.as_deref())).await {
+                Ok(p) => p,
+                Err(a) => return a.into(),
+            };
         let cursor = last_event_id
             .map(str::to_string)
             .or_else(|| query_param(query, "after"));

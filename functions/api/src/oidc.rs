@@ -136,8 +136,9 @@ impl Oidc {
         Ok(self.keys.read().await.0.find(kid).cloned())
     }
 
-    /// The principal an ID token stands for, or why it is refused.
-    pub async fn principal(&self, token: &str) -> Result<Principal, String> {
+    /// Who an ID token is (its signature, issuer, audience and expiry
+    /// checked), with the tenant and role its claims give, if any.
+    pub async fn identity(&self, token: &str) -> Result<Identity, String> {
         let header = decode_header(token).map_err(|e| format!("not a valid token: {e}"))?;
         let kid = header.kid.ok_or("the token names no signing key (kid)")?;
         let jwk = self
@@ -156,40 +157,62 @@ impl Oidc {
         let tenant = claims[&self.tenant_claim]
             .as_str()
             .filter(|t| mktg_core::ids::is_valid_id(t) && *t != mktg_boot::tenant::REGISTRY)
-            .ok_or_else(|| {
-                format!(
-                    "the token has no valid \"{}\" claim naming the tenant",
-                    self.tenant_claim
-                )
-            })?;
-        let named = |s: &str| match s {
-            "owner" => Some(Role::Owner),
-            "editor" => Some(Role::Editor),
-            "viewer" => Some(Role::Viewer),
-            _ => None,
-        };
+            .map(TenantId::new);
         let role = claims[&self.role_claim]
             .as_str()
-            .and_then(named)
+            .and_then(Role::parse)
             .or_else(|| {
-                claims["cognito:groups"]
-                    .as_array()
-                    .and_then(|g| g.iter().filter_map(|v| v.as_str()).filter_map(named).max())
-            })
-            .ok_or_else(|| {
-                format!(
-                    "the token gives no role: \"{}\" or cognito:groups must name viewer, editor or owner",
-                    self.role_claim
-                )
-            })?;
-        Ok(Principal {
-            tenant: TenantId::new(tenant),
+                claims["cognito:groups"].as_array().and_then(|g| {
+                    g.iter()
+                        .filter_map(|v| v.as_str())
+                        .filter_map(Role::parse)
+                        .max()
+                })
+            });
+        let sub = claims["sub"].as_str().unwrap_or_default();
+        Ok(Identity {
+            subject: format!("{}|{sub}", self.issuer),
+            who: claims["email"].as_str().unwrap_or(sub).to_string(),
+            tenant,
             role,
-            via: "oidc",
-            who: claims["email"]
-                .as_str()
-                .or(claims["sub"].as_str())
-                .map(str::to_string),
         })
     }
+
+    /// Why an identity's claims name no tenant, in words for the person.
+    pub fn no_tenant(&self, who: &str) -> String {
+        format!(
+            "the token has no valid \"{}\" claim naming the tenant, and {who} belongs to no tenant here: create one (sign up) or ask an owner of yours",
+            self.tenant_claim
+        )
+    }
+
+    /// The principal an ID token stands for by its claims alone, or why it
+    /// is refused.
+    pub async fn principal(&self, token: &str) -> Result<Principal, String> {
+        let id = self.identity(token).await?;
+        let tenant = id.tenant.ok_or_else(|| self.no_tenant(&id.who))?;
+        let role = id.role.ok_or_else(|| {
+            format!(
+                "the token gives no role: \"{}\" or cognito:groups must name viewer, editor or owner",
+                self.role_claim
+            )
+        })?;
+        Ok(Principal {
+            tenant,
+            role,
+            via: "oidc",
+            who: Some(id.who),
+        })
+    }
+}
+
+/// A verified ID token's person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    /// `issuer|sub`: the same person across sign-ins.
+    pub subject: String,
+    /// The email, else the subject: for the record.
+    pub who: String,
+    pub tenant: Option<TenantId>,
+    pub role: Option<Role>,
 }

@@ -330,3 +330,131 @@ async fn budget_shifts_are_listed_and_decided_by_editors_of_their_tenant_only() 
         .await;
     assert_eq!(unknown.status, 404);
 }
+
+#[tokio::test]
+async fn sign_up_creates_a_tenant_whose_owner_makes_and_revokes_keys() {
+    let t = memory_deps();
+    let closed = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(OPENAPI).unwrap(),
+    };
+    let no = closed
+        .call("POST", "/signup", None, json!({"name": "Acme Co"}))
+        .await;
+    assert_eq!(
+        (no.status, no.body["code"].as_str()),
+        (403, Some("signup_closed"))
+    );
+    let c = Client {
+        t: &t,
+        keys: keys().with_signup(true),
+        doc: serde_json::from_str(OPENAPI).unwrap(),
+    };
+    let cfg = c.call("GET", "/auth/config", None, Value::Null).await;
+    assert_eq!(cfg.body["signup"], true);
+    for bad in [
+        json!({"name": "!"}),
+        json!({"name": "Acme", "tenant": "alpha"}),
+        json!({}),
+    ] {
+        let a = c.call("POST", "/signup", None, bad.clone()).await;
+        assert_eq!(a.status, 400, "{bad}: {}", a.body);
+    }
+    // An API key cannot sign up (a person signs up, then makes keys).
+    let a = c
+        .call(
+            "POST",
+            "/signup",
+            Some("beta-owner-key"),
+            json!({"name": "Acme"}),
+        )
+        .await;
+    assert_eq!(a.status, 400);
+
+    let made = c
+        .call("POST", "/signup", None, json!({"name": "Acme Co"}))
+        .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    let tenant = made.body["tenant"].as_str().unwrap().to_string();
+    assert!(
+        tenant.starts_with("acme-co-") && tenant.len() == "acme-co-".len() + 8,
+        "{tenant}"
+    );
+    let owner = made.body["key"].as_str().unwrap().to_string();
+    assert!(owner.starts_with("mk_") && owner.len() == 67, "{owner}");
+    // The same name again is another tenant: no sign-up can take one.
+    let again = c
+        .call("POST", "/signup", None, json!({"name": "Acme Co"}))
+        .await;
+    assert_ne!(again.body["tenant"], made.body["tenant"]);
+    // The key is the owner of the new tenant, which sees nothing of others.
+    let me = c.call("GET", "/me", Some(&owner), Value::Null).await;
+    assert_eq!(me.body["tenant"], tenant.as_str());
+    assert_eq!(me.body["role"], "owner");
+    let goals = c.call("GET", "/goals", Some(&owner), Value::Null).await;
+    assert_eq!(goals.body["goals"], json!([]));
+    // Registered: the scheduler tick runs its schedules.
+    let registered = mktg_boot::tenant::registered(&t.deps).await.unwrap();
+    assert!(registered.iter().any(|r| r.as_str() == tenant));
+
+    // A viewer key for a dashboard screen: shown once, listed without it.
+    let viewer = c
+        .call(
+            "POST",
+            "/keys",
+            Some(&owner),
+            json!({"role": "viewer", "label": "lobby screen"}),
+        )
+        .await;
+    assert_eq!(viewer.status, 201, "{}", viewer.body);
+    let viewer_key = viewer.body["key"].as_str().unwrap().to_string();
+    let id = viewer.body["id"].as_str().unwrap().to_string();
+    let me = c.call("GET", "/me", Some(&viewer_key), Value::Null).await;
+    assert_eq!(
+        (me.body["tenant"].as_str(), me.body["role"].as_str()),
+        (Some(tenant.as_str()), Some("viewer"))
+    );
+    let no = c
+        .call(
+            "POST",
+            "/keys",
+            Some(&viewer_key),
+            json!({"role": "owner", "label": "escalate"}),
+        )
+        .await;
+    assert_eq!(no.status, 403);
+    let listed = c.call("GET", "/keys", Some(&owner), Value::Null).await;
+    assert_eq!(listed.body["keys"].as_array().unwrap().len(), 2);
+    assert!(
+        !listed.body.to_string().contains(&viewer_key) && !listed.body.to_string().contains(&owner)
+    );
+    let bad = c
+        .call(
+            "POST",
+            "/keys",
+            Some(&owner),
+            json!({"role": "admin", "label": "x"}),
+        )
+        .await;
+    assert!(bad.body["message"].as_str().unwrap().contains("\"admin\""));
+    // Another tenant cannot revoke it; its owner can, at once.
+    let other = c
+        .call(
+            "DELETE",
+            &format!("/keys/{id}"),
+            Some("beta-owner-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(other.status, 404);
+    let revoked = c
+        .call("DELETE", &format!("/keys/{id}"), Some(&owner), Value::Null)
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert!(revoked.body["revoked_ms"].is_u64());
+    let me = c.call("GET", "/me", Some(&viewer_key), Value::Null).await;
+    assert_eq!(me.status, 401);
+    let me = c.call("GET", "/me", Some(&owner), Value::Null).await;
+    assert_eq!(me.status, 200);
+}

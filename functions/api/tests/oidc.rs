@@ -177,6 +177,60 @@ async fn id_tokens_of_the_provider_sign_people_in_with_their_tenant_and_role() {
         "keys fetched once at first use, not per request"
     );
 
+    // A person the provider knows but no tenant claims signs up: they own
+    // the new tenant from then on, and cannot sign up twice.
+    let signup_keys = keys.clone().with_signup(true);
+    let mut newcomer = good.clone();
+    newcomer.as_object_mut().unwrap().remove("custom:tenant");
+    newcomer["sub"] = json!("u-new");
+    newcomer["email"] = json!("noor@example.com");
+    let bearer = format!("Bearer {}", token(&pem, "k1", newcomer));
+    let a = route(&t.deps, &signup_keys, "GET", "/me", "", Some(&bearer), b"").await;
+    assert_eq!(
+        (a.status, a.body["code"].as_str()),
+        (401, Some("no_tenant")),
+        "{}",
+        a.body
+    );
+    assert!(a.body["message"]
+        .as_str()
+        .unwrap()
+        .contains("noor@example.com"));
+    let made = route(
+        &t.deps,
+        &signup_keys,
+        "POST",
+        "/signup",
+        "",
+        Some(&bearer),
+        br#"{"name": "Noor Labs"}"#,
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert!(
+        made.body.get("key").is_none(),
+        "a person signs in, no key needed"
+    );
+    let tenant = made.body["tenant"].as_str().unwrap();
+    assert!(tenant.starts_with("noor-labs-"));
+    let a = route(&t.deps, &signup_keys, "GET", "/me", "", Some(&bearer), b"").await;
+    assert_eq!(
+        a.body,
+        json!({"tenant": tenant, "role": "owner", "auth": "oidc"})
+    );
+    let twice = route(
+        &t.deps,
+        &signup_keys,
+        "POST",
+        "/signup",
+        "",
+        Some(&bearer),
+        br#"{"name": "Again"}"#,
+    )
+    .await;
+    assert_eq!(twice.status, 409);
+    assert!(twice.body["message"].as_str().unwrap().contains(tenant));
+
     // API keys still work beside tokens, and /auth/config tells the
     // dashboard where to sign in.
     let cfg = route(&t.deps, &keys, "GET", "/auth/config", "", None, b"").await;

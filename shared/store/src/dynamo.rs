@@ -495,6 +495,18 @@ impl Store for DynamoStore {
         crate::record::docs(&records)
     }
 
+    async fn doc(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        self.get(keys::doc_pk(tenant, collection), id.to_string())
+            .await?
+            .map(|r| decode(&r))
+            .transpose()
+    }
+
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError> {
         Ok(self
             .get(keys::claim_pk(tenant, kind, key), keys::CLAIM_SK.into())

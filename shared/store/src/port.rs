@@ -337,6 +337,21 @@ pub trait Store: Send + Sync {
         collection: &str,
     ) -> Result<Vec<(String, serde_json::Value)>, StoreError>;
 
+    /// One document of a collection, by id.
+    async fn doc(
+        &self,
+        tenant: &TenantId,
+        collection: &str,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(self
+            .docs(tenant, collection)
+            .await?
+            .into_iter()
+            .find(|(k, _)| k == id)
+            .map(|(_, v)| v))
+    }
+
     /// Whether a claim exists (see `Write::Claim`).
     async fn claimed(&self, tenant: &TenantId, kind: &str, key: &str) -> Result<bool, StoreError>;
 }

@@ -29,6 +29,7 @@ pub fn template(path: &str) -> String {
         ["escalations", _, _, "resolve"] => "/escalations/{goal}/{task}/resolve".into(),
         ["tools", _, "test"] => "/tools/{server}/test".into(),
         ["tools", _, "connection"] => "/tools/{server}/connection".into(),
+        ["keys", _] => "/keys/{id}".into(),
         ["onboarding", "sample-data"] => "/onboarding/sample-data".into(),
         ["settings", "skills", _] => "/settings/skills/{skill}".into(),
         ["settings", "schedules", _] => "/settings/schedules/{id}".into(),
@@ -38,7 +39,7 @@ pub fn template(path: &str) -> String {
 }
 
 /// Every path the API serves, as the OpenAPI document names them.
-pub const ROUTES: [&str; 36] = [
+pub const ROUTES: [&str; 39] = [
     "/health",
     "/openapi.json",
     "/me",
@@ -71,6 +72,9 @@ pub const ROUTES: [&str; 36] = [
     "/onboarding",
     "/onboarding/sample-data",
     "/auth/config",
+    "/signup",
+    "/keys",
+    "/keys/{id}",
     "/settings",
     "/settings/skills/{skill}",
     "/settings/schedules/{id}",
