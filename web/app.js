@@ -706,69 +706,237 @@ function planTable(plan) {
       h('strong', {}, usd(plan.total_usd))));
 }
 
-function toolsPanel({ recommendSample = false } = {}) {
-  const body = h('div', { class: 'servers' }, loading('Loading tool servers…'));
-  (async () => {
-    try {
-      const { servers = [] } = await api('GET', '/tools');
-      const list = recommendSample ? [...servers].sort((a, b) => Number(!!b.sample) - Number(!!a.sample)) : servers;
-      replace(body, list.length ? list.map((srv) => serverCard(srv, recommendSample)) : empty('No tool servers are configured.'));
-    } catch (err) {
-      replace(body, h('div', { class: 'empty error-text' }, `Could not load the tool servers: ${err.message}`));
-    }
-  })();
-  return body;
+/* ---------- Tool servers and the team's own connections ---------- */
+
+/** In use: a server of tools.yaml, or a catalogue server this team connected. */
+const inUse = (srv) => srv.source !== 'catalog' || !!srv.connection;
+
+/** Ready to try with no account: needs no credentials and is connected. */
+const tryable = (srv) => !!(srv.sample && srv.connected);
+
+/** Reads credentials, so a team can connect it with its own. */
+const connectable = (srv) => (srv.credentials || []).length > 0;
+
+const plural = (n, word) => `${int(n)} ${word}${Number(n) === 1 ? '' : 's'}`;
+
+const varList = (names) => names.map((v, i) => [i ? ', ' : '', h('code', {}, v)]);
+
+/** The server's status line: connected by whom and when, or the credentials it lacks. */
+function serverStatus(srv) {
+  const missing = srv.missing_credentials || [];
+  let text;
+  if (srv.connection) {
+    text = ['Connected by ', h('strong', {}, srv.connection.by || 'someone'), ', ',
+      h('span', { title: when(srv.connection.connected_ms) }, ago(srv.connection.connected_ms)), ', with this team\'s own credentials',
+      missing.length ? h('span', { class: 'error-text' }, '; missing ', varList(missing)) : null];
+  } else if (srv.connected) {
+    text = (srv.credentials || []).length ? 'Connected with the deployment\'s credentials' : 'Ready: needs no account';
+  } else if (!(srv.credentials || []).length) {
+    text = 'Not connected: it reads no credentials, so only the deployment can add it (config/tools.yaml)';
+  } else {
+    text = h('span', { class: 'error-text' }, 'Not connected: missing credentials ', varList(missing.length ? missing : srv.credentials));
+  }
+  return h('div', { class: 'server-status small', testid: `status-${srv.name}`, 'data-connected': String(!!srv.connected) },
+    pill(srv.connected ? 'CONNECTED' : 'NOT_CONNECTED', null, 'small'), text);
 }
 
-function serverCard(srv, recommendSample) {
+const toolChip = (t) => (typeof t === 'string'
+  ? h('span', { class: 'chip mono' }, t)
+  : h('span', { class: 'chip', title: t.description || null }, h('span', { class: 'mono' }, t.name), t.effect ? [' ', pill(t.effect, null, 'small')] : null));
+
+/** Runs POST /tools/{server}/test and draws the answer into `result` (data-ok, data-tools). */
+async function testServer(srv, result) {
+  result.removeAttribute('data-ok');
+  result.removeAttribute('data-tools');
+  replace(result, loading('Connecting…'));
+  try {
+    const r = await api('POST', `/tools/${encodeURIComponent(srv.name)}/test`);
+    const tools = r.tools || [];
+    result.setAttribute('data-ok', String(!!r.ok));
+    result.setAttribute('data-tools', String(tools.length));
+    replace(result, r.ok
+      ? h('div', { class: 'result ok' }, h('strong', {}, '✓ Connected'),
+        r.ms != null ? ` in ${int(r.ms)} ms` : '', r.own_credentials ? ' with this team\'s credentials' : '',
+        tools.length ? [`: ${plural(tools.length, 'tool')}`, h('div', { class: 'chips' }, tools.map(toolChip))] : ' — no tools listed')
+      : h('div', { class: 'result bad' }, h('strong', {}, '✗ Failed: '), r.error || 'unknown error'));
+  } catch (err) {
+    result.setAttribute('data-ok', 'false');
+    replace(result, h('div', { class: 'result bad' }, h('strong', {}, '✗ '), err.message));
+  }
+}
+
+/**
+ * The team's credentials for a server: one password field per variable it
+ * reads. The values leave the page only in the PUT and the fields are
+ * emptied as soon as they are read, so no value stays in the page.
+ */
+function connectForm(srv, { showError, onSaved }) {
+  const owner = can('owner');
+  const set = new Set(srv.connection?.vars || []);
+  const inputs = new Map((srv.credentials || []).map((v) => [v, h('input', {
+    type: 'password', autocomplete: 'off', spellcheck: 'false', testid: `cred-${srv.name}-${v}`, disabled: !owner,
+    placeholder: set.has(v) ? 'set; type a new value to replace it' : 'not set',
+  })]));
+  const save = h('button', {
+    class: 'btn primary', type: 'submit', testid: `save-${srv.name}`, disabled: !owner,
+    title: owner ? null : 'Only an owner can connect tools',
+  }, 'Save & test');
+  const form = h('form', {
+    class: 'connect-form', testid: `connect-${srv.name}`, autocomplete: 'off',
+    onsubmit: handler(async (e) => {
+      e.preventDefault();
+      showError(null);
+      const credentials = {};
+      for (const [v, input] of inputs) {
+        if (input.value.trim()) credentials[v] = input.value.trim();
+        input.value = '';
+      }
+      if (!Object.keys(credentials).length) {
+        showError({ message: `Enter the value of ${srv.credentials.length === 1 ? srv.credentials[0] : 'at least one variable'}.` });
+        inputs.values().next().value?.focus();
+        return;
+      }
+      await busy(save, async () => {
+        let r;
+        try {
+          r = await api('PUT', `/tools/${encodeURIComponent(srv.name)}/connection`, { credentials }, { quiet: true });
+        } catch (err) {
+          showError(err);
+          return;
+        }
+        toast(`Saved the credentials of ${srv.name}`);
+        await onSaved(r);
+      });
+    }),
+  },
+  (srv.credentials || []).map((v) => field(h('code', {}, v), inputs.get(v))),
+  h('div', { class: 'actions' }, save,
+    owner
+      ? h('span', { class: 'field-hint' }, 'Kept in the vault for this team only; never shown again.')
+      : h('span', { class: 'field-hint', testid: `connect-owner-only-${srv.name}` }, 'Only an owner connects tools.')));
+  return form;
+}
+
+/** "Disconnect…", then a confirmation: DELETE /tools/{server}/connection. */
+function disconnectButton(srv, { showError, onDone }) {
+  const slot = h('span', { class: 'disconnect-slot' });
+  const ask = () => {
+    const yes = h('button', {
+      class: 'btn danger small', type: 'button', testid: `disconnect-confirm-${srv.name}`,
+      onclick: handler(() => busy(yes, async () => {
+        showError(null);
+        try {
+          await api('DELETE', `/tools/${encodeURIComponent(srv.name)}/connection`, undefined, { quiet: true });
+        } catch (err) {
+          showError(err);
+          show();
+          return;
+        }
+        toast(`Disconnected ${srv.name}`);
+        await onDone();
+      })),
+    }, 'Disconnect');
+    replace(slot, h('span', { class: 'inline-form' }, h('span', { class: 'small muted' }, 'Remove this team\'s credentials?'), yes,
+      h('button', { class: 'btn ghost small', type: 'button', onclick: show }, 'Keep')));
+  };
+  const show = () => replace(slot, h('button', { class: 'btn danger small', type: 'button', testid: `disconnect-${srv.name}`, onclick: ask }, 'Disconnect…'));
+  show();
+  return slot;
+}
+
+/**
+ * One tool server: what it is, which skills may use it, its status, the
+ * connection test and, when it reads credentials, the team's own connection
+ * (owners only). `onChange(srv)` runs after a connect or a disconnect.
+ */
+function serverCard(srv, { recommendSample = false, onChange } = {}) {
   const result = h('div', { class: 'tool-result', testid: `tool-result-${srv.name}` });
+  const error = h('div', { class: 'form-error', testid: `connect-error-${srv.name}`, role: 'alert' });
+  const status = h('div', { class: 'status-slot' });
+  const actions = h('div', { class: 'server-actions' });
+  const connect = h('div', { class: 'connect-slot' });
   const testBtn = h('button', {
     class: 'btn', type: 'button', testid: `tool-test-${srv.name}`, disabled: !can('editor'),
     title: can('editor') ? null : 'Your role cannot test tools',
-    onclick: handler(async () => {
-      await busy(testBtn, async () => {
-        result.removeAttribute('data-ok');
-        replace(result, loading('Connecting…'));
-        try {
-          const r = await api('POST', `/tools/${encodeURIComponent(srv.name)}/test`);
-          result.setAttribute('data-ok', String(!!r.ok));
-          replace(result, r.ok
-            ? h('div', { class: 'result ok' }, h('strong', {}, '✓ Connected'),
-              r.ms != null ? ` in ${int(r.ms)} ms` : '',
-              (r.tools || []).length
-                ? h('div', { class: 'chips' }, r.tools.map((t) => (typeof t === 'string'
-                  ? h('span', { class: 'chip mono' }, t)
-                  : h('span', { class: 'chip', title: t.description || null }, h('span', { class: 'mono' }, t.name), t.effect ? [' ', pill(t.effect, null, 'small')] : null))))
-                : ' — no tools listed')
-            : h('div', { class: 'result bad' }, h('strong', {}, '✗ Failed: '), r.error || 'unknown error'));
-        } catch (err) {
-          result.setAttribute('data-ok', 'false');
-          replace(result, h('div', { class: 'result bad' }, h('strong', {}, '✗ '), err.message));
-        }
-      });
-    }),
+    onclick: handler(() => busy(testBtn, () => testServer(srv, result))),
   }, 'Test connection');
-  return h('div', { class: `server ${srv.sample ? 'sample' : ''}`, testid: `server-${srv.name}` },
+  const showError = (err) => replace(error, err ? [err.message, err.code ? h('span', { class: 'muted small' }, ` (${err.code})`) : null] : null);
+
+  const el = h('div', { class: `server ${tryable(srv) ? 'sample' : ''}`, testid: `server-${srv.name}`, 'data-source': srv.source || null },
     h('div', { class: 'server-head' },
       h('div', {},
         h('div', { class: 'server-name' }, srv.name,
-          srv.sample ? h('span', { class: 'tag sample-tag', testid: `sample-${srv.name}` }, 'sample data') : null),
+          tryable(srv) ? h('span', { class: 'tag sample-tag', testid: `sample-${srv.name}` }, 'sample data') : null,
+          srv.source === 'catalog' ? h('span', { class: 'tag catalog-tag', title: 'From the catalogue: connected with this team\'s own credentials' }, 'catalogue') : null,
+          srv.enabled === false ? h('a', { class: 'tag off-tag', href: '#/settings', title: 'Turned off for this team in Settings' }, 'off for this team') : null),
         srv.description ? h('div', { class: 'muted small' }, srv.description) : null,
         h('div', { class: 'server-meta' },
           h('span', { class: 'tag' }, srv.transport || '—'),
-          pill(srv.connected ? 'CONNECTED' : 'NOT_CONNECTED'),
+          srv.effect ? h('span', { title: 'Default effect of its tools: writes and spends wait for approval' }, pill(srv.effect, null, 'small')) : null,
           (srv.skills || []).length ? h('span', { class: 'muted' }, `used by ${srv.skills.join(', ')}`) : null),
-        (srv.missing_credentials || []).length
-          ? h('div', { class: 'small error-text' }, 'Missing credentials: ', srv.missing_credentials.map((v, i) => [i ? ', ' : '', h('code', {}, v)]))
-          : null),
-      testBtn),
-    srv.sample && recommendSample
+        status),
+      actions),
+    tryable(srv) && recommendSample
       ? h('p', { class: 'hint' }, 'Needs no account: recommended if you have no tools connected yet, so agents can try their tools safely.')
       : null,
     (srv.tools || []).length
       ? h('div', { class: 'chips' }, srv.tools.map((t) => h('span', { class: 'chip' }, h('span', { class: 'mono' }, t.name), ' ', pill(t.effect || srv.effect || 'read', null, 'small'))))
       : null,
+    connect,
+    error,
     result);
+
+  const changed = async () => {
+    draw();
+    onChange?.(srv);
+  };
+  const saved = async (r) => {
+    const vars = r.connection?.vars || [];
+    Object.assign(srv, { connected: true, connection: r.connection, missing_credentials: (srv.credentials || []).filter((v) => !vars.includes(v)) });
+    await changed();
+    await busy(testBtn, () => testServer(srv, result));
+  };
+  const removed = async () => {
+    // Whether the deployment's own credentials connect it is the API's to say.
+    const { servers = [] } = await api('GET', '/tools');
+    Object.assign(srv, servers.find((x) => x.name === srv.name) || { connected: false, connection: null });
+    result.removeAttribute('data-ok');
+    replace(result);
+    await changed();
+  };
+  const draw = () => {
+    el.setAttribute('data-connected', String(!!srv.connected));
+    replace(status, serverStatus(srv));
+    replace(actions, testBtn, srv.connection && can('owner') ? disconnectButton(srv, { showError, onDone: removed }) : null);
+    if (!connectable(srv)) return;
+    const form = connectForm(srv, { showError, onSaved: saved });
+    replace(connect, srv.connected
+      ? h('details', { class: 'connect-more' }, h('summary', {}, srv.connection ? 'Replace this team\'s credentials' : 'Use this team\'s own credentials instead'), form)
+      : form);
+  };
+  draw();
+  return el;
+}
+
+/** A card of the Integrations page holding server cards, with a count and a note when it has none. */
+function serverGroup(title, testid, note, none) {
+  const list = h('div', { class: 'servers' }, loading('Loading tool servers…'));
+  const count = h('span', { class: 'count muted' });
+  const refresh = () => {
+    for (const e of list.querySelectorAll(':scope > :not(.server)')) e.remove();
+    const n = list.querySelectorAll(':scope > .server').length;
+    count.textContent = ` (${n})`;
+    if (!n) list.append(empty(none));
+  };
+  return {
+    el: h('section', { class: 'card', testid },
+      h('div', { class: 'card-head' }, h('h2', {}, title, count)),
+      h('p', { class: 'muted small' }, note),
+      list),
+    add: (cardEl) => list.append(cardEl),
+    refresh,
+    fail: (err) => replace(list, h('div', { class: 'empty error-text' }, `Could not load the tool servers: ${err.message}`)),
+  };
 }
 
 /* ------------------------------------------------------------------ */
@@ -976,13 +1144,63 @@ function onboardingContext() {
 }
 
 function onboardingTools() {
+  const picker = h('div', { class: 'tool-picker', testid: 'wizard-tools' }, loading('Loading tool servers…'));
+  const samples = h('div', { class: 'servers' });
+  (async () => {
+    let servers;
+    try {
+      ({ servers = [] } = await api('GET', '/tools'));
+    } catch (err) {
+      replace(picker, h('div', { class: 'empty error-text' }, `Could not load the tool servers: ${err.message}`));
+      return;
+    }
+    const ready = servers.filter(tryable);
+    replace(picker, serverPicker(servers.filter(connectable)));
+    replace(samples, ready.length
+      ? [h('h3', {}, 'Or try one that needs no account'), ready.map((srv) => serverCard(srv, { recommendSample: true }))]
+      : null);
+  })();
   return card('Connect a tool',
-    h('p', { class: 'muted' }, 'Agents use tool servers to read analytics and publish. Test a connection to check it works; servers marked “sample data” need no account.'),
-    toolsPanel({ recommendSample: true }),
+    h('p', { class: 'muted' }, 'Agents use tool servers to read analytics and publish. Connect one with your own account and test it; servers marked “sample data” need no account.'),
+    picker,
+    samples,
     sampleDataPanel(),
     h('div', { class: 'actions' },
       h('a', { class: 'btn', href: '#/onboarding/1' }, 'Back'),
       h('a', { class: 'btn primary', href: '#/onboarding/3', testid: 'wizard-next' }, 'Continue')));
+}
+
+/** A select of the servers that read credentials, and the chosen one's card with its connect form. */
+function serverPicker(servers) {
+  if (!servers.length) return null;
+  const slot = h('div', { class: 'picked', testid: 'wizard-server' });
+  const cards = new Map(); // name -> card, so a test result survives choosing another and back
+  const options = new Map();
+  const label = (srv) => `${srv.name}${srv.connected ? ' (connected)' : ''}${srv.description ? ` — ${srv.description}` : ''}`;
+  const group = (title, list) => (list.length
+    ? h('optgroup', { label: title }, list.map((srv) => {
+      const o = h('option', { value: srv.name }, label(srv));
+      options.set(srv.name, o);
+      return o;
+    }))
+    : null);
+  const select = h('select', { testid: 'wizard-server-select' },
+    h('option', { value: '' }, 'Choose a tool server…'),
+    group('In use', servers.filter(inUse)),
+    group('Catalogue: connect with your own credentials', servers.filter((x) => !inUse(x))));
+  select.addEventListener('change', () => {
+    const srv = servers.find((x) => x.name === select.value);
+    if (srv && !cards.has(srv.name)) {
+      cards.set(srv.name, serverCard(srv, { onChange: () => { options.get(srv.name).textContent = label(srv); } }));
+    }
+    replace(slot, srv ? cards.get(srv.name) : null);
+  });
+  return h('div', {},
+    h('h3', {}, 'Connect one of your tools'),
+    field('Tool server', select, can('owner')
+      ? 'Enter its credentials and Save & test. They are kept in the vault for this team only and never shown again.'
+      : 'Only an owner connects tools; you can test the ones in use.'),
+    slot);
 }
 
 function sampleDataPanel() {
@@ -1931,10 +2149,41 @@ function fmtNum(v) {
 /* ---------- Integrations ---------- */
 
 function viewTools(ctx) {
+  const use = serverGroup('In use', 'tools-in-use',
+    'The deployment\'s servers and the catalogue servers this team connected: agents of the skills listed may call them. Writes and spends wait for approval.',
+    'No tool servers in use yet: connect one from the catalogue below.');
+  const catalogue = serverGroup('Catalogue: connect with your own credentials', 'tools-catalogue',
+    'Servers this team may connect with its own account. The values go to the vault, are never shown again, and are used only for this team\'s goals.',
+    'Every catalogue server is connected.');
+  const place = (srv, el) => {
+    (inUse(srv) ? use : catalogue).add(el);
+    use.refresh();
+    catalogue.refresh();
+  };
   replace(ctx.el,
     h('div', { class: 'page-head' }, h('h1', {}, 'Integrations')),
-    h('p', { class: 'muted lead' }, 'Tool servers (MCP) the agents may call. Writes and spends wait for approval.'),
-    card(null, toolsPanel()));
+    h('p', { class: 'muted lead' }, 'Tool servers (MCP) the agents may call, and the ones this team may connect with its own credentials.'),
+    can('owner') ? null : h('div', { class: 'callout', testid: 'tools-readonly' },
+      `Only an owner connects tools; as ${state.me?.role || 'a non-owner'} you can see and test them.`),
+    use.el,
+    catalogue.el);
+  (async () => {
+    let servers;
+    try {
+      ({ servers = [] } = await api('GET', '/tools'));
+    } catch (err) {
+      use.fail(err);
+      catalogue.fail(err);
+      return;
+    }
+    if (!ctx.alive) return;
+    for (const srv of servers) {
+      const el = serverCard(srv, { onChange: () => place(srv, el) });
+      (inUse(srv) ? use : catalogue).add(el);
+    }
+    use.refresh();
+    catalogue.refresh();
+  })();
 }
 
 /* ---------- Settings ---------- */

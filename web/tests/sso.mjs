@@ -17,9 +17,7 @@
 // showed (and sso-failure.png) otherwise; 2 when the environment is incomplete.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { Failure, harness, sleep, watch } from './harness.mjs';
 
 const BASE = (process.env.MKTG_WEB_URL || '').replace(/\/+$/, '');
 const TENANT = process.env.MOCK_IDP_TENANT || 'sso-tenant';
@@ -32,111 +30,31 @@ if (!BASE) {
   console.error('sso: set MKTG_WEB_URL (the API/dashboard URL, started with the MKTG_OIDC_* variables naming the mock provider)');
   process.exit(2);
 }
-mkdirSync(SHOTS, { recursive: true });
 
-class Failure extends Error {
-  constructor(expected, saw = '') {
-    super(expected);
-    this.expected = expected;
-    this.saw = saw;
-  }
-}
-
-// Uncaught page errors, console errors and failed requests (to the API or
-// the provider), as {text, url, status}. A step that provokes an error on
-// purpose names the ones it expects.
-let problems = [];
-let expected = () => false;
-const real = () => problems.filter((p) => !expected(p)).map((p) => p.text);
+// Failed requests count whether they go to the API or the provider; a step
+// that provokes an error on purpose names the ones it expects (t.expected).
+const t = harness({
+  tag: 'sso', total: TOTAL, shots: SHOTS, prefix: 'sso-', failureShot: 'sso-failure.png', minutes: 3, chromiumPath: CHROMIUM,
+  problemsAre: 'no page errors, console errors or failed requests', header: true,
+});
+const { step, visible, waitFor } = t;
 let browser;
 let context;
 let page;
-let n = 0;
-let current = 'start';
 let oidc = null; // GET /auth/config's oidc
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
-
-async function shot(name) {
-  await page.screenshot({ path: join(SHOTS, name), fullPage: true });
-}
-
-function checkProblems() {
-  const list = real();
-  if (list.length) throw new Failure('no page errors, console errors or failed requests', list.join('\n'));
-}
-
-async function step(label, fn, name) {
-  current = label;
-  await fn();
-  checkProblems();
-  n += 1;
-  await shot(name || `sso-${String(n).padStart(2, '0')}-${slug(label)}.png`);
-  console.log(`sso: ${n}/${TOTAL} ${label}`);
-}
-
-async function visible(locator, what, timeout = 15_000) {
-  try {
-    await locator.first().waitFor({ state: 'visible', timeout });
-  } catch {
-    throw new Failure(`${what} to be visible within ${timeout / 1000} s`);
-  }
-  return locator.first();
-}
-
-async function waitFor(fn, arg, what, timeout = 15_000) {
-  try {
-    return await page.waitForFunction(fn, arg, { timeout, polling: 250 });
-  } catch {
-    throw new Failure(`${what} within ${timeout / 1000} s`);
-  }
-}
-
-async function describePage() {
-  try {
-    const view = await page.locator('#view').innerText({ timeout: 2000 });
-    const banners = await page.locator('#banners').innerText({ timeout: 2000 });
-    const who = await page.locator('#whoami').innerText({ timeout: 2000 }).catch(() => '');
-    return [
-      `URL: ${page.url()}`,
-      `header: ${who.replace(/\s+/g, ' ').trim() || '(empty)'}`,
-      banners.trim() ? `banners: ${banners.trim()}` : 'banners: none',
-      `view: ${view.trim().replace(/\n{2,}/g, '\n').slice(0, 2000)}`,
-    ].join('\n');
-  } catch (e) {
-    return `(could not read the page: ${e.message})`;
-  }
-}
 
 /** A fresh browser context (its own sessionStorage) with the problem listeners. */
 async function freshPage() {
   await context?.close();
   context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
   page = await context.newPage();
+  t.page = page;
   page.setDefaultTimeout(15_000);
-  problems = [];
-  expected = () => false;
-  page.on('pageerror', (e) => problems.push({ text: `uncaught page error: ${e.message}` }));
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error') return;
-    const url = msg.location()?.url || '';
-    problems.push({ text: `console error: ${msg.text()}${url ? ` (${url})` : ''}`, url, console: true });
-  });
-  page.on('response', async (res) => {
-    if (res.status() < 400) return;
-    const url = new URL(res.url());
-    let body = '';
-    try {
-      body = (await res.text()).slice(0, 300);
-    } catch { /* body gone */ }
-    problems.push({
-      text: `${res.request().method()} ${url.origin}${url.pathname} answered ${res.status()}: ${body}`,
-      url: `${url.origin}${url.pathname}`,
-      status: res.status(),
-    });
-  });
+  t.problems = [];
+  t.expected = () => false;
+  watch(t, page);
 }
 
 async function errorBanner(what, pattern) {
@@ -151,12 +69,7 @@ async function noQueryLeft() {
 }
 
 async function main() {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await t.launch();
 
   await step('the sign-in page offers "Sign in with SSO"', async () => {
     const res = await fetch(`${BASE}/auth/config`).catch((e) => {
@@ -202,7 +115,7 @@ async function main() {
       state: stateValue, code_challenge: b64url(createHash('sha256').update(other).digest()), code_challenge_method: 'S256',
     })) url.searchParams.set(k, v);
     const tokenUrl = new URL(oidc.token_url);
-    expected = (p) => (p.status === 400 && p.url === `${tokenUrl.origin}${tokenUrl.pathname}`)
+    t.expected = (p) => (p.status === 400 && p.url === `${tokenUrl.origin}${tokenUrl.pathname}`)
       || (p.console && /Failed to load resource.*\b400\b/.test(p.text) && p.url.startsWith(tokenUrl.origin));
     await page.goto(url.href, { waitUntil: 'domcontentloaded' });
     const text = await errorBanner('the token endpoint refused the code', /invalid_grant/);
@@ -298,32 +211,4 @@ async function main() {
   console.log(`sso: passed, ${TOTAL} steps; screenshots in ${SHOTS} (sso-signed-in.png)`);
 }
 
-const guard = setTimeout(() => {
-  console.error(`sso: FAILED: the walk took more than 3 minutes (at: ${current})`);
-  process.exit(1);
-}, 3 * 60_000);
-
-try {
-  await main();
-  clearTimeout(guard);
-  await browser.close();
-  process.exit(0);
-} catch (err) {
-  clearTimeout(guard);
-  const f = err instanceof Failure ? err : new Failure('the walk to run', err?.stack || String(err));
-  console.error(`sso: FAILED at step ${n + 1}/${TOTAL} (${current})`);
-  console.error(`sso: expected: ${f.expected}`);
-  if (f.saw) console.error(`sso: saw: ${f.saw}`);
-  if (page) {
-    console.error(`sso: the page showed:\n${await describePage()}`);
-    if (real().length) console.error(`sso: problems seen:\n${real().join('\n')}`);
-    try {
-      await shot('sso-failure.png');
-      console.error(`sso: screenshot ${join(SHOTS, 'sso-failure.png')}`);
-    } catch (e) {
-      console.error(`sso: no failure screenshot: ${e.message}`);
-    }
-  }
-  await browser?.close().catch(() => {});
-  process.exit(1);
-}
+await t.run(main);

@@ -1,90 +1,47 @@
 // A browser walk through the mktg dashboard, as a new user would take it:
-// sign in, onboarding (product context, a tool test, a first goal with a
-// plan preview), the goal completing live over the event stream, the
-// settings (a skill's tier and instructions, a schedule off and on), then
-// the other pages. Run: node web/tests/walk.mjs
+// sign in, onboarding (product context, a tool test, a catalogue server
+// connected with the team's own key, a first goal with a plan preview), the
+// goal completing live over the event stream, the settings (a skill's tier
+// and instructions, a schedule off and on), then the other pages, the
+// Integrations page last. Run: node web/tests/walk.mjs
 //
 // Env: MKTG_WEB_URL (e.g. http://127.0.0.1:8787), MKTG_WEB_KEY (an owner
-// API key of a tenant with no product context yet), MKTG_SCREENSHOTS
-// (directory, created), CHROMIUM (default /usr/bin/chromium).
+// API key of a tenant with no product context yet; the API's catalogue
+// must hold demo-crm, see scripts/web-tests), MKTG_SCREENSHOTS (directory,
+// created), CHROMIUM (default /usr/bin/chromium). The steps, screenshots and
+// failure report are tests/harness.mjs's.
 // Exit 0 when every step passed; 1 with what was expected and what the page
 // showed (and failure.png) otherwise; 2 when the environment is incomplete.
 
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { randomBytes } from 'node:crypto';
+import { Failure, harness, sleep, watch } from './harness.mjs';
 
 const BASE = (process.env.MKTG_WEB_URL || '').replace(/\/+$/, '');
 const KEY = process.env.MKTG_WEB_KEY || '';
 const SHOTS = process.env.MKTG_SCREENSHOTS || 'web-walk-screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const GOAL_TIMEOUT_MS = 180_000;
-const TOTAL = 12;
+const TOTAL = 14;
+// The catalogue server scripts/web-tests adds (tests/fixtures/web/catalog-extra.yaml)
+// and a made-up key for it, which must never show in the page.
+const CRM = 'demo-crm';
+const CRM_VAR = 'DEMO_CRM_API_KEY';
+const CRM_KEY = `crm-walk-${randomBytes(12).toString('hex')}`;
 
 if (!BASE || !KEY) {
   console.error('walk: set MKTG_WEB_URL (the API/dashboard URL) and MKTG_WEB_KEY (an owner API key)');
   process.exit(2);
 }
-mkdirSync(SHOTS, { recursive: true });
 
-class Failure extends Error {
-  constructor(expected, saw = '') {
-    super(expected);
-    this.expected = expected;
-    this.saw = saw;
-  }
-}
+const t = harness({ tag: 'walk', total: TOTAL, shots: SHOTS, minutes: 8, chromiumPath: CHROMIUM });
+const { step, visible, waitFor } = t;
 
-// Uncaught page errors, console errors and failed API calls, as {text, url}.
 // A 404 for GET /goals/{id} of the goal just started is expected while the
 // director plans it (the dashboard retries quietly); the goal id is learnt a
 // moment after those requests, so problems are judged when checked.
-const problems = [];
 const allowed404 = new Set();
-const real = () => problems.filter((p) => !(p.notFound && allowed404.has(p.url))).map((p) => p.text);
+t.expected = (p) => p.notFound && allowed404.has(p.url);
 let page;
-let browser;
-let n = 0;
-let current = 'start';
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 40);
-
-async function shot(name) {
-  await page.screenshot({ path: join(SHOTS, name), fullPage: true });
-}
-
-function checkProblems() {
-  const list = real();
-  if (list.length) throw new Failure('no page errors, console errors or failed API calls', list.join('\n'));
-}
-
-async function step(label, fn) {
-  current = label;
-  await fn();
-  checkProblems();
-  n += 1;
-  await shot(`${String(n).padStart(2, '0')}-${slug(label)}.png`);
-  console.log(`walk: ${n}/${TOTAL} ${label}`);
-}
-
-/** Waits for a locator to be visible; a timeout becomes a Failure naming what was expected. */
-async function visible(locator, what, timeout = 15_000) {
-  try {
-    await locator.first().waitFor({ state: 'visible', timeout });
-  } catch {
-    throw new Failure(`${what} to be visible within ${timeout / 1000} s`);
-  }
-  return locator.first();
-}
-
-async function waitFor(fn, arg, what, timeout = 15_000) {
-  try {
-    return await page.waitForFunction(fn, arg, { timeout, polling: 250 });
-  } catch {
-    throw new Failure(`${what} within ${timeout / 1000} s`);
-  }
-}
 
 async function noErrorBanner(where) {
   const banners = page.locator('[data-testid=error-banner]');
@@ -129,55 +86,13 @@ async function savedSkillShows(when) {
   if (!got.saveDisabled) throw new Failure(`nothing left to save for copywriting ${when}`, 'the Save button is enabled');
 }
 
-async function describePage() {
-  try {
-    const view = await page.locator('#view').innerText({ timeout: 2000 });
-    const banners = await page.locator('#banners').innerText({ timeout: 2000 });
-    return [
-      `URL: ${page.url()}`,
-      banners.trim() ? `banners: ${banners.trim()}` : 'banners: none',
-      `view: ${view.trim().replace(/\n{2,}/g, '\n').slice(0, 2000)}`,
-    ].join('\n');
-  } catch (e) {
-    return `(could not read the page: ${e.message})`;
-  }
-}
-
 async function main() {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await t.launch();
   const context = await browser.newContext({ viewport: { width: 1366, height: 900 } });
   page = await context.newPage();
+  t.page = page;
   page.setDefaultTimeout(15_000);
-
-  page.on('pageerror', (e) => problems.push({ text: `uncaught page error: ${e.message}` }));
-  page.on('console', (msg) => {
-    if (msg.type() !== 'error') return;
-    const url = msg.location()?.url || '';
-    problems.push({
-      text: `console error: ${msg.text()}${url ? ` (${url})` : ''}`,
-      url,
-      notFound: /^Failed to load resource/.test(msg.text()) && /\b404\b/.test(msg.text()),
-    });
-  });
-  page.on('response', async (res) => {
-    if (!res.url().startsWith(BASE) || res.status() < 400) return;
-    const url = new URL(res.url());
-    const method = res.request().method();
-    let body = '';
-    try {
-      body = (await res.text()).slice(0, 300);
-    } catch { /* body gone */ }
-    problems.push({
-      text: `API ${method} ${url.pathname} answered ${res.status()}: ${body}`,
-      url: `${url.origin}${url.pathname}`,
-      notFound: res.status() === 404 && method === 'GET',
-    });
-  });
+  watch(t, page, { only: BASE });
 
   await step('signed in with the API key', async () => {
     await page.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
@@ -231,6 +146,56 @@ async function main() {
     console.log(`walk:   ${loadedText}`);
   });
 
+  await step(`catalogue server ${CRM} connected with the team's own key, tested ok`, async () => {
+    const select = await visible(page.getByTestId('wizard-server-select'), 'the tool picker of onboarding step 2 (servers that read credentials)');
+    const offered = await select.evaluate((el) => [...el.options].map((o) => o.value).filter(Boolean));
+    if (!offered.includes(CRM)) {
+      throw new Failure(`the catalogue server ${CRM} in the tool picker (scripts/web-tests adds tests/fixtures/web/catalog-extra.yaml to the catalogue)`,
+        `offered: ${offered.join(', ') || '(none)'}`);
+    }
+    await select.selectOption(CRM);
+    const input = await visible(page.getByTestId(`cred-${CRM}-${CRM_VAR}`), `the ${CRM_VAR} field of ${CRM}`);
+    const kind = await input.evaluate((el) => ({ type: el.type, autocomplete: el.getAttribute('autocomplete'), disabled: el.disabled }));
+    if (kind.type !== 'password' || kind.autocomplete !== 'off' || kind.disabled) {
+      throw new Failure(`the ${CRM_VAR} field to be an enabled password field with autocomplete off (the walk's key is an owner's)`, JSON.stringify(kind));
+    }
+    await input.fill(CRM_KEY);
+    const put = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().endsWith(`/tools/${CRM}/connection`));
+    await page.getByTestId(`save-${CRM}`).click();
+    const answer = await (await put).text().catch(() => '');
+    let body = null;
+    try {
+      body = JSON.parse(answer);
+    } catch { /* not JSON: reported below */ }
+    if (body?.connected !== true || !body?.connection?.vars?.includes(CRM_VAR)) {
+      throw new Failure(`PUT /tools/${CRM}/connection to answer connected: true with ${CRM_VAR} among the connection's vars`, answer.slice(0, 500));
+    }
+    if (answer.includes(CRM_KEY)) throw new Failure(`the answer of PUT /tools/${CRM}/connection not to carry the key`, 'it does');
+    await waitFor((n) => document.querySelector(`[data-testid="tool-result-${n}"]`)?.hasAttribute('data-ok'), CRM,
+      `a connection test result for ${CRM} after saving (Save & test)`, 30_000);
+    const result = page.getByTestId(`tool-result-${CRM}`);
+    const text = (await result.innerText()).replace(/\s+/g, ' ');
+    if ((await result.getAttribute('data-ok')) !== 'true') throw new Failure(`the test of ${CRM} with the saved key to be ok`, text);
+    if (!(Number(await result.getAttribute('data-tools')) >= 1)) throw new Failure(`the test of ${CRM} to list at least one tool`, text);
+    await waitFor((n) => document.querySelector(`[data-testid="status-${n}"]`)?.getAttribute('data-connected') === 'true', CRM,
+      `the status of ${CRM} to say connected`);
+    const status = (await page.getByTestId(`status-${CRM}`).innerText()).replace(/\s+/g, ' ').trim();
+    if (!/connected by/i.test(status)) throw new Failure(`the status of ${CRM} to say who connected it ("Connected by …")`, status);
+    // The value went to the API and nowhere else: not in the text, not in a
+    // field, not in the markup, not in the tab's storage.
+    const leaks = await page.evaluate((key) => ({
+      text: document.body.innerText.includes(key),
+      fields: [...document.querySelectorAll('input, textarea, select')].filter((el) => String(el.value).includes(key))
+        .map((el) => el.dataset.testid || el.name || el.type),
+      markup: document.documentElement.outerHTML.includes(key),
+      storage: [...Object.values(sessionStorage), ...Object.values(localStorage)].some((v) => String(v).includes(key)),
+    }), CRM_KEY);
+    if (leaks.text || leaks.fields.length || leaks.markup || leaks.storage) {
+      throw new Failure(`the key of ${CRM} to appear nowhere in the page after saving`, JSON.stringify(leaks));
+    }
+    console.log(`walk:   ${CRM}: ${status}; ${text}`);
+  });
+
   await step('plan previewed with a cost forecast', async () => {
     await page.getByTestId('wizard-next').click();
     await visible(page.locator('[data-testid=wizard-step][data-step="3"]'), 'onboarding step 3');
@@ -282,7 +247,7 @@ async function main() {
         console.log(`walk:   ${Math.round((Date.now() - started) / 1000)} s: goal ${line} (stream ${snap.stream}, ${snap.events} events so far)`);
         last = line;
       }
-      checkProblems();
+      t.checkProblems();
       if (['COMPLETED', 'FAILED', 'CANCELLED', 'ESCALATED'].includes(snap.status)) break;
       if (Date.now() - started > GOAL_TIMEOUT_MS) {
         throw new Failure(`the goal status pill to show COMPLETED within ${GOAL_TIMEOUT_MS / 1000} s`, `it shows ${snap.status || '(nothing)'}`);
@@ -365,35 +330,24 @@ async function main() {
     await visible(page.getByTestId('metrics'), 'the metrics card');
   });
 
+  await step(`integrations page: ${CRM} in use, connected`, async () => {
+    await visitPage('tools', 'tools-in-use', 'integrations');
+    await visible(page.getByTestId('tools-catalogue'), 'the catalogue card (servers to connect with your own credentials)');
+    await visible(page.locator(`[data-testid=tools-in-use] [data-testid="server-${CRM}"]`), `${CRM} among the servers in use (it was connected from the catalogue)`);
+    const got = await page.evaluate((n) => ({
+      connected: document.querySelector(`[data-testid="status-${n}"]`)?.getAttribute('data-connected'),
+      status: document.querySelector(`[data-testid="status-${n}"]`)?.innerText.replace(/\s+/g, ' ').trim() || '',
+      inCatalogue: !!document.querySelector(`[data-testid=tools-catalogue] [data-testid="server-${n}"]`),
+      disconnect: !!document.querySelector(`[data-testid="disconnect-${n}"]`),
+      toConnect: document.querySelectorAll('[data-testid=tools-catalogue] .server').length,
+    }), CRM);
+    if (got.connected !== 'true' || !/connected by/i.test(got.status)) throw new Failure(`the status of ${CRM} to say "Connected by …"`, got.status);
+    if (got.inCatalogue) throw new Failure(`${CRM} not to be listed in the catalogue any more`, 'it is in both groups');
+    if (!got.disconnect) throw new Failure(`a Disconnect button for ${CRM} (the walk's key is an owner's)`, 'none');
+    console.log(`walk:   ${CRM}: ${got.status}; ${got.toConnect} catalogue server${got.toConnect === 1 ? '' : 's'} left to connect`);
+  });
+
   console.log(`walk: passed, ${TOTAL} steps; screenshots in ${SHOTS}`);
 }
 
-const guard = setTimeout(() => {
-  console.error(`walk: FAILED: the walk took more than 8 minutes (at: ${current})`);
-  process.exit(1);
-}, 8 * 60_000);
-
-try {
-  await main();
-  clearTimeout(guard);
-  await browser.close();
-  process.exit(0);
-} catch (err) {
-  clearTimeout(guard);
-  const f = err instanceof Failure ? err : new Failure('the walk to run', err?.stack || String(err));
-  console.error(`walk: FAILED at step ${n + 1}/${TOTAL} (${current})`);
-  console.error(`walk: expected: ${f.expected}`);
-  if (f.saw) console.error(`walk: saw: ${f.saw}`);
-  if (page) {
-    console.error(`walk: the page showed:\n${await describePage()}`);
-    if (real().length) console.error(`walk: problems seen:\n${real().join('\n')}`);
-    try {
-      await shot('failure.png');
-      console.error(`walk: screenshot ${join(SHOTS, 'failure.png')}`);
-    } catch (e) {
-      console.error(`walk: no failure screenshot: ${e.message}`);
-    }
-  }
-  await browser?.close().catch(() => {});
-  process.exit(1);
-}
+await t.run(main);

@@ -705,8 +705,8 @@ pub async fn route(
     }
 }
 
-/// The OpenAPI document as this deployment serves it: the pipelines and
-/// plans of its configuration are the values those fields accept.
+/// The OpenAPI document as this deployment serves it: the pipelines, plans
+/// and model tiers of its configuration are the values those fields accept.
 pub fn openapi(deps: &Deps) -> Value {
     let mut doc: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
     let pipelines: Vec<&str> = deps
@@ -728,6 +728,10 @@ pub fn openapi(deps: &Deps) -> Value {
         .collect();
     doc["paths"]["/billing/plan"]["put"]["requestBody"]["content"]["application/json"]["schema"]
         ["properties"]["plan"] = json!({"enum": plans});
+    let mut tiers: Vec<Value> = deps.config.models.tiers.keys().map(|t| json!(t)).collect();
+    tiers.push(Value::Null);
+    doc["paths"]["/settings/skills/{skill}"]["put"]["requestBody"]["content"]["application/json"]
+        ["schema"]["properties"]["tier"] = json!({ "enum": tiers });
     doc
 }
 
