@@ -1244,7 +1244,7 @@ fn schedules(root: &std::path::Path, next: usize) -> Result<()> {
         "starts",
         "next (UTC)",
     ]);
-    for s in mktg_actions::views::schedules(&cfg, chrono::Utc::now(), next) {
+    for s in mktg_actions::views::schedules(&cfg, None, chrono::Utc::now(), next) {
         let fires: Vec<String> = s
             .next
             .iter()

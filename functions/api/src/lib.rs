@@ -615,15 +615,27 @@ pub async fn route(
                 Ok(o) => o,
                 Err(e) => return unavailable(e),
             };
-            let mut list = mktg_actions::views::schedules(&deps.config, chrono_now(deps), 3);
-            // The tenant's own switches.
-            for s in &mut list {
-                s.enabled = s.enabled && own.schedule_enabled(&s.id);
-                if !s.enabled {
-                    s.next.clear();
-                }
-            }
+            let list =
+                mktg_actions::views::schedules(&deps.config, Some(&own), chrono_now(deps), 3);
             ok(200, json!({ "schedules": list }))
+        }
+        ("PUT", ["schedules", id]) => {
+            need!(Role::Editor);
+            let schedule: mktg_boot::tenant::OwnSchedule = try_answer!(parse(
+                body,
+                "{\"name\", \"cron\", \"timezone\", \"priority\", and \"goal\" or \"pipeline\"}"
+            ));
+            match mktg_actions::schedules::put(deps, tenant, id, schedule, &by).await {
+                Ok(()) => own_schedule_answer(deps, tenant, id).await,
+                Err(e) => action_error(e),
+            }
+        }
+        ("DELETE", ["schedules", id]) => {
+            need!(Role::Editor);
+            match mktg_actions::schedules::delete(deps, tenant, id, &by).await {
+                Ok(()) => ok(200, json!({"id": id, "deleted": true})),
+                Err(e) => action_error(e),
+            }
         }
         ("GET", ["events"]) => ok(
             200,
@@ -703,6 +715,21 @@ pub async fn route(
         }
         _ => error(404, "not_found", format!("no route {method} {path}")),
     }
+}
+
+/// One of the tenant's own schedules as `GET /schedules` shows it.
+async fn own_schedule_answer(deps: &Deps, tenant: &TenantId, id: &str) -> Answer {
+    let own = match mktg_boot::tenant::load(deps, tenant).await {
+        Ok(o) => o,
+        Err(e) => return unavailable(e),
+    };
+    mktg_actions::views::schedules(&deps.config, Some(&own), chrono_now(deps), 3)
+        .into_iter()
+        .find(|s| s.own && s.id == id)
+        .map_or_else(
+            || error(404, "not_found", format!("no schedule \"{id}\"")),
+            |v| ok(200, serde_json::to_value(v).unwrap_or_default()),
+        )
 }
 
 /// The OpenAPI document as this deployment serves it: the pipelines, plans

@@ -959,3 +959,162 @@ async fn a_tenant_connects_a_catalogue_server_with_its_own_credentials_which_no_
         .await;
     assert_eq!(again.status, 404);
 }
+
+#[tokio::test]
+async fn a_tenant_schedules_its_own_work_which_the_tick_starts_once() {
+    let (t, _model) = world();
+    let c = Client {
+        t: &t,
+        keys: keys(),
+        doc: serde_json::from_str(api::OPENAPI).unwrap(),
+    };
+    let tip = json!({"name": "Morning growth tip", "cron": "0 7 * * *", "timezone": "Europe/Berlin",
+                     "priority": "P2", "goal": "Post a growth tip for {date}"});
+    let put = |id: &'static str, key: &'static str, body: Value| {
+        let c = &c;
+        async move {
+            c.call("PUT", &format!("/schedules/{id}"), Some(key), body)
+                .await
+        }
+    };
+    assert_eq!(
+        put("morning-tip", "alpha-viewer-key", tip.clone())
+            .await
+            .status,
+        403
+    );
+    for (body, says) in [
+        (
+            json!({"name": "x", "cron": "*/10 * * * *", "goal": "g"}),
+            "10 minutes apart",
+        ),
+        (
+            json!({"name": "x", "cron": "0 7 * *", "goal": "g"}),
+            "is invalid",
+        ),
+        (
+            json!({"name": "x", "cron": "0 7 * * *", "timezone": "Mars/Base", "goal": "g"}),
+            "unknown timezone \"Mars/Base\"",
+        ),
+        (
+            json!({"name": "x", "cron": "0 7 * * *", "goal": "g", "pipeline": "SEO Cycle"}),
+            "exactly one of goal or pipeline",
+        ),
+        (
+            json!({"name": "x", "cron": "0 7 * * *", "pipeline": "Nope"}),
+            "unknown pipeline \"Nope\"",
+        ),
+        (
+            json!({"name": "x", "cron": "0 7 * * *", "job": "report-usage"}),
+            "unknown field `job`",
+        ),
+    ] {
+        let a = put("morning-tip", "alpha-editor-key", body.clone()).await;
+        assert_eq!(a.status, 400, "{body}: {}", a.body);
+        assert!(
+            a.body["message"].as_str().unwrap().contains(says),
+            "{}",
+            a.body
+        );
+    }
+    let a = put("daily-social", "alpha-editor-key", tip.clone()).await;
+    assert!(
+        a.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("schedule of the deployment"),
+        "{}",
+        a.body
+    );
+
+    let saved = put("morning-tip", "alpha-editor-key", tip).await;
+    assert_eq!(saved.status, 200, "{}", saved.body);
+    assert_eq!(saved.body["own"], true);
+    // 07:00 in Berlin is 06:00 UTC in winter.
+    assert!(
+        saved.body["next"][0]
+            .as_str()
+            .unwrap()
+            .ends_with("T06:00:00Z"),
+        "{}",
+        saved.body
+    );
+    let listed = c
+        .call("GET", "/schedules", Some("alpha-viewer-key"), Value::Null)
+        .await;
+    let own: Vec<&Value> = listed.body["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["own"] == true)
+        .collect();
+    assert_eq!(own.len(), 1);
+    let other = c
+        .call("GET", "/schedules", Some("beta-owner-key"), Value::Null)
+        .await;
+    assert!(other.body["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["own"] == false));
+
+    // The tick starts it once for alpha, with the slot's date; not for beta.
+    let at = chrono::DateTime::parse_from_rfc3339("2026-11-27T06:00:30Z").unwrap();
+    let now_ms = u64::try_from(at.timestamp_millis()).unwrap();
+    let alpha = TenantId::new("alpha");
+    let first = scheduler_tick::tick(&t.deps, &alpha, now_ms).await.unwrap();
+    assert!(
+        first
+            .fired
+            .contains(&"s-morning-tip-202611270600".to_string()),
+        "{first:?}"
+    );
+    let texts: Vec<String> = std::iter::from_fn(|| t.bus.pop(QueueName::Director))
+        .filter_map(|env| match env.message {
+            Message::GoalSubmitted { text, .. } if env.tenant == alpha => Some(text),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        texts.contains(&"Post a growth tip for 2026-11-27".to_string()),
+        "{texts:?}"
+    );
+    let again = scheduler_tick::tick(&t.deps, &alpha, now_ms).await.unwrap();
+    assert!(!again.fired.iter().any(|g| g.contains("morning-tip")));
+    assert!(
+        again.already.iter().any(|k| k.starts_with("morning-tip@")),
+        "{again:?}"
+    );
+    let beta = scheduler_tick::tick(&t.deps, &TenantId::new("beta"), now_ms)
+        .await
+        .unwrap();
+    assert!(!beta.fired.iter().any(|g| g.contains("morning-tip")));
+
+    // Deleted: the next morning nothing starts.
+    let gone = c
+        .call(
+            "DELETE",
+            "/schedules/morning-tip",
+            Some("alpha-editor-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(gone.status, 200, "{}", gone.body);
+    let next_day = now_ms + 24 * 3600 * 1000;
+    let later = scheduler_tick::tick(&t.deps, &alpha, next_day)
+        .await
+        .unwrap();
+    assert!(
+        !later.fired.iter().any(|g| g.contains("morning-tip")),
+        "{later:?}"
+    );
+    let again = c
+        .call(
+            "DELETE",
+            "/schedules/morning-tip",
+            Some("alpha-editor-key"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(again.status, 404);
+}

@@ -173,15 +173,14 @@ pub async fn tick(deps: &Deps, tenant: &TenantId, now_ms: u64) -> Result<TickRep
     let spent = budget::month_spent(deps, tenant, &month).await?;
     let level = level_for(spent, limits.month_micros, &deps.config.budget.levels);
     let window = deps.config.schedules.catch_up_minutes;
-    // The tenant may have turned schedules off for itself.
+    // The deployment's schedules the tenant did not turn off, and its own.
     let own = mktg_boot::tenant::load(deps, tenant).await?;
-    for schedule in deps
-        .config
-        .schedules
-        .list
-        .iter()
-        .filter(|s| s.enabled && own.schedule_enabled(&s.id))
-    {
+    let (schedules, refused) = own.schedules(&deps.config);
+    for (id, why) in refused {
+        tracing::warn!(schedule = %id, %why, "the tenant's schedule is not valid any more; skipped");
+        report.skipped.push((id, why));
+    }
+    for schedule in &schedules {
         let slots = due_slots(schedule, now, window);
         if slots.is_empty() {
             continue;

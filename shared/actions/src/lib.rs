@@ -12,6 +12,7 @@ pub mod connections;
 pub mod forecast;
 pub mod human;
 pub mod sample;
+pub mod schedules;
 pub mod views;
 
 use mktg_boot::HandlerError;

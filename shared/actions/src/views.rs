@@ -24,6 +24,8 @@ pub struct ScheduleView {
     pub enabled: bool,
     /// The next fire times, RFC 3339 in UTC.
     pub next: Vec<String>,
+    /// The tenant's own (not schedules.yaml's).
+    pub own: bool,
 }
 
 fn target(t: &ScheduleTarget) -> (&'static str, String) {
@@ -34,33 +36,55 @@ fn target(t: &ScheduleTarget) -> (&'static str, String) {
     }
 }
 
+/// The deployment's schedules, and with `own` a tenant's settings, the
+/// tenant's switches applied and its own schedules after them; a schedule
+/// that is off has no next fire times.
 pub fn schedules(
     config: &Config,
+    own: Option<&mktg_boot::tenant::TenantSettings>,
     now: chrono::DateTime<chrono::Utc>,
     next: usize,
 ) -> Vec<ScheduleView> {
-    config
+    let view = |s: &mktg_config::Schedule, enabled: bool, is_own: bool| {
+        let (kind, what) = target(&s.target);
+        ScheduleView {
+            name: s.name.clone(),
+            id: s.id.clone(),
+            cron: s.cron.pattern.to_string(),
+            timezone: s.timezone.to_string(),
+            kind,
+            what,
+            priority: s.priority.to_string(),
+            enabled,
+            next: if enabled {
+                scheduler_tick::next_fires(s, now, next)
+                    .iter()
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            own: is_own,
+        }
+    };
+    let mut out: Vec<ScheduleView> = config
         .schedules
         .list
         .iter()
         .map(|s| {
-            let (kind, what) = target(&s.target);
-            ScheduleView {
-                name: s.name.clone(),
-                id: s.id.clone(),
-                cron: s.cron.pattern.to_string(),
-                timezone: s.timezone.to_string(),
-                kind,
-                what,
-                priority: s.priority.to_string(),
-                enabled: s.enabled,
-                next: scheduler_tick::next_fires(s, now, next)
-                    .iter()
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-                    .collect(),
-            }
+            view(
+                s,
+                s.enabled && own.is_none_or(|o| o.schedule_enabled(&s.id)),
+                false,
+            )
         })
-        .collect()
+        .collect();
+    for (id, o) in own.map(|o| &o.own_schedules).into_iter().flatten() {
+        if let Ok(s) = o.to_schedule(id, config) {
+            out.push(view(&s, o.enabled, true));
+        }
+    }
+    out
 }
 
 fn describe(test: &Test) -> String {

@@ -47,6 +47,56 @@ pub struct ToolConnection {
     pub by: String,
 }
 
+/// A schedule the tenant defined for itself (the fields of a
+/// schedules.yaml entry, without jobs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnSchedule {
+    pub name: String,
+    pub cron: String,
+    #[serde(default = "utc")]
+    pub timezone: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<String>,
+    #[serde(default = "on")]
+    pub enabled: bool,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn on() -> bool {
+    true
+}
+
+/// Most schedules a tenant may define.
+pub const MAX_OWN_SCHEDULES: usize = 25;
+
+impl OwnSchedule {
+    /// As a schedule the tick runs, checked against the configuration.
+    pub fn to_schedule(
+        &self,
+        id: &str,
+        config: &mktg_config::Config,
+    ) -> Result<mktg_config::Schedule, String> {
+        config.tenant_schedule(&mktg_config::ScheduleSpec {
+            id,
+            name: &self.name,
+            cron: &self.cron,
+            timezone: &self.timezone,
+            priority: self.priority.as_deref(),
+            goal: self.goal.as_deref(),
+            pipeline: self.pipeline.as_deref(),
+            enabled: self.enabled,
+        })
+    }
+}
+
 /// Everything a tenant set for itself.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TenantSettings {
@@ -56,6 +106,8 @@ pub struct TenantSettings {
     pub schedules: BTreeMap<String, Switch>,
     pub tools: BTreeMap<String, Switch>,
     pub connections: BTreeMap<String, ToolConnection>,
+    /// Schedules the tenant defined, by id.
+    pub own_schedules: BTreeMap<String, OwnSchedule>,
 }
 
 impl TenantSettings {
@@ -72,6 +124,31 @@ impl TenantSettings {
     /// Whether the tenant turned a tool server off (on unless it did).
     pub fn tool_enabled(&self, server: &str) -> bool {
         self.tools.get(server).is_none_or(|s| s.enabled)
+    }
+
+    /// The schedules the scheduler tick runs for this tenant: the
+    /// deployment's it did not turn off, and its own that are on. An own
+    /// schedule the configuration no longer accepts (a pipeline removed)
+    /// comes back as an error naming it.
+    pub fn schedules(
+        &self,
+        config: &mktg_config::Config,
+    ) -> (Vec<mktg_config::Schedule>, Vec<(String, String)>) {
+        let mut out: Vec<mktg_config::Schedule> = config
+            .schedules
+            .list
+            .iter()
+            .filter(|s| s.enabled && self.schedule_enabled(&s.id))
+            .cloned()
+            .collect();
+        let mut refused = Vec::new();
+        for (id, own) in self.own_schedules.iter().filter(|(_, o)| o.enabled) {
+            match own.to_schedule(id, config) {
+                Ok(s) => out.push(s),
+                Err(why) => refused.push((id.clone(), why)),
+            }
+        }
+        (out, refused)
     }
 
     /// Tool servers the tenant turned off.
@@ -129,6 +206,7 @@ pub async fn load(deps: &Deps, tenant: &TenantId) -> Result<TenantSettings, Stor
             "schedules" => s.schedules = map(&body),
             "tools" => s.tools = map(&body),
             "connections" => s.connections = map(&body),
+            "own-schedules" => s.own_schedules = map(&body),
             _ => {}
         }
     }
@@ -142,6 +220,7 @@ pub enum Kind {
     Schedules,
     Tools,
     Connections,
+    OwnSchedules,
 }
 
 impl Kind {
@@ -151,6 +230,7 @@ impl Kind {
             Kind::Schedules => "schedules",
             Kind::Tools => "tools",
             Kind::Connections => "connections",
+            Kind::OwnSchedules => "own-schedules",
         }
     }
 }

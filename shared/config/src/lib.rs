@@ -275,7 +275,108 @@ pub struct Config {
     pub rubrics: Rubrics,
 }
 
+/// A schedule a tenant defines for itself, as the API receives it.
+#[derive(Clone, Debug, Default)]
+pub struct ScheduleSpec<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub cron: &'a str,
+    pub timezone: &'a str,
+    pub priority: Option<&'a str>,
+    pub goal: Option<&'a str>,
+    pub pipeline: Option<&'a str>,
+    pub enabled: bool,
+}
+
+/// Least time between two fires of a tenant's own schedule.
+pub const MIN_TENANT_SCHEDULE_GAP_MINUTES: i64 = 60;
+
 impl Config {
+    /// A tenant's own schedule, checked as schedules.yaml's are (id, cron,
+    /// IANA timezone, priority, exactly one of a goal or a known pipeline),
+    /// and more strictly: no jobs, an id unlike the deployment's
+    /// schedules, a goal of at most 4,000 characters, and at least an hour
+    /// between fires.
+    pub fn tenant_schedule(&self, spec: &ScheduleSpec) -> Result<Schedule, String> {
+        let id = spec.id;
+        if !mktg_core::ids::is_valid_id(id) || id.len() > 64 {
+            return Err(format!(
+                "schedule id \"{id}\" may use only letters, digits, '-', '_' and '.' (at most 64)"
+            ));
+        }
+        if self.schedules.list.iter().any(|s| s.id == id) {
+            return Err(format!(
+                "\"{id}\" is a schedule of the deployment (schedules.yaml): turn it off in settings, or pick another id"
+            ));
+        }
+        let name = spec.name.trim();
+        if name.is_empty() || name.chars().count() > 120 {
+            return Err("name must be 1 to 120 characters".into());
+        }
+        let cron = spec
+            .cron
+            .parse::<croner::Cron>()
+            .map_err(|e| format!("cron \"{}\" is invalid: {e}", spec.cron))?;
+        let timezone = spec.timezone.parse::<chrono_tz::Tz>().map_err(|_| {
+            format!(
+                "unknown timezone \"{}\" (use an IANA name such as Europe/Berlin)",
+                spec.timezone
+            )
+        })?;
+        let priority = match spec.priority {
+            None => mktg_core::Priority::default(),
+            Some(p) => mktg_core::Priority::parse(p)
+                .ok_or_else(|| format!("priority \"{p}\" is not one of P0, P1, P2, P3"))?,
+        };
+        let target = match (spec.goal, spec.pipeline) {
+            (Some(g), None) => {
+                if g.trim().is_empty() || g.chars().count() > 4_000 {
+                    return Err("goal must be 1 to 4,000 characters".into());
+                }
+                ScheduleTarget::Goal(g.to_string())
+            }
+            (None, Some(p)) => {
+                if self.pipeline(p).is_none() {
+                    let known: Vec<&str> = self.pipelines.iter().map(|p| p.name.as_str()).collect();
+                    return Err(format!(
+                        "unknown pipeline \"{p}\" (pipelines: {})",
+                        known.join(", ")
+                    ));
+                }
+                ScheduleTarget::Pipeline(p.to_string())
+            }
+            _ => return Err("give exactly one of goal or pipeline".into()),
+        };
+        // The shortest gap over the next hundred fires.
+        let start = chrono::DateTime::<chrono::Utc>::from_timestamp(1_767_225_600, 0)
+            .unwrap_or_default()
+            .with_timezone(&timezone);
+        let fires: Vec<_> = cron.iter_after(start).take(100).collect();
+        if fires.is_empty() {
+            return Err(format!("cron \"{}\" never fires", spec.cron));
+        }
+        if let Some(gap) = fires
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_minutes())
+            .min()
+            .filter(|g| *g < MIN_TENANT_SCHEDULE_GAP_MINUTES)
+        {
+            return Err(format!(
+                "cron \"{}\" fires {gap} minutes apart; a tenant's schedule may fire at most once an hour",
+                spec.cron
+            ));
+        }
+        Ok(Schedule {
+            id: id.to_string(),
+            name: name.to_string(),
+            cron,
+            timezone,
+            priority,
+            target,
+            enabled: spec.enabled,
+        })
+    }
+
     /// The definition of a server a tenant may connect: tools.yaml's when
     /// the deployment has one by that name, else the catalogue's.
     pub fn connectable(&self, server: &str) -> Option<&ToolServer> {

@@ -30,6 +30,7 @@ pub fn template(path: &str) -> String {
         ["tools", _, "test"] => "/tools/{server}/test".into(),
         ["tools", _, "connection"] => "/tools/{server}/connection".into(),
         ["keys", _] => "/keys/{id}".into(),
+        ["schedules", _] => "/schedules/{id}".into(),
         ["onboarding", "sample-data"] => "/onboarding/sample-data".into(),
         ["settings", "skills", _] => "/settings/skills/{skill}".into(),
         ["settings", "schedules", _] => "/settings/schedules/{id}".into(),
@@ -39,7 +40,7 @@ pub fn template(path: &str) -> String {
 }
 
 /// Every path the API serves, as the OpenAPI document names them.
-pub const ROUTES: [&str; 39] = [
+pub const ROUTES: [&str; 40] = [
     "/health",
     "/openapi.json",
     "/me",
@@ -63,6 +64,7 @@ pub const ROUTES: [&str; 39] = [
     "/billing/customer",
     "/learnings",
     "/schedules",
+    "/schedules/{id}",
     "/events",
     "/metrics",
     "/context",
