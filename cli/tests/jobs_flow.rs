@@ -515,3 +515,69 @@ async fn a_denied_budget_shift_changes_nothing() {
         "names the proposals: {err}"
     );
 }
+
+#[tokio::test]
+async fn the_metrics_job_reads_a_catalogue_server_with_each_tenants_own_connection() {
+    let fixture = mktg_testkit::repo_root().join("tests/fixtures/mcp/metrics.py");
+    // `analytics` is in the catalogue only; which account it reads is the
+    // tenant's credential (here: the file of its figures).
+    let catalog = format!(
+        "servers:\n  analytics:\n    command: {}\n    args: [\"{}\"]\n    env: [METRICS_FILE]\n    skills: [analytics-tracking]\n    effect: read\n    timeout_ms: 15000\n",
+        mcp_python(),
+        fixture.display()
+    );
+    let metrics_yaml = "method: {window_days: 28, seasonality: weekly, min_points: 4, z_threshold: 3.0}\nmetrics:\n  - id: conversion_rate\n    watch: drop\n    min_change: 0.3\n    source: {tool: analytics__read_metric, arguments: {metric: conversion_rate, date: \"{date}\"}, value: /value}\n".to_string();
+    let w = world(&[
+        ("tools.catalog.yaml", catalog),
+        ("metrics.yaml", metrics_yaml),
+    ]);
+    let now = ms_at(2026, 11, 25, 6, 0);
+    let yesterday = day_of_ms(now) - 1;
+    for day in yesterday - 28..yesterday {
+        let obs = Observation {
+            metric: "conversion_rate".into(),
+            dimension: None,
+            day,
+            value: normal_rate(day),
+        };
+        metrics::observe(&w.t.deps, &tenant(), &obs).await.unwrap();
+    }
+    let acme_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        acme_file.path(),
+        serde_json::json!({"conversion_rate": {date_of_day(yesterday): 1.5}}).to_string(),
+    )
+    .unwrap();
+    let creds = std::collections::BTreeMap::from([(
+        "METRICS_FILE".to_string(),
+        acme_file.path().display().to_string(),
+    )]);
+    mktg_actions::connections::connect(&w.t.deps, &tenant(), "analytics", &creds, "ana")
+        .await
+        .unwrap();
+    let job = |report: scheduler_tick::TickReport| {
+        report
+            .jobs
+            .into_iter()
+            .find(|(k, _)| k.starts_with("metrics-check@"))
+            .map(|(_, summary)| summary)
+            .unwrap_or_else(|| panic!("the metrics check did not run"))
+    };
+    // acme's connection reads acme's figures: the drop is an anomaly.
+    let acme = job(scheduler_tick::tick(&w.t.deps, &tenant(), now)
+        .await
+        .unwrap());
+    assert!(
+        acme.starts_with("1 series read for 2026-11-24, 1 anomalies, 0 unreadable"),
+        "{acme}"
+    );
+    assert_eq!(anomalies(&w).len(), 1);
+    // beta never connected it: nothing is read, and that is no error.
+    let beta = job(scheduler_tick::tick(&w.t.deps, &TenantId::new("beta"), now)
+        .await
+        .unwrap());
+    assert!(
+        beta.starts_with("0 series read for 2026-11-24, 0 anomalies, 0 unreadable"),
+        "{beta}"
+    );
+}

@@ -284,6 +284,9 @@ pub struct CheckReport {
 pub async fn check(deps: &Deps, tenant: &TenantId, day: i64) -> Result<CheckReport, HandlerError> {
     let mut report = CheckReport::default();
     let date = date_of_day(day);
+    // A source on a server the tenant connected is read with its own
+    // credentials; a catalogue server it did not connect is not read.
+    let own = crate::tenant::load(deps, tenant).await?;
     for metric in &deps.config.metrics.list {
         let Some(source) = &metric.source else {
             continue;
@@ -300,19 +303,35 @@ pub async fn check(deps: &Deps, tenant: &TenantId, day: i64) -> Result<CheckRepo
             args = args.replace("{dimension}", dim.unwrap_or_default());
             args = args.replace("{date}", &date);
             let arguments: Value = serde_json::from_str(&args).unwrap_or(Value::Null);
-            let timeout = deps
-                .config
-                .tools
-                .servers
-                .get(server)
-                .map(|s| s.policy(tool).timeout_ms)
-                .unwrap_or(30_000);
+            let Some(def) = deps.config.connectable(server) else {
+                continue;
+            };
+            let creds = match own.credentials(deps, tenant, server).await {
+                Ok(c) => c,
+                Err(why) => {
+                    report.errors.push((series, why));
+                    continue;
+                }
+            };
+            if creds.is_none() && !deps.config.tools.servers.contains_key(server) {
+                tracing::debug!(%series, server, "catalogue server not connected by the tenant; not read");
+                continue;
+            }
+            let timeout = def.policy(tool).timeout_ms;
             let key = format!("metrics:{tenant}:{series}:{date}");
-            let value = match deps
-                .tools
-                .invoke(server, tool, arguments, &key, timeout)
-                .await
-            {
+            let called = match &creds {
+                Some(c) => {
+                    deps.tools
+                        .invoke_connected(def, c, tool, arguments, &key, timeout)
+                        .await
+                }
+                None => {
+                    deps.tools
+                        .invoke(server, tool, arguments, &key, timeout)
+                        .await
+                }
+            };
+            let value = match called {
                 Ok(out) if out.is_error => Err(format!(
                     "{} answered with an error: {}",
                     source.tool, out.text

@@ -116,7 +116,7 @@ pub fn load(paths: &Paths) -> Result<Config, ConfigErrors> {
         &mut errors,
     );
     let rubrics = load_rubrics(&dir.join("rubrics.yaml"), &known_skills, &mut errors);
-    let metrics = load_metrics(&dir.join("metrics.yaml"), &tools, &mut errors);
+    let metrics = load_metrics(&dir.join("metrics.yaml"), &tools, &catalog, &mut errors);
 
     let (Some(sf), Some(rf), Some(pf), Some(bf), Some(mf), Some(schf), Some(evf)) = (
         skills_file,
@@ -890,7 +890,7 @@ fn check_acyclic(sf: &SkillsFile, path: &Path, errors: &mut Errors) {
 /// rubrics.yaml is optional: without it, reviews are structural only.
 /// metrics.yaml (optional): the anomaly method, the watched metrics and
 /// the channels of budget-shift proposals.
-fn load_metrics(path: &Path, tools: &Tools, errors: &mut Errors) -> Metrics {
+fn load_metrics(path: &Path, tools: &Tools, catalog: &Tools, errors: &mut Errors) -> Metrics {
     use mktg_core::anomaly::{Method, Watch};
     let mut metrics = Metrics::default();
     if !path.exists() {
@@ -967,12 +967,12 @@ fn load_metrics(path: &Path, tools: &Tools, errors: &mut Errors) -> Metrics {
         }
         let source = e.source.as_ref().map(|src| {
             let server = src.tool.split("__").next().unwrap_or_default();
-            match tools.servers.get(server) {
+            match tools.servers.get(server).or_else(|| catalog.servers.get(server)) {
                 None => errors.at(
                     path,
                     entry,
                     format!(
-                        "metric \"{}\": tool \"{}\" names server \"{server}\", which tools.yaml does not define (tools are named server__tool)",
+                        "metric \"{}\": tool \"{}\" names server \"{server}\", which neither tools.yaml nor tools.catalog.yaml defines (tools are named server__tool)",
                         e.id, src.tool
                     ),
                 ),
