@@ -210,8 +210,8 @@ async fn a_goal_submitted_through_the_deployed_api_completes_and_streams() {
         &emu,
         "ApiFunction",
         "GET",
-        &format!("/goals/{id}/stream?key={key}"),
-        &[],
+        &format!("/goals/{id}/stream"),
+        &headers,
         None,
     )
     .await;
@@ -236,4 +236,77 @@ async fn a_goal_submitted_through_the_deployed_api_completes_and_streams() {
             .len()
             >= 4
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_connects_a_tool_through_the_deployed_api_into_secrets_manager() {
+    let emu = deployed().await;
+    let key = emu.env["MKTG_DEPLOYED_API_KEY"].clone();
+    let auth = format!("Bearer {key}");
+    let headers = [("authorization", auth.as_str())];
+    // Sign-up is closed unless the operator opens it.
+    let (status, body) = invoke_url(
+        &emu,
+        "ApiFunction",
+        "POST",
+        "/signup",
+        Some(r#"{"name": "Acme"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("signup_closed"))
+    );
+    // The function writes the tenant's credentials to Secrets Manager.
+    let value = format!("re_deployed_{}", uuid::Uuid::new_v4().simple());
+    let body = json!({"credentials": {"RESEND_API_KEY": value}}).to_string();
+    let (status, _, text) = invoke_url_raw(
+        &emu,
+        "ApiFunction",
+        "PUT",
+        "/tools/resend/connection",
+        &headers,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(!text.contains(&value));
+    let sm = aws_sdk_secretsmanager::Client::new(&emu.aws);
+    let name = |list: &aws_sdk_secretsmanager::operation::list_secrets::ListSecretsOutput| {
+        list.secret_list()
+            .iter()
+            .filter_map(|s| s.name())
+            .find(|n| n.ends_with("tenants/it-deployed/tools/resend"))
+            .map(str::to_string)
+    };
+    let listed = sm.list_secrets().send().await.unwrap();
+    let secret = name(&listed).expect("the tenant's secret exists");
+    let stored = sm
+        .get_secret_value()
+        .secret_id(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.secret_string().unwrap().contains(&value));
+    let (status, _, tools) =
+        invoke_url_raw(&emu, "ApiFunction", "GET", "/tools", &headers, None).await;
+    assert_eq!(status, 200);
+    assert!(!tools.contains(&value));
+    // Disconnected: the secret is deleted.
+    let (status, _, text) = invoke_url_raw(
+        &emu,
+        "ApiFunction",
+        "DELETE",
+        "/tools/resend/connection",
+        &headers,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(sm
+        .get_secret_value()
+        .secret_id(&secret)
+        .send()
+        .await
+        .is_err());
 }
