@@ -108,6 +108,9 @@ const ROLE_RANK = { viewer: 0, editor: 1, owner: 2 };
 const state = {
   key: sessionStorage.getItem(KEY_STORE) || '',
   me: null, // {tenant, role, auth}
+  // A person signed in with SSO whose token names no organisation (the API
+  // answers 401 no_tenant): {token, who}, until they create one or leave.
+  newcomer: null,
   submitted: new Map(), // goal id -> text, for goals the director has not planned yet
 };
 
@@ -146,6 +149,29 @@ function base64url(bytes) {
 const randomToken = (bytes) => base64url(crypto.getRandomValues(new Uint8Array(bytes)));
 
 const ssoError = (code, message, status = 0) => new ApiError(status, code, message);
+
+/** The email (else the subject) an ID token names, for the page only; '' when it cannot be read. */
+function tokenWho(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const bytes = Uint8Array.from(atob(part.padEnd(Math.ceil(part.length / 4) * 4, '=')), (c) => c.charCodeAt(0));
+    const claims = JSON.parse(new TextDecoder().decode(bytes));
+    return String(claims.email || claims.preferred_username || claims.sub || '');
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * When the API refused a token with 401 no_tenant (a person the provider
+ * signed in, in no organisation here yet), keeps it so the sign-in page can
+ * offer "Create your organisation"; true when it did.
+ */
+function welcomeNewcomer(token, err) {
+  if (err?.code !== 'no_tenant') return false;
+  state.newcomer = { token, who: tokenWho(token) };
+  return true;
+}
 
 /** Sends the browser to the provider's sign-in page; `next` is where to land afterwards. */
 async function startSso(oidc, next) {
@@ -243,9 +269,13 @@ async function signInFromUrl() {
     history.replaceState(null, '', `${url.pathname}${url.hash}`);
     try {
       const { token, next } = await finishSso(q);
-      await signIn(token).catch((err) => {
+      try {
+        await signIn(token);
+      } catch (err) {
+        // Signed in, but in no organisation: the sign-in page offers to create one.
+        if (welcomeNewcomer(token, err)) return null;
         throw ssoError(err.code || 'unauthorized', `Single sign-on failed: the API did not accept the ID token: ${err.message}`, err.status);
-      });
+      }
       return next || '';
     } catch (err) {
       flash(err);
@@ -326,13 +356,15 @@ function report(err) {
 }
 
 /**
- * Every request goes through here: adds the key, sends/parses JSON and turns
- * an HTTP error into an ApiError carrying the body's message, shown as a
- * banner unless `quiet` (true, or a list of statuses the caller handles).
+ * Every request goes through here: adds the key (or `bearer`, a token other
+ * than the session's), sends/parses JSON and turns an HTTP error into an
+ * ApiError carrying the body's message, shown as a banner unless `quiet`
+ * (true, or a list of statuses the caller handles).
  */
-async function api(method, path, body, { quiet = false, auth = true } = {}) {
+async function api(method, path, body, { quiet = false, auth = true, bearer = null } = {}) {
   const headers = { Accept: 'application/json' };
-  if (auth && state.key) headers.Authorization = `Bearer ${state.key}`;
+  const token = bearer || (auth ? state.key : '');
+  if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
@@ -403,6 +435,7 @@ const ICONS = {
   onboarding: 'M5 21V4m0 0h11l-2 4 2 4H5',
   settings: 'M4 6h9m4 0h3M4 12h3m4 0h9M4 18h11m4 0h1M15 4v4M9 10v4M17 16v4',
   signin: 'M15 3h4a2 2 0 012 2v14a2 2 0 01-2 2h-4M10 17l5-5-5-5M15 12H3',
+  keys: 'M11 12l9-9m-3 3l3 3m-6 0l2 2M8 20a4 4 0 110-8 4 4 0 010 8z',
 };
 
 const icon = (name) => s('svg', { viewBox: '0 0 24 24', width: 18, height: 18, 'aria-hidden': 'true', class: 'icon' },
@@ -733,6 +766,8 @@ function serverStatus(srv) {
     text = (srv.credentials || []).length ? 'Connected with the deployment\'s credentials' : 'Ready: needs no account';
   } else if (!(srv.credentials || []).length) {
     text = 'Not connected: it reads no credentials, so only the deployment can add it (config/tools.yaml)';
+  } else if (srv.source === 'catalog') {
+    text = ['Not connected yet: needs ', varList(missing.length ? missing : srv.credentials)];
   } else {
     text = h('span', { class: 'error-text' }, 'Not connected: missing credentials ', varList(missing.length ? missing : srv.credentials));
   }
@@ -844,12 +879,23 @@ function disconnectButton(srv, { showError, onDone }) {
   return slot;
 }
 
+/** The tools configured for a server, folded behind "N tools". */
+function toolList(srv) {
+  const tools = srv.tools || [];
+  if (!tools.length) return null;
+  return h('details', { class: 'tool-list', testid: `tools-${srv.name}` },
+    h('summary', {}, plural(tools.length, 'tool')),
+    h('div', { class: 'chips' }, tools.map((t) => h('span', { class: 'chip' }, h('span', { class: 'mono' }, t.name), ' ', pill(t.effect || srv.effect || 'read', null, 'small')))));
+}
+
 /**
  * One tool server: what it is, which skills may use it, its status, the
  * connection test and, when it reads credentials, the team's own connection
  * (owners only). `onChange(srv)` runs after a connect or a disconnect.
+ * `compact` (the Integrations page's catalogue): the credentials form of a
+ * server not connected stays folded until "Connect…" opens it.
  */
-function serverCard(srv, { recommendSample = false, onChange } = {}) {
+function serverCard(srv, { recommendSample = false, compact = false, onChange } = {}) {
   const result = h('div', { class: 'tool-result', testid: `tool-result-${srv.name}` });
   const error = h('div', { class: 'form-error', testid: `connect-error-${srv.name}`, role: 'alert' });
   const status = h('div', { class: 'status-slot' });
@@ -879,9 +925,7 @@ function serverCard(srv, { recommendSample = false, onChange } = {}) {
     tryable(srv) && recommendSample
       ? h('p', { class: 'hint' }, 'Needs no account: recommended if you have no tools connected yet, so agents can try their tools safely.')
       : null,
-    (srv.tools || []).length
-      ? h('div', { class: 'chips' }, srv.tools.map((t) => h('span', { class: 'chip' }, h('span', { class: 'mono' }, t.name), ' ', pill(t.effect || srv.effect || 'read', null, 'small'))))
-      : null,
+    toolList(srv),
     connect,
     error,
     result);
@@ -904,15 +948,32 @@ function serverCard(srv, { recommendSample = false, onChange } = {}) {
     replace(result);
     await changed();
   };
+  // "Connect…" unfolds the form of a compact card in the catalogue group.
+  const folded = () => compact && !inUse(srv) && !srv.connected && connectable(srv);
+  const openBtn = h('button', {
+    class: 'btn primary', type: 'button', testid: `connect-open-${srv.name}`, 'aria-expanded': 'false',
+    onclick: () => {
+      unfold(connect.hidden);
+      if (!connect.hidden) connect.querySelector('input:not(:disabled)')?.focus();
+    },
+  }, 'Connect…');
+  const unfold = (open) => {
+    connect.hidden = !open;
+    openBtn.setAttribute('aria-expanded', String(open));
+    openBtn.className = `btn ${open ? 'ghost' : 'primary'}`;
+    openBtn.textContent = open ? 'Close' : 'Connect…';
+  };
   const draw = () => {
     el.setAttribute('data-connected', String(!!srv.connected));
     replace(status, serverStatus(srv));
-    replace(actions, testBtn, srv.connection && can('owner') ? disconnectButton(srv, { showError, onDone: removed }) : null);
+    replace(actions, folded() ? openBtn : null, testBtn,
+      srv.connection && can('owner') ? disconnectButton(srv, { showError, onDone: removed }) : null);
     if (!connectable(srv)) return;
     const form = connectForm(srv, { showError, onSaved: saved });
     replace(connect, srv.connected
       ? h('details', { class: 'connect-more' }, h('summary', {}, srv.connection ? 'Replace this team\'s credentials' : 'Use this team\'s own credentials instead'), form)
       : form);
+    unfold(!folded());
   };
   draw();
   return el;
@@ -943,7 +1004,13 @@ function serverGroup(title, testid, note, none) {
 /* Views                                                                */
 /* ------------------------------------------------------------------ */
 
+const nextFrom = (ctx) => (ctx.next && !/^#\/(signin)?$/.test(ctx.next) ? ctx.next : null);
+
 function viewSignIn(ctx) {
+  if (state.newcomer) {
+    viewNewcomer(ctx);
+    return;
+  }
   const input = h('input', { type: 'password', testid: 'key-input', autocomplete: 'off', placeholder: 'mk_…', value: '' });
   const error = h('div', { class: 'form-error', testid: 'sign-in-error', role: 'alert' });
   const btn = h('button', { class: 'btn primary', type: 'submit', testid: 'sign-in' }, 'Sign in');
@@ -961,11 +1028,11 @@ function viewSignIn(ctx) {
         try {
           await signIn(key);
         } catch (err) {
-          replace(error, err.message);
+          if (welcomeNewcomer(key, err)) route(); // an ID token of a person in no organisation
+          else replace(error, err.message);
           return;
         }
-        const next = ctx.next && !/^#\/(signin)?$/.test(ctx.next) ? ctx.next : null;
-        location.hash = (await needsOnboarding()) ? '#/onboarding' : (next || '#/goals');
+        location.hash = (await needsOnboarding()) ? '#/onboarding' : (nextFrom(ctx) || '#/goals');
       });
     }),
   },
@@ -975,16 +1042,20 @@ function viewSignIn(ctx) {
   // Offered when the API names a sign-in provider (GET /auth/config);
   // below the form, so the key field does not move while typing.
   const sso = h('div', { class: 'sso', testid: 'sso', hidden: true });
+  // Offered when the API says sign-up is open.
+  const signup = h('div', { class: 'signup-slot' });
   replace(ctx.el, h('div', { class: 'signin-wrap' },
     card(null,
       h('div', { class: 'signin-head' }, h('h1', {}, 'Sign in to mktg'), h('p', { class: 'muted' }, 'Your AI marketing team: goals in, reviewed work out.')),
       form,
-      sso)));
+      sso),
+    signup));
   input.focus();
   (async () => {
     const cfg = await loadAuthConfig();
-    if (!ctx.alive || !ssoReady(cfg)) return;
-    const next = ctx.next && !/^#\/(signin)?$/.test(ctx.next) ? ctx.next : null;
+    if (!ctx.alive) return;
+    if (cfg?.signup) replace(signup, signupCard(ctx, ssoReady(cfg)));
+    if (!ssoReady(cfg)) return;
     let provider = '';
     try {
       provider = new URL(cfg.oidc.issuer || cfg.oidc.authorize_url).host;
@@ -993,7 +1064,7 @@ function viewSignIn(ctx) {
     }
     const ssoBtn = h('button', {
       class: 'btn sso-btn', type: 'button', testid: 'sso-sign-in',
-      onclick: handler(() => busy(ssoBtn, () => startSso(cfg.oidc, next))),
+      onclick: handler(() => busy(ssoBtn, () => startSso(cfg.oidc, nextFrom(ctx)))),
     }, icon('signin'), 'Sign in with SSO');
     replace(sso,
       h('div', { class: 'or' }, h('span', {}, 'or')),
@@ -1002,6 +1073,180 @@ function viewSignIn(ctx) {
         '. Your workspace and role come from the account.'));
     sso.hidden = false;
   })();
+}
+
+/* ---------- Sign-up ---------- */
+
+/**
+ * The organisation's name → POST /signup; `bearer` is a signed-in person's
+ * ID token (they become the owner), else the answer carries the first owner
+ * key. `onCreated(answer)` runs after a 201; API errors show under the field.
+ */
+function signupForm({ bearer = null, label = 'Create organisation', onCreated }) {
+  const name = h('input', { type: 'text', testid: 'signup-name', maxlength: 80, autocomplete: 'organization', placeholder: 'Acme Co' });
+  const error = h('div', { class: 'form-error', testid: 'signup-error', role: 'alert' });
+  const btn = h('button', { class: 'btn primary', type: 'submit', testid: 'signup-create' }, label);
+  return h('form', {
+    class: 'signup-form', testid: 'signup-form',
+    onsubmit: handler(async (e) => {
+      e.preventDefault();
+      replace(error);
+      const text = name.value.trim();
+      if (text.length < 2 || text.length > 80) {
+        replace(error, 'The name needs 2 to 80 characters.');
+        name.focus();
+        return;
+      }
+      await busy(btn, async () => {
+        let r;
+        try {
+          r = await api('POST', '/signup', { name: text }, { quiet: true, auth: false, bearer });
+        } catch (err) {
+          replace(error, err.message, err.code ? h('span', { class: 'muted small' }, ` (${err.code})`) : null);
+          return;
+        }
+        try {
+          await onCreated(r);
+        } catch (err) {
+          replace(error, err.message);
+        }
+      });
+    }),
+  },
+  field('Organisation name', name, 'Your company or team, as it should show in the dashboard. Its id is made from it.'),
+  error,
+  h('div', { class: 'actions' }, btn));
+}
+
+/** Below the sign-in card when sign-up is open: create an organisation and get its first owner key. */
+function signupCard(ctx, withSso) {
+  return h('section', { class: 'card signup', testid: 'signup' },
+    h('div', { class: 'card-head' }, h('h2', {}, 'New here? Create an organisation')),
+    h('p', { class: 'muted small' }, 'A workspace for your team. You become its owner and get its first API key, shown once.',
+      withSso ? ' To own it with your company account instead, sign in with SSO first.' : null),
+    signupForm({ onCreated: (r) => replace(ctx.el, signupDone(r)) }));
+}
+
+/** The organisation just created: its owner key, shown this once, then into onboarding. */
+function signupDone(r) {
+  return h('div', { class: 'signin-wrap', testid: 'signup-done' },
+    card(null,
+      h('div', { class: 'signin-head' },
+        h('h1', {}, `${r.name} is ready`),
+        h('p', { class: 'muted' }, 'Organisation ', h('span', { class: 'mono', testid: 'signup-tenant' }, r.tenant), '; you are its owner.')),
+      r.key
+        ? secretPanel(r.key, {
+          title: 'Your owner API key',
+          what: 'It signs in as the owner of this organisation, and there is no other way in until you make more keys.',
+          done: 'I saved it — continue',
+          onDone: async () => {
+            await signIn(r.key);
+            location.hash = '#/onboarding';
+          },
+        })
+        : h('p', {}, r.note || 'Sign in to continue.', ' ', h('a', { href: '#/signin' }, 'Sign in'))));
+}
+
+/** A person the provider signed in who belongs to no organisation yet: create one, or leave. */
+function viewNewcomer(ctx) {
+  const { token, who } = state.newcomer;
+  const body = h('div', {}, loading());
+  const leave = h('a', {
+    href: '#/signin', class: 'link', testid: 'no-tenant-leave',
+    onclick: (e) => {
+      e.preventDefault();
+      signOut();
+      route();
+    },
+  }, 'Use another account');
+  replace(ctx.el, h('div', { class: 'signin-wrap' },
+    h('section', { class: 'card', testid: 'no-tenant' },
+      h('div', { class: 'signin-head' },
+        h('h1', {}, 'Create your organisation'),
+        h('p', { class: 'muted' }, 'You\'re signed in as ', h('strong', { testid: 'no-tenant-who' }, who || 'your company account'),
+          ' but belong to no organisation yet.')),
+      body,
+      h('div', { class: 'actions' }, leave))));
+  (async () => {
+    const cfg = await loadAuthConfig();
+    if (!ctx.alive) return;
+    replace(body, cfg?.signup
+      ? [h('p', { class: 'muted small' }, 'Create one for your team and you become its owner, signed in with this account.'),
+        signupForm({
+          onCreated: async (r) => {
+            await signIn(token);
+            state.newcomer = null;
+            toast(`Created ${r.name}`);
+            location.hash = '#/onboarding';
+          },
+          bearer: token,
+        })]
+      : h('div', { class: 'callout', testid: 'signup-closed' },
+        'Sign-up is closed on this deployment: ask an owner of your organisation to add you, or sign in with an API key.'));
+  })();
+}
+
+/**
+ * A secret shown once (a new API key): the value in a read-only field with
+ * Copy, a warning that it cannot be shown again, and `done` to dismiss it.
+ * `onDone` runs first (when it throws, the panel stays and says why); then
+ * the field is emptied and the panel removed, so the value is nowhere in
+ * the page any more.
+ */
+function secretPanel(value, { title, what, done = 'I saved it', onDone }) {
+  const input = h('input', {
+    type: 'text', readonly: true, class: 'mono secret-value', testid: 'new-key', value,
+    spellcheck: 'false', autocomplete: 'off', 'aria-label': title,
+  });
+  input.addEventListener('focus', () => input.select());
+  const copied = h('span', { class: 'copied small', testid: 'new-key-copied', role: 'status' });
+  const copy = h('button', {
+    class: 'btn', type: 'button', testid: 'new-key-copy',
+    onclick: handler(async () => {
+      const ok = await copyText(input);
+      replace(copied, ok ? h('span', { class: 'saved' }, '✓ Copied') : h('span', { class: 'muted' }, 'Select it and copy it by hand (Ctrl+C / ⌘C).'));
+    }),
+  }, 'Copy');
+  const error = h('div', { class: 'form-error', testid: 'new-key-error', role: 'alert' });
+  const doneBtn = h('button', {
+    class: 'btn primary', type: 'button', testid: 'new-key-done',
+    onclick: handler(() => busy(doneBtn, async () => {
+      replace(error);
+      try {
+        await onDone?.();
+      } catch (err) {
+        replace(error, err.message);
+        return;
+      }
+      input.value = '';
+      panel.remove();
+    })),
+  }, done);
+  const panel = h('div', { class: 'secret', testid: 'new-key-panel', role: 'region', 'aria-label': title },
+    h('div', { class: 'secret-title' }, title),
+    h('div', { class: 'secret-row' }, input, copy),
+    copied,
+    h('p', { class: 'secret-warn', testid: 'new-key-warning' },
+      h('strong', {}, 'This is shown once; keep it. '),
+      'Copy it now to a password manager or your CI\'s secret store: it cannot be shown again. ', what || ''),
+    error,
+    h('div', { class: 'actions' }, doneBtn));
+  return panel;
+}
+
+/** Copies a field's value: the Clipboard API, else the selection; true when it worked. */
+async function copyText(input) {
+  try {
+    await navigator.clipboard.writeText(input.value);
+    return true;
+  } catch {
+    input.select();
+    try {
+      return document.execCommand('copy');
+    } catch {
+      return false;
+    }
+  }
 }
 
 async function signIn(key) {
@@ -1021,6 +1266,7 @@ async function signIn(key) {
 function signOut() {
   state.key = '';
   state.me = null;
+  state.newcomer = null;
   sessionStorage.removeItem(KEY_STORE);
   sessionStorage.removeItem(SSO_STORE);
   renderChrome();
@@ -2178,7 +2424,7 @@ function viewTools(ctx) {
     }
     if (!ctx.alive) return;
     for (const srv of servers) {
-      const el = serverCard(srv, { onChange: () => place(srv, el) });
+      const el = serverCard(srv, { compact: true, onChange: () => place(srv, el) });
       (inUse(srv) ? use : catalogue).add(el);
     }
     use.refresh();
@@ -2349,6 +2595,146 @@ function viewSettings(ctx) {
   });
 }
 
+/* ---------- API keys ---------- */
+
+const KEY_ROLES = [
+  ['viewer', 'viewer — reads everything'],
+  ['editor', 'editor — also starts goals and decides approvals'],
+  ['owner', 'owner — also budget, settings, tools and keys'],
+];
+
+/** The id GET /keys gives a key: the first 16 hex digits of its SHA-256; null when it cannot be worked out here. */
+async function keyIdOf(key) {
+  if (!key || !crypto.subtle || state.me?.auth !== 'api_key') return null;
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(key)));
+  return [...digest.slice(0, 8)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+/**
+ * The team's API keys for machines and scripts (owners): the list (never
+ * the keys), a form making one (shown once in a secretPanel) and revoking.
+ */
+function viewKeys(ctx) {
+  const head = [
+    h('div', { class: 'page-head' }, h('h1', {}, 'API keys')),
+    h('p', { class: 'muted lead' }, 'Keys for machines and scripts — CI, a lobby screen, a reporting job — each signing in as this team with its role. The keys themselves are never stored or shown again, only their records.'),
+  ];
+  if (!can('owner')) {
+    replace(ctx.el, head, h('div', { class: 'callout', testid: 'keys-owner-only' },
+      `Only an owner manages API keys; as ${state.me?.role || 'a non-owner'}, ask one of your owners for a key.`));
+    return;
+  }
+  const list = h('div', { class: 'card-body' }, loading('Loading keys…'));
+  const shown = h('div', { class: 'secret-slot', testid: 'key-created' });
+  const load = async () => {
+    let keys;
+    let mine;
+    try {
+      ({ keys = [] } = await api('GET', '/keys'));
+      mine = await keyIdOf(state.key).catch(() => null);
+    } catch (err) {
+      if (ctx.alive) replace(list, h('div', { class: 'empty error-text' }, `Could not load the keys: ${err.message}`));
+      return;
+    }
+    if (ctx.alive) replace(list, keysTable(keys, { mine, reload: load }));
+  };
+
+  const label = h('input', { type: 'text', testid: 'key-label', maxlength: 80, autocomplete: 'off', placeholder: 'e.g. CI, lobby screen, weekly report' });
+  const role = h('select', { testid: 'key-role' }, KEY_ROLES.map(([v, text]) => h('option', { value: v }, text)));
+  const error = h('div', { class: 'form-error', testid: 'key-create-error', role: 'alert' });
+  const create = h('button', { class: 'btn primary', type: 'submit', testid: 'key-create' }, 'Create key');
+  const form = h('form', {
+    class: 'key-form', testid: 'key-form', autocomplete: 'off',
+    onsubmit: handler(async (e) => {
+      e.preventDefault();
+      replace(error);
+      const text = label.value.trim();
+      if (!text) {
+        replace(error, 'Give the key a label: who or what will use it.');
+        label.focus();
+        return;
+      }
+      await busy(create, async () => {
+        let r;
+        try {
+          r = await api('POST', '/keys', { role: role.value, label: text }, { quiet: true });
+        } catch (err) {
+          replace(error, err.message, err.code ? h('span', { class: 'muted small' }, ` (${err.code})`) : null);
+          return;
+        }
+        label.value = '';
+        replace(shown, secretPanel(r.key, {
+          title: `New ${r.role} key “${r.label}”`,
+          what: `It signs in as this team with the role ${r.role} until you revoke it.`,
+          done: 'I saved it — hide the key',
+        }));
+        await load();
+      });
+    }),
+  },
+  h('div', { class: 'row' },
+    field('Label', label, 'Who or what uses it: it names the key in the list and in the record of what it did.'),
+    field('Role', role, 'Give it the least it needs.')),
+  error,
+  h('div', { class: 'actions' }, create));
+
+  replace(ctx.el, ...head,
+    h('section', { class: 'card', testid: 'keys-new' },
+      h('div', { class: 'card-head' }, h('h2', {}, 'New key')),
+      form,
+      shown),
+    h('section', { class: 'card', testid: 'keys' },
+      h('div', { class: 'card-head' }, h('h2', {}, 'Keys')),
+      h('p', { class: 'muted small' }, 'Revoking a key refuses it at once; its record stays. Keys the deployment sets (MKTG_API_KEYS) and people who sign in with SSO are not listed.'),
+      list));
+  load();
+}
+
+function keysTable(keys, { mine, reload }) {
+  if (!keys.length) return empty('No keys yet.');
+  const sorted = [...keys].sort((a, b) => (a.revoked_ms != null) - (b.revoked_ms != null) || b.created_ms - a.created_ms);
+  return table(['Label', 'Role', 'Created', 'Status', ''], sorted.map((k) => h('tr', {
+    testid: `key-row-${k.id}`, 'data-revoked': String(k.revoked_ms != null), 'data-label': k.label,
+  },
+  h('td', {}, h('strong', {}, k.label),
+    h('div', { class: 'muted small' }, h('span', { class: 'mono' }, k.id),
+      k.id === mine ? h('span', { class: 'tag', title: 'The key this tab signed in with' }, 'this tab') : null)),
+  h('td', {}, h('span', { class: `role role-${k.role}` }, k.role)),
+  h('td', {}, h('span', { title: when(k.created_ms) }, ago(k.created_ms)), h('div', { class: 'muted small' }, 'by ', k.created_by || '—')),
+  h('td', { testid: `key-status-${k.id}` }, k.revoked_ms != null
+    ? [pill('REVOKED', null, 'small'), h('div', { class: 'muted small', title: when(k.revoked_ms) }, ago(k.revoked_ms))]
+    : pill('ACTIVE', null, 'small')),
+  h('td', { class: 'save-cell' }, k.revoked_ms != null ? null : revokeButton(k, { mine: k.id === mine, reload })))),
+  { testid: 'keys-table', cls: 'keys-table' });
+}
+
+/** "Revoke…", then a confirmation: DELETE /keys/{id}. Revoking this tab's own key signs it out. */
+function revokeButton(k, { mine, reload }) {
+  const slot = h('span', { class: 'disconnect-slot' });
+  const ask = () => {
+    const yes = h('button', {
+      class: 'btn danger small', type: 'button', testid: `key-revoke-confirm-${k.id}`,
+      onclick: handler(() => busy(yes, async () => {
+        await api('DELETE', `/keys/${encodeURIComponent(k.id)}`);
+        toast(`Revoked the key “${k.label}”`);
+        if (mine) {
+          signOut();
+          location.hash = '#/signin';
+          return;
+        }
+        await reload();
+      })),
+    }, 'Revoke');
+    replace(slot, h('span', { class: 'inline-form' },
+      h('span', { class: 'small muted' }, mine ? 'This tab signed in with it: you will be signed out.' : 'Anything using it is refused at once.'),
+      yes,
+      h('button', { class: 'btn ghost small', type: 'button', onclick: show }, 'Keep')));
+  };
+  const show = () => replace(slot, h('button', { class: 'btn danger small', type: 'button', testid: `key-revoke-${k.id}`, onclick: ask }, 'Revoke…'));
+  show();
+  return slot;
+}
+
 /* ------------------------------------------------------------------ */
 /* Router and chrome                                                    */
 /* ------------------------------------------------------------------ */
@@ -2361,6 +2747,7 @@ const NAV = [
   ['schedules', 'Schedules & events'],
   ['tools', 'Integrations'],
   ['settings', 'Settings'],
+  ['keys', 'API keys', 'owner'], // [name, label, the role that sees it]
   ['onboarding', 'Onboarding'],
 ];
 
@@ -2375,11 +2762,12 @@ const ROUTES = [
   [/^#\/schedules$/, viewSchedules, 'Schedules & events', 'schedules'],
   [/^#\/tools$/, viewTools, 'Integrations', 'tools'],
   [/^#\/settings$/, viewSettings, 'Settings', 'settings'],
+  [/^#\/keys$/, viewKeys, 'API keys', 'keys'],
 ];
 
 function renderChrome(active) {
   const signedIn = !!state.me;
-  const items = signedIn ? NAV : [['signin', 'Sign in']];
+  const items = signedIn ? NAV.filter(([, , role]) => !role || can(role)) : [['signin', 'Sign in']];
   replace($('#nav'), items.map(([name, label]) => h('a', {
     href: `#/${name}`, testid: `nav-${name}`, class: `nav-item ${name === active ? 'active' : ''}`,
     'aria-current': name === active ? 'page' : null,

@@ -9,7 +9,12 @@
 //   GET  /authorize?...             checks response_type=code, client_id,
 //                                   code_challenge_method=S256, remembers the
 //                                   challenge and 302s at once to
-//                                   redirect_uri?code=<random>&state=<state>
+//                                   redirect_uri?code=<random>&state=<state>;
+//                                   login_hint=no-tenant[:<name>] makes that
+//                                   code's token a person in no tenant: no
+//                                   custom:tenant nor cognito:groups, sub
+//                                   no-tenant:<name>, email <name>@example.com
+//                                   (<name> defaults to one random per run)
 //   POST /token (form)              trades the code for {id_token, ...} once the
 //                                   client, redirect_uri and PKCE verifier match;
 //                                   otherwise 400 {"error": "invalid_grant", ...}
@@ -24,6 +29,7 @@ import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 const CLIENT_ID = 'mktg-dashboard';
 const KID = 'mock-1';
 const CODE_TTL_MS = 5 * 60_000;
+const NO_TENANT_NAME = `solo-${randomBytes(4).toString('hex')}`;
 
 const portArg = process.argv[2];
 if (portArg === undefined || !/^\d+$/.test(portArg) || Number(portArg) > 65535) {
@@ -37,22 +43,33 @@ const jwks = { keys: [{ ...publicKey.export({ format: 'jwk' }), kid: KID, alg: '
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 const sha256 = (text) => createHash('sha256').update(text).digest();
 
-/** code -> {challenge, redirectUri, clientId, at} of an authorization not yet traded. */
+/** code -> {challenge, redirectUri, clientId, at, noTenant} of an authorization not yet traded. */
 const codes = new Map();
 let issuer = ''; // http://127.0.0.1:<port>, once listening
 
-function idToken() {
+/** The login_hint's person in no tenant: its name, or null for the usual person (dana, an editor of MOCK_IDP_TENANT). */
+function noTenantName(hint) {
+  const m = /^no-tenant(?::([A-Za-z0-9._-]{1,64}))?$/.exec(hint || '');
+  return m ? (m[1] || NO_TENANT_NAME) : null;
+}
+
+function idToken(noTenant = null) {
   const now = Math.floor(Date.now() / 1000);
   const header = { alg: 'RS256', kid: KID, typ: 'JWT' };
+  const who = noTenant
+    ? { sub: `no-tenant:${noTenant}`, email: `${noTenant}@example.com` }
+    : {
+      sub: 'user-1',
+      email: 'dana@example.com',
+      'custom:tenant': process.env.MOCK_IDP_TENANT || 'sso-tenant',
+      'cognito:groups': ['editor'],
+    };
   const claims = {
     iss: issuer,
     aud: CLIENT_ID,
-    sub: 'user-1',
-    email: 'dana@example.com',
     exp: now + 3600,
     iat: now,
-    'custom:tenant': process.env.MOCK_IDP_TENANT || 'sso-tenant',
-    'cognito:groups': ['editor'],
+    ...who,
   };
   const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
   // RSASSA-PKCS1-v1_5 with SHA-256: Node's default padding for an RSA key.
@@ -100,11 +117,16 @@ function authorize(q, res) {
   } catch {
     return send(res, 400, { error: 'invalid_request', error_description: `redirect_uri ${JSON.stringify(q.get('redirect_uri'))} is not a URL` });
   }
+  const hint = q.get('login_hint');
+  const noTenant = noTenantName(hint);
+  if (hint && !noTenant) {
+    return send(res, 400, { error: 'invalid_request', error_description: `login_hint must be no-tenant or no-tenant:<name>, not ${JSON.stringify(hint)}` });
+  }
   const code = b64url(randomBytes(24));
-  codes.set(code, { challenge, redirectUri: redirect.href, clientId: CLIENT_ID, at: Date.now() });
+  codes.set(code, { challenge, redirectUri: redirect.href, clientId: CLIENT_ID, at: Date.now(), noTenant });
   redirect.searchParams.set('code', code);
   if (q.has('state')) redirect.searchParams.set('state', q.get('state'));
-  log(`authorize: code for ${redirect.origin}${redirect.pathname} (scope ${q.get('scope') || '-'})`);
+  log(`authorize: code for ${redirect.origin}${redirect.pathname} (scope ${q.get('scope') || '-'})${noTenant ? `, a person in no tenant (${noTenant})` : ''}`);
   return send(res, 302, '', { Location: redirect.href });
 }
 
@@ -127,8 +149,8 @@ function token(form, res) {
   const verifier = form.get('code_verifier') || '';
   if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier)) return refuse('code_verifier must be 43-128 characters of [A-Za-z0-9._~-]');
   if (b64url(sha256(verifier)) !== grant.challenge) return refuse('code_verifier does not match the code_challenge (PKCE)');
-  log('token: issued an ID token');
-  return send(res, 200, { id_token: idToken(), token_type: 'Bearer', expires_in: 3600 });
+  log(`token: issued an ID token${grant.noTenant ? ' with no tenant claim' : ''}`);
+  return send(res, 200, { id_token: idToken(grant.noTenant), token_type: 'Bearer', expires_in: 3600 });
 }
 
 const server = createServer((req, res) => {

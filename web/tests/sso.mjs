@@ -3,8 +3,11 @@
 // the sign-in page offers SSO, a return with the wrong state and a code with
 // the wrong PKCE verifier are refused with a reason, then a real sign-in
 // comes back signed in as the token's tenant with role EDITOR and
-// auth "oidc", and Settings is read-only for that editor. Optionally (with
-// MKTG_WEB_KEY) a one-click #key= link signs in too.
+// auth "oidc", and Settings is read-only for that editor. When sign-up is
+// open (GET /auth/config says signup: true), a person whose token names no
+// tenant (the mock's login_hint=no-tenant:<name>) is offered "Create your
+// organisation", creates one and is signed in with SSO as its owner.
+// Optionally (with MKTG_WEB_KEY) a one-click #key= link signs in too.
 // Run: node web/tests/sso.mjs
 //
 // Env: MKTG_WEB_URL (the API/dashboard, started with MKTG_OIDC_ISSUER,
@@ -24,7 +27,12 @@ const TENANT = process.env.MOCK_IDP_TENANT || 'sso-tenant';
 const KEY = process.env.MKTG_WEB_KEY || '';
 const SHOTS = process.env.MKTG_SCREENSHOTS || 'web-walk-screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TOTAL = KEY ? 6 : 5;
+// Whether the API lets a person in no tenant create one (MKTG_SIGNUP=open).
+const SIGNUP = BASE ? await fetch(`${BASE}/auth/config`).then((r) => r.json()).then((c) => c?.signup === true).catch(() => false) : false;
+const TOTAL = 5 + (SIGNUP ? 2 : 0) + (KEY ? 1 : 0);
+// The person in no tenant, and the organisation they create.
+const NEWCOMER = `walk-${randomBytes(4).toString('hex')}`;
+const NEW_ORG = `Solo Studio ${randomBytes(3).toString('hex')}`;
 
 if (!BASE) {
   console.error('sso: set MKTG_WEB_URL (the API/dashboard URL, started with the MKTG_OIDC_* variables naming the mock provider)');
@@ -190,6 +198,76 @@ async function main() {
     if (banners.length) throw new Failure('no error banner on the settings page', banners.join('\n'));
     console.log(`sso:   ${ro.tiers} skills, ${ro.toggles} toggles, all read-only`);
   });
+
+  if (SIGNUP) {
+    await step('a person in no organisation is offered to create one', async () => {
+      await freshPage();
+      // The dashboard's own authorize request, with the mock's hint for a
+      // token that names no tenant (a new person each run).
+      await page.route(`${new URL(oidc.authorize_url).origin}/authorize?**`, (route) => {
+        const url = new URL(route.request().url());
+        url.searchParams.set('login_hint', `no-tenant:${NEWCOMER}`);
+        return route.continue({ url: url.href });
+      });
+      // GET /me answers 401 no_tenant: expected, the page turns it into the offer.
+      t.expected = (p) => (p.status === 401 && p.url === `${BASE}/me`)
+        || (p.console && /Failed to load resource.*\b401\b/.test(p.text) && p.url.startsWith(BASE));
+      await page.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
+      await (await visible(page.getByTestId('sso-sign-in'), 'the "Sign in with SSO" button')).click();
+      await visible(page.getByTestId('no-tenant'), 'the "Create your organisation" panel after coming back from the provider', 30_000);
+      await noQueryLeft();
+      const got = await page.evaluate(() => ({
+        who: document.querySelector('[data-testid=no-tenant-who]')?.textContent.trim(),
+        text: document.querySelector('[data-testid=no-tenant]')?.innerText.replace(/\s+/g, ' ').trim(),
+        signedIn: !!document.querySelector('[data-testid=whoami]:not([hidden])'),
+        stored: sessionStorage.getItem('mktg.key'),
+      }));
+      if (got.who !== `${NEWCOMER}@example.com`) throw new Failure(`the panel to name the person signed in (${NEWCOMER}@example.com)`, got.text);
+      if (!/belong to no organisation/i.test(got.text)) throw new Failure('the panel to say they belong to no organisation yet', got.text);
+      if (got.signedIn) throw new Failure('not to be signed in to any tenant yet', 'the header shows one');
+      if (got.stored) throw new Failure('no bearer kept as the session before an organisation exists', 'sessionStorage mktg.key is set');
+      await visible(page.getByTestId('signup-name'), 'the organisation name field');
+      await sleep(300);
+      const banners = await page.getByTestId('error-banner').allInnerTexts();
+      if (banners.length) throw new Failure('no error banner: the offer, not a dead end', banners.join('\n'));
+      console.log(`sso:   ${got.text.replace(/ Organisation name.*$/, '')}`);
+    });
+
+    await step('their organisation created: signed in with SSO as its OWNER', async () => {
+      t.problems = t.problems.filter((p) => !t.expected(p)); // the 401 before it existed
+      t.expected = () => false;
+      await page.getByTestId('signup-name').fill(NEW_ORG);
+      const answer = page.waitForResponse((r) => r.request().method() === 'POST' && r.url() === `${BASE}/signup`);
+      await page.getByTestId('signup-create').click();
+      const res = await answer;
+      const body = await res.json().catch(() => null);
+      if (res.status() !== 201 || !body?.tenant?.startsWith('solo-studio-') || body.role !== 'owner' || body.key) {
+        throw new Failure('POST /signup with the ID token to answer 201 {tenant: "solo-studio-…", role: "owner"} and no key', `HTTP ${res.status()} ${JSON.stringify(body)}`);
+      }
+      await visible(page.locator('[data-testid=wizard-step][data-step="1"]'), 'onboarding step 1 for the new organisation');
+      await waitFor(() => location.hash === '#/onboarding', null, 'the URL to become #/onboarding');
+      const who = await page.evaluate(() => ({
+        tenant: document.querySelector('[data-testid=whoami-tenant]')?.textContent.trim(),
+        role: document.querySelector('[data-testid=whoami-role]')?.innerText.trim(),
+        auth: document.querySelector('[data-testid=whoami]')?.dataset.auth,
+        header: document.querySelector('[data-testid=whoami]')?.innerText.replace(/\s+/g, ' ').trim(),
+      }));
+      if (who.tenant !== body.tenant || who.role !== 'OWNER' || who.auth !== 'oidc') {
+        throw new Failure(`the header to show ${body.tenant}, OWNER, signed in with SSO`, `${who.header} (auth ${who.auth})`);
+      }
+      const me = await page.evaluate(async () => {
+        const r = await fetch('/me', { headers: { Authorization: `Bearer ${sessionStorage.getItem('mktg.key') || ''}` } });
+        return { status: r.status, body: await r.json().catch(() => null) };
+      });
+      if (me.status !== 200 || me.body?.tenant !== body.tenant || me.body?.role !== 'owner' || me.body?.auth !== 'oidc') {
+        throw new Failure(`GET /me with the stored ID token to say {tenant: "${body.tenant}", role: "owner", auth: "oidc"}`, `HTTP ${me.status} ${JSON.stringify(me.body)}`);
+      }
+      await sleep(300);
+      const banners = await page.getByTestId('error-banner').allInnerTexts();
+      if (banners.length) throw new Failure('no error banner after creating the organisation', banners.join('\n'));
+      console.log(`sso:   ${who.header}; GET /me ${JSON.stringify(me.body)}`);
+    }, 'sso-new-organisation.png');
+  }
 
   if (KEY) {
     await step('a one-click #key= link signs in', async () => {

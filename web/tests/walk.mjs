@@ -344,7 +344,19 @@ async function main() {
     if (got.connected !== 'true' || !/connected by/i.test(got.status)) throw new Failure(`the status of ${CRM} to say "Connected by …"`, got.status);
     if (got.inCatalogue) throw new Failure(`${CRM} not to be listed in the catalogue any more`, 'it is in both groups');
     if (!got.disconnect) throw new Failure(`a Disconnect button for ${CRM} (the walk's key is an owner's)`, 'none');
-    console.log(`walk:   ${CRM}: ${got.status}; ${got.toConnect} catalogue server${got.toConnect === 1 ? '' : 's'} left to connect`);
+    // The catalogue's cards are folded: a server's credentials form opens with "Connect…".
+    const open = await visible(page.locator('[data-testid=tools-catalogue] [data-testid^="connect-open-"]'),
+      'a "Connect…" button on a catalogue card (servers that read credentials)');
+    const other = (await open.getAttribute('data-testid')).replace(/^connect-open-/, '');
+    if (await page.getByTestId(`connect-${other}`).isVisible()) {
+      throw new Failure(`the credentials form of the catalogue server ${other} to stay folded until "Connect…"`, 'it shows');
+    }
+    await open.click();
+    const fields = await visible(page.locator(`[data-testid="connect-${other}"] input[type=password]`), `the credentials form of ${other} after "Connect…"`);
+    if (await fields.isDisabled()) throw new Failure(`the credentials fields of ${other} to be enabled for an owner`, 'disabled');
+    await open.click();
+    await waitFor((n) => !document.querySelector(`[data-testid="connect-${n}"]`)?.checkVisibility(), other, `the form of ${other} to fold again`);
+    console.log(`walk:   ${CRM}: ${got.status}; ${got.toConnect} catalogue server${got.toConnect === 1 ? '' : 's'} left to connect, folded (${other}'s form opens with "Connect…")`);
   });
 
   console.log(`walk: passed, ${TOTAL} steps; screenshots in ${SHOTS}`);

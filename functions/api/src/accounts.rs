@@ -25,7 +25,7 @@ pub const KEYS: &str = "keys";
 /// Registry collection of people bound to a tenant, by SHA-256 of
 /// `issuer|subject`.
 pub const MEMBERS: &str = "members";
-/// Most keys a tenant may hold (revoked ones included).
+/// Most active (not revoked) keys a tenant may hold.
 pub const MAX_KEYS: usize = 50;
 
 fn sha(text: &str) -> String {
@@ -183,9 +183,9 @@ pub async fn signup(
         }
         (Some(_), _) => {
             return error(
-                400,
-                "bad_request",
-                "sign up without an API key (a signed-in person may send their ID token)",
+                403,
+                "forbidden",
+                "an API key cannot sign up: sign up with no Authorization (or a signed-in person's ID token), then make keys",
             )
         }
         (None, _) => None,
@@ -338,11 +338,11 @@ pub async fn create(deps: &Deps, tenant: &TenantId, by: &str, body: &[u8]) -> An
         );
     }
     match tenant_keys(deps, tenant).await {
-        Ok(k) if k.len() >= MAX_KEYS => {
+        Ok(k) if k.iter().filter(|(_, k)| k.revoked_ms.is_none()).count() >= MAX_KEYS => {
             return error(
                 409,
                 "conflict",
-                format!("this tenant holds {MAX_KEYS} keys already; revoke one first"),
+                format!("this tenant holds {MAX_KEYS} active keys already; revoke one first"),
             )
         }
         Ok(_) => {}

@@ -370,7 +370,7 @@ async fn sign_up_creates_a_tenant_whose_owner_makes_and_revokes_keys() {
             json!({"name": "Acme"}),
         )
         .await;
-    assert_eq!(a.status, 400);
+    assert_eq!(a.status, 403);
 
     let made = c
         .call("POST", "/signup", None, json!({"name": "Acme Co"}))
