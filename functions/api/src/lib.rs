@@ -1190,13 +1190,13 @@ pub async fn serve(
         }
     }
     if let ("GET", ["goals", id, "stream"]) = (method, segments.as_slice()) {
-        // EventSource cannot send headers: the key may come as `?key=`.
-        let from_query = query_param(query, "key").map(|k| format!("Bearer {k}"));
-        let principal =
-            match authenticate(deps, keys, authorization.or(from_query.as_deref())).await {
-                Ok(p) => p,
-                Err(a) => return a.into(),
-            };
+        // The key or token comes in the Authorization header, never in the
+        // URL (where logs and history would keep it): the dashboard reads
+        // the stream with fetch, not EventSource.
+        let principal = match authenticate(deps, keys, authorization).await {
+            Ok(p) => p,
+            Err(a) => return a.into(),
+        };
         let cursor = last_event_id
             .map(str::to_string)
             .or_else(|| query_param(query, "after"));

@@ -249,8 +249,8 @@ async fn a_goal_from_product_context_to_reviewed_outputs_through_the_api() {
         &c.keys,
         "GET",
         &format!("/goals/{id}/stream"),
-        "key=alpha-viewer-key",
-        None,
+        "",
+        Some("Bearer alpha-viewer-key"),
         None,
         b"",
     )
@@ -310,8 +310,8 @@ async fn a_goal_from_product_context_to_reviewed_outputs_through_the_api() {
         &c.keys,
         "GET",
         &format!("/goals/{id}/stream"),
-        "key=beta-owner-key",
-        None,
+        "",
+        Some("Bearer beta-owner-key"),
         None,
         b"",
     )
