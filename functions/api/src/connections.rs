@@ -6,7 +6,7 @@
 //! else: the settings document records only which variables were set, by
 //! whom and when, and no answer ever carries a value.
 
-use crate::{action_error, error, ok, parse, unavailable, Answer};
+use crate::{action_error, ok, parse, unavailable, Answer};
 use mktg_boot::tenant::{self, TenantSettings};
 use mktg_boot::Deps;
 use mktg_config::{ToolServer, ToolTransport};
@@ -70,25 +70,6 @@ pub fn tool_servers(deps: &Deps, own: &TenantSettings) -> Vec<Value> {
         .collect()
 }
 
-fn unknown_server(deps: &Deps, server: &str) -> Answer {
-    let known: Vec<&str> = deps
-        .config
-        .tools
-        .servers
-        .keys()
-        .chain(deps.config.catalog.servers.keys())
-        .map(String::as_str)
-        .collect();
-    error(
-        404,
-        "not_found",
-        format!(
-            "no tool server \"{server}\" in tools.yaml or the catalogue; known: {}",
-            known.join(", ")
-        ),
-    )
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Connect {
@@ -103,8 +84,8 @@ pub async fn connect(
     server: &str,
     body: &[u8],
 ) -> Answer {
-    if deps.config.connectable(server).is_none() {
-        return unknown_server(deps, server);
+    if let Err(e) = mktg_actions::connections::server_def(deps, server) {
+        return action_error(e);
     }
     let new: Connect = match parse(body, "{\"credentials\": {\"VARIABLE\": \"value\"}}") {
         Ok(n) => n,
@@ -131,8 +112,9 @@ pub async fn disconnect(deps: &Deps, tenant: &TenantId, by: &str, server: &str) 
 /// `POST /tools/{server}/test`: connects to the server (with the tenant's
 /// own credentials when it connected it) and lists its tools.
 pub async fn test(deps: &Deps, tenant: &TenantId, server: &str) -> Answer {
-    let Some(def) = deps.config.connectable(server) else {
-        return unknown_server(deps, server);
+    let def = match mktg_actions::connections::server_def(deps, server) {
+        Ok(d) => d,
+        Err(e) => return action_error(e),
     };
     let own = match tenant::load(deps, tenant).await {
         Ok(o) => o,

@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 /// Longest credential value accepted, in bytes.
 pub const MAX_VALUE: usize = 8_192;
 
-fn server_def<'a>(
+/// The definition of a server a tenant may connect (tools.yaml's or the
+/// catalogue's), or a not-found naming the known ones.
+pub fn server_def<'a>(
     deps: &'a Deps,
     server: &str,
 ) -> Result<&'a mktg_config::ToolServer, ActionError> {
