@@ -858,3 +858,60 @@ async fn a_tenant_connects_a_catalogue_server_and_only_its_own_agents_use_its_cr
     assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
     assert_eq!(w.host.count("get-env"), 2);
 }
+
+#[tokio::test]
+async fn a_tenant_lets_a_servers_writes_run_unasked_or_makes_them_ask() {
+    use mktg_boot::tenant::{self, Kind, ToolSetting};
+    use mktg_core::tools::Approval;
+    // echo writes (asks by default); get-sum is a write tools.yaml lets
+    // run unasked.
+    let w = world(
+        &everything_yaml("    tools:\n      echo: {effect: write}\n      get-sum: {effect: write, approval: auto}\n"),
+        &script("      - {name: everything__echo, input: {message: publish it}}\n      - {name: everything__get-sum, input: {a: 1, b: 2}}"),
+    );
+    let set = |approval: Option<Approval>| {
+        let deps = w.t.deps.clone();
+        async move {
+            let tools = std::collections::BTreeMap::from([(
+                "everything".to_string(),
+                ToolSetting {
+                    enabled: true,
+                    approval,
+                },
+            )]);
+            tenant::save(&deps, &TenantId::new("acme"), Kind::Tools, &tools, "ana")
+                .await
+                .unwrap();
+        }
+    };
+    // acme lets the server's writes run without asking: both run.
+    set(Some(Approval::Auto)).await;
+    w.t.bus.send_now(&submit(&w, "g-auto")).await;
+    assert!(drain(&w).await.is_empty());
+    let s = state(&w, "g-auto").await;
+    assert!(
+        s.calls.iter().all(|c| c.status == CallStatus::Done),
+        "{:?}",
+        s.calls
+    );
+    assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
+    assert_eq!((w.host.count("echo"), w.host.count("get-sum")), (1, 1));
+    // Then makes every write ask, even the one tools.yaml lets run.
+    set(Some(Approval::Ask)).await;
+    w.t.bus.send_now(&submit(&w, "g-ask")).await;
+    drain(&w).await;
+    let s = state(&w, "g-ask").await;
+    assert_eq!(s.calls.len(), 2);
+    assert!(
+        s.calls
+            .iter()
+            .all(|c| c.status == CallStatus::AwaitingApproval),
+        "{:?}",
+        s.calls
+    );
+    assert_eq!(
+        (w.host.count("echo"), w.host.count("get-sum")),
+        (1, 1),
+        "nothing ran"
+    );
+}

@@ -724,5 +724,11 @@ async fn offered_tools(
             }
         }
     }
+    // The tenant may make a server's writes ask first, or run without.
+    for def in &mut out {
+        def.policy.approval = own
+            .tool(&def.server)
+            .approval(def.policy.effect, def.policy.approval);
+    }
     out
 }

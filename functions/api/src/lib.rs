@@ -873,9 +873,12 @@ async fn settings_answer(deps: &Deps, tenant: &TenantId) -> Answer {
                 "id": s.id, "name": s.name, "enabled": s.enabled && own.schedule_enabled(&s.id),
                 "configured": s.enabled,
             })).collect::<Vec<_>>(),
-            "tools": cfg.tools.servers.values().map(|t| json!({
-                "name": t.name, "enabled": own.tool_enabled(&t.name),
-            })).collect::<Vec<_>>(),
+            "tools": cfg.tools.servers.values()
+                .chain(cfg.catalog.servers.values().filter(|t| own.connections.contains_key(&t.name) && !cfg.tools.servers.contains_key(&t.name)))
+                .map(|t| json!({
+                    "name": t.name, "enabled": own.tool_enabled(&t.name),
+                    "approval": own.tool(&t.name).approval,
+                })).collect::<Vec<_>>(),
             "tiers": cfg.models.tiers.keys().collect::<Vec<_>>(),
         }),
     )
@@ -891,7 +894,7 @@ async fn put_setting(
     name: &str,
     body: &[u8],
 ) -> Result<(), Answer> {
-    use mktg_boot::tenant::{self, Kind, SkillOverride, Switch};
+    use mktg_boot::tenant::{self, Kind, SkillOverride, Switch, ToolSetting};
     let mut own = tenant::load(deps, tenant).await.map_err(unavailable)?;
     let saved = match kind {
         "skills" => {
@@ -953,19 +956,27 @@ async fn put_setting(
                     ),
                 ));
             }
-            let switch: Switch = parse(body, "{\"enabled\": true|false}")?;
-            let (map, k) = if kind == "schedules" {
-                (&mut own.schedules, Kind::Schedules)
-            } else {
-                (&mut own.tools, Kind::Tools)
-            };
-            if switch.enabled {
-                map.remove(name);
-            } else {
-                map.insert(name.to_string(), switch);
+            if kind == "tools" {
+                let setting: ToolSetting = parse(
+                    body,
+                    "{\"enabled\": true|false, \"approval\": \"ask\"|\"auto\"|null}",
+                )?;
+                if setting == ToolSetting::default() {
+                    own.tools.remove(name);
+                } else {
+                    own.tools.insert(name.to_string(), setting);
+                }
+                return tenant::save(deps, tenant, Kind::Tools, &own.tools, by)
+                    .await
+                    .map_err(unavailable);
             }
-            let map = map.clone();
-            tenant::save(deps, tenant, k, &map, by).await
+            let switch: Switch = parse(body, "{\"enabled\": true|false}")?;
+            if switch.enabled {
+                own.schedules.remove(name);
+            } else {
+                own.schedules.insert(name.to_string(), switch);
+            }
+            tenant::save(deps, tenant, Kind::Schedules, &own.schedules, by).await
         }
         _ => {
             return Err(error(

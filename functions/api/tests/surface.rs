@@ -932,6 +932,35 @@ async fn a_tenant_connects_a_catalogue_server_with_its_own_credentials_which_no_
         .unwrap()
         .contains("set its credentials (RESEND_API_KEY) first"));
 
+    // Its owner lets its writes run without asking; a bad value is refused.
+    let set = c
+        .call(
+            "PUT",
+            "/settings/tools/resend",
+            Some("beta-owner-key"),
+            json!({"approval": "auto"}),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{}", set.body);
+    let resend_setting = set.body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "resend")
+        .cloned()
+        .unwrap();
+    assert_eq!(resend_setting["approval"], "auto");
+    assert_eq!(resend_setting["enabled"], true);
+    let bad = c
+        .call(
+            "PUT",
+            "/settings/tools/resend",
+            Some("beta-owner-key"),
+            json!({"approval": "sometimes"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+
     // Disconnected: forgotten by the vault; a second time is 404.
     let gone = c
         .call(

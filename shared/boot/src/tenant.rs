@@ -35,6 +35,47 @@ pub struct Switch {
     pub enabled: bool,
 }
 
+/// The tenant's settings of one tool server: on or off, and whether its
+/// writes ask a person first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSetting {
+    #[serde(default = "on")]
+    pub enabled: bool,
+    /// `ask`: every write and spend of the server waits for a person;
+    /// `auto`: its writes run without asking (spends still ask unless
+    /// tools.yaml says otherwise); absent: as tools.yaml says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<mktg_core::tools::Approval>,
+}
+
+impl Default for ToolSetting {
+    fn default() -> Self {
+        ToolSetting {
+            enabled: true,
+            approval: None,
+        }
+    }
+}
+
+impl ToolSetting {
+    /// The approval a tool of this server needs for this tenant, given
+    /// its effect and what tools.yaml says.
+    pub fn approval(
+        &self,
+        effect: mktg_core::tools::Effect,
+        configured: mktg_core::tools::Approval,
+    ) -> mktg_core::tools::Approval {
+        use mktg_core::tools::{Approval, Effect};
+        match (self.approval, effect) {
+            (_, Effect::Read) => configured,
+            (Some(Approval::Ask), _) => Approval::Ask,
+            (Some(Approval::Auto), Effect::Write) => Approval::Auto,
+            _ => configured,
+        }
+    }
+}
+
 /// A catalogue (or tools.yaml) server the tenant connected with its own
 /// credentials; the values are in the vault, only their names are here.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +145,7 @@ pub struct TenantSettings {
     pub context_updated_ms: Option<u64>,
     pub skills: BTreeMap<String, SkillOverride>,
     pub schedules: BTreeMap<String, Switch>,
-    pub tools: BTreeMap<String, Switch>,
+    pub tools: BTreeMap<String, ToolSetting>,
     pub connections: BTreeMap<String, ToolConnection>,
     /// Schedules the tenant defined, by id.
     pub own_schedules: BTreeMap<String, OwnSchedule>,
@@ -124,6 +165,11 @@ impl TenantSettings {
     /// Whether the tenant turned a tool server off (on unless it did).
     pub fn tool_enabled(&self, server: &str) -> bool {
         self.tools.get(server).is_none_or(|s| s.enabled)
+    }
+
+    /// The tenant's settings of a tool server (defaults when it set none).
+    pub fn tool(&self, server: &str) -> ToolSetting {
+        self.tools.get(server).copied().unwrap_or_default()
     }
 
     /// The schedules the scheduler tick runs for this tenant: the
