@@ -103,13 +103,16 @@ function json(v) {
 /* ------------------------------------------------------------------ */
 
 const KEY_STORE = 'mktg.key';
+// The provider's refresh token of an SSO sign-in, beside its ID token (the key).
+const REFRESH_STORE = 'mktg.refresh';
 const ROLE_RANK = { viewer: 0, editor: 1, owner: 2 };
 
 const state = {
   key: sessionStorage.getItem(KEY_STORE) || '',
+  refresh: sessionStorage.getItem(REFRESH_STORE) || null,
   me: null, // {tenant, role, auth}
   // A person signed in with SSO whose token names no organisation (the API
-  // answers 401 no_tenant): {token, who}, until they create one or leave.
+  // answers 401 no_tenant): {token, refresh, who}, until they create one or leave.
   newcomer: null,
   submitted: new Map(), // goal id -> text, for goals the director has not planned yet
 };
@@ -150,16 +153,28 @@ const randomToken = (bytes) => base64url(crypto.getRandomValues(new Uint8Array(b
 
 const ssoError = (code, message, status = 0) => new ApiError(status, code, message);
 
-/** The email (else the subject) an ID token names, for the page only; '' when it cannot be read. */
-function tokenWho(token) {
+/** The claims of a JWT (its base64url JSON payload, not verified: the API does that); null when it is not one. */
+function tokenClaims(token) {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
     const bytes = Uint8Array.from(atob(part.padEnd(Math.ceil(part.length / 4) * 4, '=')), (c) => c.charCodeAt(0));
     const claims = JSON.parse(new TextDecoder().decode(bytes));
-    return String(claims.email || claims.preferred_username || claims.sub || '');
+    return claims && typeof claims === 'object' ? claims : null;
   } catch {
-    return '';
+    return null;
   }
+}
+
+/** The email (else the subject) an ID token names, for the page only; '' when it cannot be read. */
+function tokenWho(token) {
+  const claims = tokenClaims(token);
+  return claims ? String(claims.email || claims.preferred_username || claims.sub || '') : '';
+}
+
+/** Milliseconds until a token's `exp`; null when it names none (an API key). */
+function tokenLeft(token) {
+  const exp = Number(tokenClaims(token)?.exp);
+  return Number.isFinite(exp) && exp > 0 ? exp * 1000 - Date.now() : null;
 }
 
 /**
@@ -167,9 +182,9 @@ function tokenWho(token) {
  * signed in, in no organisation here yet), keeps it so the sign-in page can
  * offer "Create your organisation"; true when it did.
  */
-function welcomeNewcomer(token, err) {
+function welcomeNewcomer(token, err, refresh = null) {
   if (err?.code !== 'no_tenant') return false;
-  state.newcomer = { token, who: tokenWho(token) };
+  state.newcomer = { token, refresh, who: tokenWho(token) };
   return true;
 }
 
@@ -221,22 +236,40 @@ async function finishSso(params) {
     throw ssoError('sso_unavailable', 'Single sign-on failed: GET /auth/config no longer names a token endpoint.');
   }
   const { oidc } = cfg;
-  let res;
+  let answer;
   try {
-    res = await fetch(oidc.token_url, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
-      body: new URLSearchParams({
-        grant_type: 'authorization_code',
-        client_id: oidc.client_id,
-        code: params.get('code') || '',
-        redirect_uri: redirectUri(),
-        code_verifier: saved.verifier,
-      }),
+    answer = await tokenEndpoint(oidc, {
+      grant_type: 'authorization_code',
+      client_id: oidc.client_id,
+      code: params.get('code') || '',
+      redirect_uri: redirectUri(),
+      code_verifier: saved.verifier,
     });
   } catch (e) {
     throw ssoError('token_unreachable', `Single sign-on failed: could not reach the token endpoint ${oidc.token_url} (${e.message}).`);
   }
+  const { data } = answer;
+  if (!answer.ok) {
+    throw ssoError('token_refused', `Single sign-on failed: the token endpoint refused the code (${answer.why}).`, answer.status);
+  }
+  if (typeof data?.id_token !== 'string' || !data.id_token) {
+    throw ssoError('no_id_token', 'Single sign-on failed: the token endpoint answered without an id_token (is the openid scope allowed?).');
+  }
+  const refresh = typeof data.refresh_token === 'string' && data.refresh_token ? data.refresh_token : null;
+  return { token: data.id_token, refresh, next: saved.next };
+}
+
+/**
+ * POSTs a form to the provider's token endpoint (the code exchange, a
+ * refresh): {ok, status, data: the JSON answer or null, why: the refusal's
+ * reason}. Throws when the endpoint cannot be reached.
+ */
+async function tokenEndpoint(oidc, form) {
+  const res = await fetch(oidc.token_url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
+    body: new URLSearchParams(form),
+  });
   const text = await res.text();
   let data = null;
   try {
@@ -244,16 +277,90 @@ async function finishSso(params) {
   } catch {
     data = null;
   }
-  if (!res.ok) {
-    const why = data?.error
-      ? `${data.error}${data.error_description ? `: ${data.error_description}` : ''}`
-      : text.slice(0, 300) || res.statusText || 'no reason given';
-    throw ssoError('token_refused', `Single sign-on failed: the token endpoint refused the code (${why}).`, res.status);
-  }
-  if (typeof data?.id_token !== 'string' || !data.id_token) {
-    throw ssoError('no_id_token', 'Single sign-on failed: the token endpoint answered without an id_token (is the openid scope allowed?).');
-  }
-  return { token: data.id_token, next: saved.next };
+  const why = res.ok ? ''
+    : data?.error ? `${data.error}${data.error_description ? `: ${data.error_description}` : ''}`
+    : text.slice(0, 300) || res.statusText || 'no reason given';
+  return { ok: res.ok, status: res.status, data, why };
+}
+
+/* ---------- Keeping an SSO sign-in fresh ---------- */
+
+// Refresh when the ID token has less than this left (the API allows a
+// minute of clock skew past `exp`; the dashboard does not count on it).
+const REFRESH_BEFORE_MS = 60_000;
+// How often a signed-in tab looks at its token's expiry between calls.
+const REFRESH_CHECK_MS = 10_000;
+
+let refreshing = null; // the refresh under way: every caller waits for the same one
+
+/**
+ * Trades the stored refresh token for a new ID token (and maybe a new
+ * refresh token) at the provider's token endpoint: true when the session
+ * has a usable token afterwards. A refusal (or no endpoint) ends the
+ * sign-in: signed out with "your sign-in expired". A provider out of reach
+ * leaves a token that has not expired yet in place, to try again later.
+ */
+function refreshSignIn() {
+  refreshing ||= (async () => {
+    const from = state.refresh;
+    if (!from) return false;
+    const cfg = await loadAuthConfig();
+    if (!ssoReady(cfg)) return signInExpired('the API no longer names a token endpoint');
+    let answer;
+    try {
+      answer = await tokenEndpoint(cfg.oidc, { grant_type: 'refresh_token', refresh_token: from, client_id: cfg.oidc.client_id });
+    } catch (e) {
+      if (state.refresh !== from) return false;
+      if ((tokenLeft(state.key) ?? 0) > 0) return true; // still good for now: the next check tries again
+      return signInExpired(`the token endpoint is out of reach: ${e.message}`);
+    }
+    if (state.refresh !== from) return false; // signed out (or in again) meanwhile
+    const token = answer.data?.id_token;
+    if (!answer.ok || typeof token !== 'string' || !token) {
+      return signInExpired(answer.ok ? 'the token endpoint answered without an id_token' : `the token endpoint refused to refresh it (${answer.why})`);
+    }
+    state.key = token;
+    if (typeof answer.data.refresh_token === 'string' && answer.data.refresh_token) state.refresh = answer.data.refresh_token;
+    sessionStorage.setItem(KEY_STORE, state.key);
+    sessionStorage.setItem(REFRESH_STORE, state.refresh);
+    return true;
+  })().finally(() => {
+    refreshing = null;
+  });
+  return refreshing;
+}
+
+/**
+ * Before a call with the session's token: an SSO sign-in whose ID token
+ * has less than a minute left is refreshed first. Throws (an error already
+ * shown) when that ended the sign-in.
+ */
+async function keepSignedIn() {
+  if (!state.refresh) return;
+  const left = tokenLeft(state.key);
+  if (left == null || left >= REFRESH_BEFORE_MS) return;
+  if (!(await refreshSignIn())) throw endedError();
+}
+
+const EXPIRED_MESSAGE = 'Your sign-in expired; sign in again.';
+
+/** The error a call gets when the sign-in ended under it: already shown, so not again. */
+function endedError() {
+  const err = new ApiError(401, 'sign_in_expired', EXPIRED_MESSAGE);
+  err.shown = true;
+  return err;
+}
+
+let booted = false; // the router runs (boot() has drawn the first page)
+
+/** Signs out because the SSO sign-in could not be refreshed, and says so on the sign-in page; false. */
+function signInExpired(why) {
+  console.warn(`mktg: the SSO sign-in could not be refreshed: ${why}`);
+  if (!state.key && !state.me) return false;
+  signOut();
+  flash(new ApiError(401, 'sign_in_expired', EXPIRED_MESSAGE));
+  if (booted) route(); // to the sign-in page, which shows the message (and comes back here after)
+  return false;
 }
 
 /**
@@ -268,12 +375,12 @@ async function signInFromUrl() {
   if (q.has('code') || q.has('error')) {
     history.replaceState(null, '', `${url.pathname}${url.hash}`);
     try {
-      const { token, next } = await finishSso(q);
+      const { token, refresh, next } = await finishSso(q);
       try {
-        await signIn(token);
+        await signIn(token, { refresh });
       } catch (err) {
         // Signed in, but in no organisation: the sign-in page offers to create one.
-        if (welcomeNewcomer(token, err)) return null;
+        if (welcomeNewcomer(token, err, refresh)) return null;
         throw ssoError(err.code || 'unauthorized', `Single sign-on failed: the API did not accept the ID token: ${err.message}`, err.status);
       }
       return next || '';
@@ -356,6 +463,35 @@ function report(err) {
 }
 
 /**
+ * fetch with the session's bearer (or `bearer`, a token other than the
+ * session's; none with `auth: false`). An SSO sign-in about to expire is
+ * refreshed first; when the API answers 401 to the session's ID token
+ * anyway, it is refreshed once more and the request sent again, once.
+ */
+async function authFetch(path, { bearer = null, auth = true, headers = {}, ...init } = {}) {
+  const session = !bearer && auth;
+  if (session) await keepSignedIn();
+  const send = () => {
+    const token = bearer || (auth ? state.key : '');
+    return fetch(path, { ...init, headers: token ? { ...headers, Authorization: `Bearer ${token}` } : headers });
+  };
+  const res = await send();
+  if (res.status !== 401 || !session || !state.refresh) return res;
+  const body = await res.clone().json().catch(() => null);
+  if (body?.code === 'no_tenant') return res; // who they are is fine; a new token says the same
+  const used = state.key;
+  if (!(await refreshSignIn())) throw endedError();
+  return state.key && state.key !== used ? send() : res;
+}
+
+/** The ApiError of an HTTP error answer, carrying its body's code and message. */
+function httpError(res, text, data) {
+  const message = (data && typeof data.message === 'string' && data.message)
+    || text.slice(0, 300) || res.statusText || 'request failed';
+  return new ApiError(res.status, data?.code || `http_${res.status}`, message);
+}
+
+/**
  * Every request goes through here: adds the key (or `bearer`, a token other
  * than the session's), sends/parses JSON and turns an HTTP error into an
  * ApiError carrying the body's message, shown as a banner unless `quiet`
@@ -363,13 +499,12 @@ function report(err) {
  */
 async function api(method, path, body, { quiet = false, auth = true, bearer = null } = {}) {
   const headers = { Accept: 'application/json' };
-  const token = bearer || (auth ? state.key : '');
-  if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   let res;
   try {
-    res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    res = await authFetch(path, { method, headers, bearer, auth, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (e) {
+    if (e instanceof ApiError) throw e; // the sign-in ended: said already
     const err = new ApiError(0, 'network', `Could not reach the API (${method} ${path}): ${e.message}`);
     if (quiet !== true) report(err);
     throw err;
@@ -384,9 +519,7 @@ async function api(method, path, body, { quiet = false, auth = true, bearer = nu
     }
   }
   if (!res.ok) {
-    const message = (data && typeof data.message === 'string' && data.message)
-      || text.slice(0, 300) || res.statusText || 'request failed';
-    const err = new ApiError(res.status, data?.code || `http_${res.status}`, message);
+    const err = httpError(res, text, data);
     const silent = quiet === true || (Array.isArray(quiet) && quiet.includes(res.status));
     if (!silent) report(err);
     throw err;
@@ -397,6 +530,78 @@ async function api(method, path, body, { quiet = false, auth = true, bearer = nu
     throw err;
   }
   return data ?? {};
+}
+
+/** The ApiError of an HTTP error answer not read yet. */
+async function errorOf(res) {
+  const text = await res.text().catch(() => '');
+  let data = null;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    data = null;
+  }
+  return httpError(res, text, data);
+}
+
+/* ---------- Server-sent events, read with fetch ---------- */
+
+/**
+ * A parser of the text/event-stream wire format: push() the text as it
+ * arrives; a blank line ends an event, which goes to onEvent({type, data,
+ * lastEventId}) when it had data (`data:` lines joined with "\n"; type
+ * "message" unless `event:` named one). `lastId` is the last `id:` seen
+ * (kept across events), `retry` the last `retry:` in ms (else null); lines
+ * starting with ':' are comments. An event cut off by the end of the body
+ * is dropped, as EventSource does.
+ */
+function sseParser(onEvent, lastId = '') {
+  const p = { lastId, retry: null };
+  let rest = '';
+  let type = '';
+  let data = null;
+  const line = (text) => {
+    if (!text) {
+      if (data !== null) onEvent({ type: type || 'message', data: data.join('\n'), lastEventId: p.lastId });
+      type = '';
+      data = null;
+      return;
+    }
+    if (text.startsWith(':')) return;
+    const colon = text.indexOf(':');
+    const name = colon < 0 ? text : text.slice(0, colon);
+    const value = colon < 0 ? '' : text.slice(colon + 1).replace(/^ /, '');
+    if (name === 'event') type = value;
+    else if (name === 'data') (data ||= []).push(value);
+    else if (name === 'id' && !value.includes('\0')) p.lastId = value;
+    else if (name === 'retry' && /^\d+$/.test(value)) p.retry = Number(value);
+  };
+  // A line ends at \r\n, \n or \r; a \r last in what arrived waits for a \n that may follow.
+  p.push = (chunk) => {
+    const lines = (rest + chunk).split(/\r\n|\n|\r(?!\n|$)/);
+    rest = lines.pop();
+    lines.forEach(line);
+  };
+  p.end = () => {
+    if (rest.endsWith('\r')) line(rest.slice(0, -1));
+    rest = '';
+  };
+  return p;
+}
+
+/** Reads a text/event-stream answer to its end: onEvent per event; {lastId, retry} after. */
+async function readEvents(res, onEvent, lastId = '') {
+  const parser = sseParser(onEvent, lastId);
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parser.push(decoder.decode(value, { stream: true }));
+  }
+  parser.push(decoder.decode());
+  parser.end();
+  return { lastId: parser.lastId, retry: parser.retry };
 }
 
 /** Wraps an event handler: errors become banners, never unhandled rejections. */
@@ -1174,7 +1379,7 @@ function viewNewcomer(ctx) {
       ? [h('p', { class: 'muted small' }, 'Create one for your team and you become its owner, signed in with this account.'),
         signupForm({
           onCreated: async (r) => {
-            await signIn(token);
+            await signIn(token, { refresh: state.newcomer?.refresh });
             state.newcomer = null;
             toast(`Created ${r.name}`);
             location.hash = '#/onboarding';
@@ -1249,25 +1454,38 @@ async function copyText(input) {
   }
 }
 
-async function signIn(key) {
+/**
+ * Signs in with an API key or an ID token (checked with GET /me); `refresh`
+ * is the provider's refresh token that came with an ID token, kept beside
+ * it to renew it before it expires.
+ */
+async function signIn(key, { refresh = null } = {}) {
   state.key = key;
+  state.refresh = refresh;
   try {
     state.me = await api('GET', '/me', undefined, { quiet: true });
   } catch (err) {
     state.key = '';
+    state.refresh = null;
     state.me = null;
     sessionStorage.removeItem(KEY_STORE);
+    sessionStorage.removeItem(REFRESH_STORE);
     throw err;
   }
-  sessionStorage.setItem(KEY_STORE, key);
+  // The token GET /me took, which a refresh on the way may have renewed.
+  sessionStorage.setItem(KEY_STORE, state.key);
+  if (state.refresh) sessionStorage.setItem(REFRESH_STORE, state.refresh);
+  else sessionStorage.removeItem(REFRESH_STORE);
   renderChrome();
 }
 
 function signOut() {
   state.key = '';
+  state.refresh = null;
   state.me = null;
   state.newcomer = null;
   sessionStorage.removeItem(KEY_STORE);
+  sessionStorage.removeItem(REFRESH_STORE);
   sessionStorage.removeItem(SSO_STORE);
   renderChrome();
 }
@@ -1575,9 +1793,7 @@ function viewGoal(ctx, rawId) {
     }, ms);
     timers.add(t);
   };
-  let es = null;
   ctx.onLeave(() => {
-    es?.close();
     for (const t of timers) clearTimeout(t);
   });
 
@@ -1844,15 +2060,18 @@ function viewGoal(ctx, rawId) {
     }, 300);
   };
 
-  // Live updates.
-  const setStream = (st, text) => {
+  // Live updates: GET /goals/{id}/stream read with fetch, the bearer in the
+  // Authorization header (EventSource cannot send one). Each answer is a
+  // long poll holding what changed after Last-Event-ID; when it ends the
+  // page asks again (after its retry: hint), backing off while it fails.
+  const setStream = (st, text, why = null) => {
     streamState.dataset.state = st;
     streamState.dataset.events = String(m.events);
+    streamState.title = why || '';
     replace(streamState, h('span', { class: 'dot' }), text);
   };
-  const seen = (e) => {
+  const seen = () => {
     m.events += 1;
-    if (e.lastEventId) m.lastEventId = e.lastEventId;
     streamState.dataset.events = String(m.events);
   };
   const parse = (e) => {
@@ -1864,18 +2083,8 @@ function viewGoal(ctx, rawId) {
     }
   };
 
-  const openStream = () => {
-    if (!ctx.alive) return;
-    const after = m.lastEventId ? `&after=${encodeURIComponent(m.lastEventId)}` : '';
-    es = new EventSource(`/goals/${encodeURIComponent(id)}/stream?key=${encodeURIComponent(state.key)}${after}`);
-    setStream('connecting', 'connecting…');
-    let quiet = 0;
-    es.onopen = () => {
-      clearTimeout(quiet);
-      setStream('live', 'live');
-    };
-    es.addEventListener('goal', (e) => {
-      seen(e);
+  const onEvent = {
+    goal: (e) => {
       const d = parse(e);
       if (!d || !m.goal) return;
       const changed = d.status !== m.goal.status;
@@ -1884,9 +2093,8 @@ function viewGoal(ctx, rawId) {
       m.goalTouched = performance.now();
       renderHead();
       if (changed) refresh();
-    });
-    es.addEventListener('task', (e) => {
-      seen(e);
+    },
+    task: (e) => {
       const d = parse(e);
       if (!d || d.id == null) return;
       const old = m.tasks.get(d.id);
@@ -1901,36 +2109,77 @@ function viewGoal(ctx, rawId) {
         if (changed && (newRevision || REFRESH_ON.has(d.status))) refresh();
       }
       scheduleRender();
-    });
-    es.addEventListener('trace', (e) => {
-      seen(e);
+    },
+    trace: (e) => {
       const d = parse(e);
       if (d) addTrace([d]);
-    });
-    es.addEventListener('cursor', (e) => {
-      if (e.lastEventId) m.lastEventId = e.lastEventId; // a bookmark the API sends after a batch
-    });
-    es.onerror = () => {
-      if (!ctx.alive) return;
+    },
+    cursor: () => {}, // a bookmark the API sends after a batch: its id is all it carries
+  };
+  const dispatch = (e) => {
+    if (e.lastEventId) m.lastEventId = e.lastEventId;
+    if (!ctx.alive || !Object.hasOwn(onEvent, e.type)) return;
+    if (e.type !== 'cursor') seen();
+    try {
+      onEvent[e.type](e);
+    } catch (err) {
+      report(err);
+    }
+  };
+
+  const live = new AbortController();
+  ctx.onLeave(() => live.abort());
+  /** Waits `ms`, or less when the page is left. */
+  const pause = (ms) => new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    live.signal.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+
+  const listen = async () => {
+    const path = `/goals/${encodeURIComponent(id)}/stream`;
+    let failures = 0;
+    setStream('connecting', 'connecting…');
+    while (ctx.alive) {
+      let retry = null;
+      const before = m.events;
+      try {
+        const headers = { Accept: 'text/event-stream' };
+        if (m.lastEventId) headers['Last-Event-ID'] = m.lastEventId;
+        const res = await authFetch(path, { headers, signal: live.signal, cache: 'no-store' });
+        if (!res.ok) throw await errorOf(res);
+        if (streamState.dataset.state !== 'live') setStream('live', 'live');
+        const sse = await readEvents(res, dispatch, m.lastEventId);
+        m.lastEventId = sse.lastId;
+        retry = sse.retry;
+        failures = 0;
+      } catch (err) {
+        if (!ctx.alive || err?.name === 'AbortError') return;
+        if (err.status === 401 || err.status === 403) {
+          // The sign-in ended (or no longer reaches this goal): said like any other refusal.
+          report(err);
+          setStream('closed', err.status === 401 ? 'stopped — signed out' : 'stopped — not allowed', err.message);
+          return;
+        }
+        failures += 1;
+        const secs = Math.min(10, failures);
+        setStream('retrying', `reconnecting in ${secs} s…`, err.message);
+        await pause(secs * 1000);
+        if (ctx.alive) setStream('connecting', 'reconnecting…', err.message);
+        continue;
+      }
       if (TERMINAL.has(m.goal?.status)) {
-        // The response ended and the goal has settled: nothing more will come.
-        es.close();
+        // The answer ended and the goal has settled: nothing more will come.
         setStream('closed', `closed — goal ${human(m.goal.status).toLowerCase()}`);
         return;
       }
-      if (es.readyState === EventSource.CLOSED) {
-        // The browser gave up (an error answer): reconnect ourselves from the last event.
-        setStream('retrying', 'reconnecting in 3 s…');
-        later(openStream, 3000);
-      } else {
-        // Each answer ends after a batch or ~10 s and the browser reconnects
-        // at once, resending Last-Event-ID: only say so if it takes a while.
-        clearTimeout(quiet);
-        quiet = setTimeout(() => {
-          if (ctx.alive && es.readyState === EventSource.CONNECTING) setStream('connecting', 'reconnecting…');
-        }, 3000);
-      }
-    };
+      // At once, or after the answer's retry: hint; an answer that held
+      // nothing and gave no hint is not asked again in a tight loop.
+      const wait = retry ?? (m.events === before ? 1000 : 0);
+      if (wait) await pause(wait);
+    }
   };
 
   // First load: a goal submitted from this tab may not exist for a moment
@@ -1961,7 +2210,7 @@ function viewGoal(ctx, rawId) {
     } catch (err) {
       report(err);
     }
-    openStream();
+    listen();
   };
   first();
 }
@@ -2337,21 +2586,148 @@ function viewLearnings(ctx) {
 
 /* ---------- Schedules, events, metrics ---------- */
 
+// Presets of the new-schedule form's "When": [cron, label].
+const CRON_PRESETS = [
+  ['0 9 * * *', 'Every day at 09:00'],
+  ['0 9 * * 1-5', 'Weekdays at 09:00'],
+  ['0 8 * * 1', 'Mondays at 08:00'],
+  ['0 9 1 * *', 'The first of the month at 09:00'],
+];
+
+const SCHEDULE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** The browser's IANA timezone (the default of a new schedule). */
+function browserTimezone() {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+}
+
+/** A schedule id made from its name: lower-case letters, digits and dashes, at most 64. */
+const slugOf = (name) => name.toLowerCase().normalize('NFKD').replace(/[\u0300-\u036f]/g, '')
+  .replace(/[^a-z0-9]+/g, '-').replace(/^-+/, '').slice(0, 64).replace(/-+$/, '');
+
+/** A fire time as the schedule's own clock shows it ("Mon 07:00"); '' when the zone is the browser's or unknown. */
+function inZone(iso, timezone) {
+  if (!timezone || timezone === browserTimezone()) return '';
+  try {
+    return new Date(iso).toLocaleString(undefined, { timeZone: timezone, weekday: 'short', hour: '2-digit', minute: '2-digit', hour12: false });
+  } catch {
+    return '';
+  }
+}
+
+let pipelineNames = null; // the promise of the deployment's pipeline names
+
+/**
+ * The pipelines a goal or a schedule may name: the served OpenAPI document
+ * lists this deployment's (NewGoal.pipeline's enum). [] when it cannot say.
+ */
+function loadPipelines() {
+  pipelineNames ||= api('GET', '/openapi.json', undefined, { quiet: true, auth: false })
+    .then((doc) => (doc?.components?.schemas?.NewGoal?.properties?.pipeline?.enum || []).filter((x) => typeof x === 'string' && x))
+    .catch(() => {
+      pipelineNames = null; // ask again next time
+      return [];
+    });
+  return pipelineNames;
+}
+
+/** The PUT /schedules/{id} body of a schedule as GET /schedules shows it, with `changes`. */
+function ownScheduleBody(x, changes = {}) {
+  return {
+    name: x.name,
+    cron: x.cron,
+    timezone: x.timezone || 'UTC',
+    priority: x.priority || null,
+    ...(x.kind === 'pipeline' ? { pipeline: x.what } : { goal: x.what }),
+    enabled: x.enabled !== false,
+    ...changes,
+  };
+}
+
+/** An API error's message with its code, for an inline error slot. */
+const errorText = (err) => [err.message, err.code ? h('span', { class: 'muted small' }, ` (${err.code})`) : null];
+
 function viewSchedules(ctx) {
+  const editor = can('editor');
+  const body = h('div', { class: 'card-body' }, loading());
+  const formSlot = h('div', { class: 'own-schedule-slot' });
+  const listError = h('div', { class: 'form-error list-error', testid: 'own-schedule-list-error', role: 'alert' });
+  let list = []; // GET /schedules, kept in step with each answer
+  let saved = null; // the id of the own schedule just saved, marked in the list
+
+  const draw = () => {
+    if (ctx.alive) replace(body, schedulesTable(list, { editor, saved, edit: openForm, change, remove }));
+  };
+  /** Puts an answer of PUT /schedules/{id} in the list (replacing the one it saved). */
+  const put = (x) => {
+    const at = list.findIndex((y) => y.own && y.id === x.id);
+    if (at < 0) list.push(x);
+    else list[at] = x;
+    saved = x.id;
+    draw();
+  };
+  const closeForm = () => {
+    replace(formSlot);
+    if (newBtn) newBtn.hidden = false;
+  };
+  function openForm(x = null) {
+    replace(listError);
+    if (newBtn) newBtn.hidden = true;
+    const form = ownScheduleForm(x, {
+      taken: (id) => list.some((y) => y.id === id && (!x || y.id !== x.id)),
+      onSaved: (r) => {
+        toast(`${x ? 'Saved' : 'Created'} the schedule “${r.name}”`);
+        closeForm();
+        put(r);
+      },
+      onCancel: closeForm,
+    });
+    replace(formSlot, form);
+    form.scrollIntoView({ block: 'nearest' });
+    $('[data-testid=own-schedule-name]', form)?.focus();
+  }
+  /** On or off: the schedule PUT again with `enabled` switched. */
+  async function change(x, enabled) {
+    replace(listError);
+    try {
+      put(await api('PUT', `/schedules/${encodeURIComponent(x.id)}`, ownScheduleBody(x, { enabled }), { quiet: true }));
+      toast(`“${x.name}” turned ${enabled ? 'on' : 'off'}`);
+    } catch (err) {
+      replace(listError, errorText(err));
+      draw();
+    }
+  }
+  async function remove(x) {
+    replace(listError);
+    try {
+      await api('DELETE', `/schedules/${encodeURIComponent(x.id)}`, undefined, { quiet: true });
+    } catch (err) {
+      replace(listError, errorText(err));
+      if (err.status !== 404) return false;
+    }
+    toast(`Deleted the schedule “${x.name}”`);
+    list = list.filter((y) => !(y.own && y.id === x.id));
+    if (saved === x.id) saved = null;
+    draw();
+    return true;
+  }
+  const newBtn = editor ? h('button', {
+    class: 'btn primary', type: 'button', testid: 'own-schedule-new', onclick: () => openForm(null),
+  }, 'New schedule') : null;
+
   replace(ctx.el,
     h('div', { class: 'page-head' }, h('h1', {}, 'Schedules & events')),
-    asyncCard('Schedules', async () => {
-      const r = await api('GET', '/schedules');
-      const list = r.schedules || [];
-      return list.length ? table(['Name', 'When', 'Kind', 'What', 'Priority', 'Next runs'], list.map((x) => h('tr', {},
-        h('td', {}, h('strong', {}, x.name), x.enabled === false ? h('span', { class: 'tag' }, 'disabled') : null),
-        h('td', {}, h('code', {}, x.cron), h('div', { class: 'muted small' }, x.timezone || 'UTC')),
-        h('td', {}, h('span', { class: 'tag' }, x.kind)),
-        h('td', {}, x.what),
-        h('td', {}, x.priority ? h('span', { class: 'tag' }, x.priority) : '—'),
-        h('td', { class: 'next' }, (x.next || []).slice(0, 3).map((n) => h('div', { title: n }, `${when(Date.parse(n))} `, h('span', { class: 'muted small' }, `(${ago(Date.parse(n))})`)))))),
-      { testid: 'schedules-table' }) : empty('No schedules.');
-    }, { testid: 'schedules' }),
+    h('section', { class: 'card', testid: 'schedules' },
+      h('div', { class: 'card-head-row' }, h('h2', {}, 'Schedules'), newBtn),
+      h('p', { class: 'muted small' }, 'The deployment\'s schedules (turned on or off in Settings) and this team\'s own, marked “yours”: each starts a goal or a pipeline on its cron, in its timezone.',
+        editor ? null : h('span', { testid: 'own-schedules-readonly' }, ` Editors and owners make schedules; as ${state.me?.role || 'a viewer'} you see them.`)),
+      formSlot,
+      listError,
+      body),
     asyncCard('Event mappings', async () => {
       const r = await api('GET', '/events');
       const list = r.mappings || [];
@@ -2379,6 +2755,211 @@ function viewSchedules(ctx) {
           h('div', { class: 'muted small' }, pts.length ? `${pts[0].day} → ${last.day} · ${pts.length} days` : 'no data'));
       })) : empty('No metrics recorded yet.');
     }, { testid: 'metrics' }));
+  api('GET', '/schedules').then((r) => {
+    list = r.schedules || [];
+    draw();
+  }).catch((err) => {
+    if (ctx.alive) replace(body, h('div', { class: 'empty error-text' }, `Could not load: ${err.message}`));
+  });
+}
+
+/**
+ * Every schedule, the deployment's and this team's own ("yours"), with the
+ * next fire times; an editor gets on/off, Edit and Delete… on their own.
+ */
+function schedulesTable(list, { editor, saved, edit, change, remove }) {
+  if (!list.length) return empty('No schedules yet.');
+  const nextTimes = (x) => h('td', { class: 'next', testid: x.own ? `own-schedule-next-${x.id}` : null, 'data-next': (x.next || [])[0] || null },
+    (x.next || []).length
+      ? x.next.slice(0, 3).map((n) => {
+        const there = inZone(n, x.timezone);
+        return h('div', { title: n }, `${when(Date.parse(n))} `, h('span', { class: 'muted small' }, `(${ago(Date.parse(n))}${there ? `; ${there} there` : ''})`));
+      })
+      : h('span', { class: 'muted' }, x.enabled === false ? 'off' : '—'));
+  const rows = list.map((x) => h('tr', { testid: x.own ? `own-schedule-${x.id}` : `schedule-${x.id}`, 'data-own': String(!!x.own), 'data-enabled': String(x.enabled !== false) },
+    h('td', {}, h('strong', {}, x.name),
+      x.own ? h('span', { class: 'tag yours-tag', testid: `own-schedule-yours-${x.id}`, title: 'This team\'s own schedule' }, 'yours') : null,
+      x.enabled === false ? h('span', { class: 'tag' }, 'off') : null,
+      x.own && saved === x.id ? h('span', { class: 'saved', testid: `own-schedule-saved-${x.id}`, role: 'status' }, '✓ Saved') : null,
+      h('div', { class: 'muted small mono' }, x.id)),
+    h('td', {}, h('code', {}, x.cron), h('div', { class: 'muted small' }, x.timezone || 'UTC')),
+    h('td', {}, h('span', { class: 'tag' }, x.kind)),
+    h('td', { class: 'what' }, x.what),
+    h('td', {}, x.priority ? h('span', { class: 'tag' }, x.priority) : '—'),
+    nextTimes(x),
+    editor ? h('td', { class: 'save-cell' }, x.own ? ownScheduleActions(x, { edit, change, remove })
+      : h('a', { class: 'small', href: '#/settings', title: 'The deployment\'s schedules are turned on or off in Settings (owners)' }, 'Settings')) : null));
+  return table(['Name', 'When', 'Kind', 'What', 'Priority', 'Next runs', editor ? '' : null].filter((x) => x != null), rows, { testid: 'schedules-table', cls: 'schedules-table' });
+}
+
+/** On/off, Edit and "Delete…" with an inline confirmation, for one of the team's own schedules. */
+function ownScheduleActions(x, { edit, change, remove }) {
+  const on = x.enabled !== false;
+  const toggle = h('input', {
+    type: 'checkbox', role: 'switch', class: 'switch', testid: `own-schedule-toggle-${x.id}`, checked: on,
+    'data-enabled': String(on), 'aria-label': `${x.name} on or off`,
+  });
+  toggle.addEventListener('change', handler(async () => {
+    toggle.disabled = true;
+    await change(x, toggle.checked);
+  }));
+  const slot = h('span', { class: 'disconnect-slot' });
+  const ask = () => {
+    const yes = h('button', {
+      class: 'btn danger small', type: 'button', testid: `own-schedule-delete-confirm-${x.id}`,
+      onclick: handler(() => busy(yes, async () => {
+        if (!(await remove(x))) show();
+      })),
+    }, 'Delete');
+    replace(slot, h('span', { class: 'inline-form' }, h('span', { class: 'small muted' }, 'Delete this schedule? Runs already started go on.'), yes,
+      h('button', { class: 'btn ghost small', type: 'button', testid: `own-schedule-delete-keep-${x.id}`, onclick: show }, 'Keep')));
+  };
+  const show = () => replace(slot, h('button', { class: 'btn danger small', type: 'button', testid: `own-schedule-delete-${x.id}`, onclick: ask }, 'Delete…'));
+  show();
+  return h('div', { class: 'own-actions' },
+    h('label', { class: 'switch-wrap' }, toggle, h('span', { class: `switch-state ${on ? 'on' : ''}` }, on ? 'on' : 'off')),
+    h('button', { class: 'btn small', type: 'button', testid: `own-schedule-edit-${x.id}`, onclick: () => edit(x) }, 'Edit'),
+    slot);
+}
+
+/**
+ * The form of one of the team's own schedules: new (x null) or x's, filled
+ * in. Its id is made from the name until edited (a saved one's stays);
+ * "When" offers presets that fill in the cron, which can also be typed.
+ * PUT /schedules/{id}: `onSaved(answer)`; the API's refusal shows under it.
+ */
+function ownScheduleForm(x, { taken, onSaved, onCancel }) {
+  const editing = !!x;
+  const name = h('input', { type: 'text', testid: 'own-schedule-name', maxlength: 120, value: x?.name || '', placeholder: 'e.g. Morning growth tip', autocomplete: 'off' });
+  const id = h('input', {
+    type: 'text', testid: 'own-schedule-id', maxlength: 64, value: x?.id || '', readonly: editing, class: 'mono',
+    placeholder: 'made from the name', autocomplete: 'off', spellcheck: 'false',
+  });
+  let idEdited = editing;
+  name.addEventListener('input', () => {
+    if (!idEdited) id.value = slugOf(name.value);
+  });
+  id.addEventListener('input', () => {
+    idEdited = id.value.trim() !== '';
+    if (!idEdited) id.value = slugOf(name.value);
+  });
+
+  const kind = h('select', { testid: 'own-schedule-kind' },
+    h('option', { value: 'goal' }, 'Start a goal'),
+    h('option', { value: 'pipeline' }, 'Run a pipeline'));
+  kind.value = x?.kind === 'pipeline' ? 'pipeline' : 'goal';
+  const goal = h('textarea', {
+    testid: 'own-schedule-goal', rows: 2, maxlength: 4000, value: x?.kind === 'pipeline' ? '' : x?.what || '',
+    placeholder: 'e.g. Post a growth tip for {date}',
+  });
+  const pipeline = h('select', { testid: 'own-schedule-pipeline' }, h('option', { value: '' }, 'Loading pipelines…'));
+  const goalField = field('Goal', goal, ['The goal each run starts; ', h('code', {}, '{date}'), ' becomes the date of the run.']);
+  const pipelineField = field('Pipeline', pipeline, 'A pipeline template of this deployment.');
+  const showKind = () => {
+    goalField.hidden = kind.value !== 'goal';
+    pipelineField.hidden = kind.value !== 'pipeline';
+  };
+  kind.addEventListener('change', showKind);
+  showKind();
+  loadPipelines().then((names) => {
+    const want = x?.kind === 'pipeline' ? x.what : '';
+    const all = want && !names.includes(want) ? [...names, want] : names;
+    replace(pipeline, all.length
+      ? [h('option', { value: '' }, 'Choose a pipeline…'), all.map((n) => h('option', { value: n }, n))]
+      : h('option', { value: '' }, 'No pipelines to choose from'));
+    pipeline.value = want;
+  });
+
+  const preset = h('select', { testid: 'own-schedule-preset', 'aria-label': 'When' },
+    CRON_PRESETS.map(([cron, label]) => h('option', { value: cron }, label)),
+    h('option', { value: '' }, 'Custom (the cron below)'));
+  const cron = h('input', {
+    type: 'text', testid: 'own-schedule-cron', class: 'mono', value: x?.cron || CRON_PRESETS[0][0],
+    autocomplete: 'off', spellcheck: 'false', placeholder: 'minute hour day-of-month month day-of-week',
+  });
+  const matchPreset = () => {
+    const c = cron.value.trim().replace(/\s+/g, ' ');
+    preset.value = CRON_PRESETS.some(([p]) => p === c) ? c : '';
+  };
+  preset.addEventListener('change', () => {
+    if (preset.value) cron.value = preset.value;
+    else cron.focus();
+  });
+  cron.addEventListener('input', matchPreset);
+  matchPreset();
+
+  const zones = typeof Intl.supportedValuesOf === 'function' ? Intl.supportedValuesOf('timeZone') : [];
+  const zoneList = h('datalist', { id: 'own-schedule-zones' }, zones.map((z) => h('option', { value: z })));
+  const timezone = h('input', {
+    type: 'text', testid: 'own-schedule-timezone', list: 'own-schedule-zones', value: x?.timezone || browserTimezone(),
+    autocomplete: 'off', spellcheck: 'false', placeholder: 'e.g. Europe/Berlin',
+  });
+  const priority = h('select', { testid: 'own-schedule-priority' },
+    h('option', { value: '' }, 'Default (P2)'),
+    ['P0', 'P1', 'P2', 'P3'].map((p) => h('option', { value: p }, p)));
+  priority.value = x?.priority || '';
+  const enabled = h('input', { type: 'checkbox', role: 'switch', class: 'switch', testid: 'own-schedule-enabled', checked: x ? x.enabled !== false : true });
+
+  const error = h('div', { class: 'form-error', testid: 'own-schedule-error', role: 'alert' });
+  const save = h('button', { class: 'btn primary', type: 'submit', testid: 'own-schedule-save' }, editing ? 'Save schedule' : 'Create schedule');
+  const fail = (message, focus) => {
+    replace(error, message);
+    focus?.focus();
+  };
+  const form = h('form', {
+    class: 'own-schedule-form', testid: 'own-schedule-form', autocomplete: 'off', 'data-editing': editing ? x.id : null,
+    onsubmit: handler(async (e) => {
+      e.preventDefault();
+      replace(error);
+      const sid = id.value.trim();
+      const b = {
+        name: name.value.trim(),
+        cron: cron.value.trim().replace(/\s+/g, ' '),
+        timezone: timezone.value.trim() || 'UTC',
+        priority: priority.value || null,
+        enabled: enabled.checked,
+      };
+      if (!b.name) return fail('Give the schedule a name.', name);
+      if (!SCHEDULE_ID.test(sid)) return fail('The id may use only letters, digits, “-”, “_” and “.” (at most 64).', id);
+      if (!editing && taken(sid)) return fail(`There is a schedule “${sid}” already: edit it, or give this one another id.`, id);
+      if (b.cron.split(' ').length !== 5) return fail('A cron has 5 fields: minute hour day-of-month month day-of-week (e.g. 0 9 * * 1-5).', cron);
+      if (kind.value === 'goal') {
+        b.goal = goal.value.trim();
+        if (!b.goal) return fail('Write the goal each run starts.', goal);
+      } else {
+        b.pipeline = pipeline.value;
+        if (!b.pipeline) return fail('Choose the pipeline each run starts.', pipeline);
+      }
+      return busy(save, async () => {
+        let r;
+        try {
+          r = await api('PUT', `/schedules/${encodeURIComponent(sid)}`, b, { quiet: true });
+        } catch (err) {
+          replace(error, errorText(err));
+          return;
+        }
+        onSaved(r);
+      });
+    }),
+  },
+  h('h3', {}, editing ? `Edit “${x.name}”` : 'New schedule'),
+  h('div', { class: 'row' },
+    field('Name', name),
+    field('Id', id, editing ? 'A saved schedule keeps its id.' : 'Made from the name unless you change it.')),
+  h('div', { class: 'row' }, field('What', kind), h('div', { class: 'grow2' }, goalField, pipelineField)),
+  h('div', { class: 'row' },
+    field('When', preset),
+    field('Cron', cron, 'minute hour day-of-month month day-of-week; at most once an hour.'),
+    field('Timezone', timezone, 'An IANA name; fire times follow its clock.'),
+    zoneList),
+  h('div', { class: 'row' },
+    field('Priority', priority, 'P0 is most urgent.'),
+    h('label', { class: 'field switch-field' }, h('span', { class: 'field-label' }, 'On'),
+      h('span', { class: 'switch-wrap' }, enabled, h('span', { class: 'small muted' }, 'Runs on its cron')))),
+  error,
+  h('div', { class: 'actions' }, save,
+    h('button', { class: 'btn ghost', type: 'button', testid: 'own-schedule-cancel', onclick: onCancel }, 'Cancel')));
+  return form;
 }
 
 function withUnit(v, unit) {
@@ -2464,7 +3045,9 @@ function viewSettings(ctx) {
         const path = kind === 'schedule'
           ? `/settings/schedules/${encodeURIComponent(item.id)}`
           : `/settings/tools/${encodeURIComponent(item.name)}`;
-        const data = await api('PUT', path, { enabled: want });
+        // A tool server's approval choice is kept when it is turned on or off.
+        const body = kind === 'schedule' ? { enabled: want } : { enabled: want, approval: item.approval ?? null };
+        const data = await api('PUT', path, body);
         toast(`${label} turned ${want ? 'on' : 'off'}`);
         render(data, { kind, name: item.id ?? item.name });
       } catch (err) {
@@ -2477,6 +3060,30 @@ function viewSettings(ctx) {
   };
 
   const savedMark = (testid) => h('span', { class: 'saved', testid, role: 'status' }, '✓ Saved');
+
+  // Whether a tool server's writes ask a person first, for this team.
+  const APPROVALS = { '': 'writes as configured', ask: 'every write asks first', auto: 'writes run unasked (spends still ask)' };
+  const approvalSelect = (item) => {
+    const sel = h('select', {
+      testid: `tool-approval-${item.name}`, class: 'small', disabled: !owner,
+      'aria-label': `Approval of ${item.name}'s writes`, title: owner ? null : 'Only an owner can change settings',
+    }, Object.entries(APPROVALS).map(([value, text]) => h('option', { value }, text)));
+    sel.value = item.approval || '';
+    sel.addEventListener('change', handler(async () => {
+      const want = sel.value || null;
+      sel.disabled = true;
+      try {
+        const data = await api('PUT', `/settings/tools/${encodeURIComponent(item.name)}`, { enabled: !!item.enabled, approval: want });
+        toast(`${item.name}: ${APPROVALS[want || '']}`);
+        render(data, { kind: 'tool', name: item.name });
+      } catch (err) {
+        sel.value = item.approval || '';
+        sel.disabled = !owner;
+        throw err;
+      }
+    }));
+    return sel;
+  };
 
   const skillRow = (sk, tiers, saved) => {
     const server = { tier: sk.override?.tier || '', instructions: sk.override?.instructions || '' };
@@ -2570,7 +3177,7 @@ function viewSettings(ctx) {
     replace(schedulesBody, switches('schedule', data.schedules || [], (x) => x.name || x.id,
       (x) => (x.configured === false ? 'Off in the deployment\'s configuration' : x.enabled ? 'Runs for this team' : 'Does not run for this team')));
     replace(toolsBody, switches('tool', data.tools || [], (x) => x.name,
-      (x) => (x.enabled ? 'Agents may call it' : 'Agents of this team do not call it')));
+      (x) => [x.enabled ? 'Agents may call it' : 'Agents of this team do not call it', ' · ', approvalSelect(x)]));
   };
 
   replace(ctx.el,
@@ -2859,6 +3466,10 @@ async function boot() {
   });
   health();
   setInterval(health, 30000);
+  // An SSO sign-in is renewed before its ID token expires, even while idle.
+  setInterval(() => {
+    if (state.me && state.refresh) keepSignedIn().catch(() => {});
+  }, REFRESH_CHECK_MS);
   // Back from the sign-in provider, or a one-click #key= link.
   const landed = await signInFromUrl();
   if (landed !== null) {
@@ -2867,7 +3478,7 @@ async function boot() {
     history.replaceState(null, '', `${location.pathname}${location.search}${to}`);
   } else if (state.key && !state.me) {
     try {
-      await signIn(state.key);
+      await signIn(state.key, { refresh: state.refresh });
       if (!location.hash || location.hash === '#/' || location.hash === '#/signin') {
         // Without a hashchange: route() below draws the page once.
         const to = (await needsOnboarding()) ? '#/onboarding' : '#/goals';
@@ -2878,6 +3489,7 @@ async function boot() {
     }
   }
   window.addEventListener('hashchange', route);
+  booted = true;
   route();
 }
 

@@ -3,7 +3,8 @@
 // signed RS256 with a key pair made at start. Plain Node 20, no packages.
 //
 // Run: node web/tests/mock-idp.mjs <port>     (port 0: any free port)
-// Env: MOCK_IDP_TENANT (the token's custom:tenant; default sso-tenant).
+// Env: MOCK_IDP_TENANT (the token's custom:tenant; default sso-tenant),
+//      MOCK_IDP_TTL_SECS (an ID token's lifetime, exp - iat; default 3600).
 //
 //   GET  /jwks                      the public key as a JWKS (kid mock-1, RS256)
 //   GET  /authorize?...             checks response_type=code, client_id,
@@ -15,9 +16,17 @@
 //                                   custom:tenant nor cognito:groups, sub
 //                                   no-tenant:<name>, email <name>@example.com
 //                                   (<name> defaults to one random per run)
-//   POST /token (form)              trades the code for {id_token, ...} once the
-//                                   client, redirect_uri and PKCE verifier match;
-//                                   otherwise 400 {"error": "invalid_grant", ...}
+//   POST /token (form)              grant_type=authorization_code: trades the
+//                                   code for {id_token, refresh_token, ...} once
+//                                   the client, redirect_uri and PKCE verifier
+//                                   match; grant_type=refresh_token (with
+//                                   refresh_token and client_id): a new ID token
+//                                   for the same person (new iat, exp, jti) and a
+//                                   new refresh token (rotated: the old one is
+//                                   spent); otherwise 400 {"error":
+//                                   "invalid_grant" | "unsupported_grant_type", ...}
+//   GET  /stats                     {"refreshes": n, "codes": n}: refresh grants
+//                                   and code exchanges answered so far
 //   GET  /.well-known/openid-configuration, /.well-known/jwks.json  (conveniences)
 //
 // Every answer carries CORS headers: the dashboard calls /token from its own
@@ -29,6 +38,15 @@ import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 const CLIENT_ID = 'mktg-dashboard';
 const KID = 'mock-1';
 const CODE_TTL_MS = 5 * 60_000;
+const TTL_SECS = (() => {
+  const raw = process.env.MOCK_IDP_TTL_SECS;
+  if (raw === undefined || raw === '') return 3600;
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) {
+    console.error(`mock-idp: MOCK_IDP_TTL_SECS must be a whole number of seconds, not ${JSON.stringify(raw)}`);
+    process.exit(2);
+  }
+  return Number(raw);
+})();
 const NO_TENANT_NAME = `solo-${randomBytes(4).toString('hex')}`;
 
 const portArg = process.argv[2];
@@ -45,6 +63,9 @@ const sha256 = (text) => createHash('sha256').update(text).digest();
 
 /** code -> {challenge, redirectUri, clientId, at, noTenant} of an authorization not yet traded. */
 const codes = new Map();
+/** refresh token -> {clientId, noTenant}: the person a refresh grant signs in again. */
+const refreshTokens = new Map();
+const stats = { refreshes: 0, codes: 0 };
 let issuer = ''; // http://127.0.0.1:<port>, once listening
 
 /** The login_hint's person in no tenant: its name, or null for the usual person (dana, an editor of MOCK_IDP_TENANT). */
@@ -67,8 +88,9 @@ function idToken(noTenant = null) {
   const claims = {
     iss: issuer,
     aud: CLIENT_ID,
-    exp: now + 3600,
+    exp: now + TTL_SECS,
     iat: now,
+    jti: b64url(randomBytes(9)), // every token differs, even two in the same second
     ...who,
   };
   const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
@@ -130,13 +152,36 @@ function authorize(q, res) {
   return send(res, 302, '', { Location: redirect.href });
 }
 
+/** A refresh token for the person `grant` names; spent by its first use. */
+function newRefreshToken(grant) {
+  const t = b64url(randomBytes(32));
+  refreshTokens.set(t, { clientId: grant.clientId, noTenant: grant.noTenant });
+  return t;
+}
+
+/** The token endpoint's answer: an ID token and a refresh token for the person `grant` names. */
+function tokens(grant) {
+  return { id_token: idToken(grant.noTenant), refresh_token: newRefreshToken(grant), token_type: 'Bearer', expires_in: TTL_SECS };
+}
+
 function token(form, res) {
   const refuse = (why) => {
     log(`token: refused: ${why}`);
     return send(res, 400, { error: 'invalid_grant', error_description: why });
   };
-  if (form.get('grant_type') !== 'authorization_code') {
-    return send(res, 400, { error: 'unsupported_grant_type', error_description: 'grant_type must be authorization_code' });
+  const grantType = form.get('grant_type');
+  if (grantType === 'refresh_token') {
+    const presented = form.get('refresh_token') || '';
+    const held = refreshTokens.get(presented);
+    if (!held) return refuse('unknown or spent refresh_token');
+    if (form.get('client_id') !== held.clientId) return refuse(`client_id ${JSON.stringify(form.get('client_id'))} is not the one the refresh token was issued to`);
+    refreshTokens.delete(presented); // rotated: a refresh token is good once
+    stats.refreshes += 1;
+    log(`token: refreshed an ID token (${stats.refreshes} so far)${held.noTenant ? ' with no tenant claim' : ''}`);
+    return send(res, 200, tokens(held));
+  }
+  if (grantType !== 'authorization_code') {
+    return send(res, 400, { error: 'unsupported_grant_type', error_description: 'grant_type must be authorization_code or refresh_token' });
   }
   const code = form.get('code') || '';
   const grant = codes.get(code);
@@ -149,8 +194,9 @@ function token(form, res) {
   const verifier = form.get('code_verifier') || '';
   if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier)) return refuse('code_verifier must be 43-128 characters of [A-Za-z0-9._~-]');
   if (b64url(sha256(verifier)) !== grant.challenge) return refuse('code_verifier does not match the code_challenge (PKCE)');
-  log(`token: issued an ID token${grant.noTenant ? ' with no tenant claim' : ''}`);
-  return send(res, 200, { id_token: idToken(grant.noTenant), token_type: 'Bearer', expires_in: 3600 });
+  stats.codes += 1;
+  log(`token: issued an ID token (valid ${TTL_SECS} s) and a refresh token${grant.noTenant ? ' with no tenant claim' : ''}`);
+  return send(res, 200, tokens(grant));
 }
 
 const server = createServer((req, res) => {
@@ -165,7 +211,7 @@ const server = createServer((req, res) => {
       token_endpoint: `${issuer}/token`,
       jwks_uri: `${issuer}/jwks`,
       response_types_supported: ['code'],
-      grant_types_supported: ['authorization_code'],
+      grant_types_supported: ['authorization_code', 'refresh_token'],
       code_challenge_methods_supported: ['S256'],
       id_token_signing_alg_values_supported: ['RS256'],
       subject_types_supported: ['public'],
@@ -173,6 +219,7 @@ const server = createServer((req, res) => {
     });
   }
   if (route === 'GET /authorize') return authorize(url.searchParams, res);
+  if (route === 'GET /stats') return send(res, 200, stats);
   if (route === 'POST /token') {
     let body = '';
     req.setEncoding('utf8');
@@ -189,7 +236,7 @@ const server = createServer((req, res) => {
 server.listen(Number(portArg), '127.0.0.1', () => {
   const { port } = server.address();
   issuer = `http://127.0.0.1:${port}`;
-  console.log(`mock-idp ready on ${port}`);
+  console.log(`mock-idp ready on ${port} (ID tokens valid ${TTL_SECS} s)`);
 });
 
 for (const sig of ['SIGINT', 'SIGTERM']) {

@@ -3,7 +3,10 @@
 // the sign-in page offers SSO, a return with the wrong state and a code with
 // the wrong PKCE verifier are refused with a reason, then a real sign-in
 // comes back signed in as the token's tenant with role EDITOR and
-// auth "oidc", and Settings is read-only for that editor. When sign-up is
+// auth "oidc", Settings is read-only for that editor, and the dashboard
+// refreshes the sign-in (grant_type=refresh_token) before the ID token
+// expires, staying signed in (the mock started with MOCK_IDP_TTL_SECS=75
+// makes that happen within the walk). When sign-up is
 // open (GET /auth/config says signup: true), a person whose token names no
 // tenant (the mock's login_hint=no-tenant:<name>) is offered "Create your
 // organisation", creates one and is signed in with SSO as its owner.
@@ -29,7 +32,10 @@ const SHOTS = process.env.MKTG_SCREENSHOTS || 'web-walk-screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 // Whether the API lets a person in no tenant create one (MKTG_SIGNUP=open).
 const SIGNUP = BASE ? await fetch(`${BASE}/auth/config`).then((r) => r.json()).then((c) => c?.signup === true).catch(() => false) : false;
-const TOTAL = 5 + (SIGNUP ? 2 : 0) + (KEY ? 1 : 0);
+const TOTAL = 6 + (SIGNUP ? 2 : 0) + (KEY ? 1 : 0);
+// How long the walk waits for the dashboard to refresh the ID token: with
+// MOCK_IDP_TTL_SECS=75 it has under a minute left ~15 s after sign-in.
+const REFRESH_WAIT_MS = 40_000;
 // The person in no tenant, and the organisation they create.
 const NEWCOMER = `walk-${randomBytes(4).toString('hex')}`;
 const NEW_ORG = `Solo Studio ${randomBytes(3).toString('hex')}`;
@@ -42,7 +48,7 @@ if (!BASE) {
 // Failed requests count whether they go to the API or the provider; a step
 // that provokes an error on purpose names the ones it expects (t.expected).
 const t = harness({
-  tag: 'sso', total: TOTAL, shots: SHOTS, prefix: 'sso-', failureShot: 'sso-failure.png', minutes: 3, chromiumPath: CHROMIUM,
+  tag: 'sso', total: TOTAL, shots: SHOTS, prefix: 'sso-', failureShot: 'sso-failure.png', minutes: 4, chromiumPath: CHROMIUM,
   problemsAre: 'no page errors, console errors or failed requests', header: true,
 });
 const { step, visible, waitFor } = t;
@@ -50,6 +56,16 @@ let browser;
 let context;
 let page;
 let oidc = null; // GET /auth/config's oidc
+let signedInToken = ''; // the ID token the sign-in stored
+
+/** A JWT's claims (not verified: the API does that). */
+const claimsOf = (token) => {
+  try {
+    return JSON.parse(Buffer.from(String(token).split('.')[1], 'base64url').toString('utf8'));
+  } catch {
+    return null;
+  }
+};
 
 const b64url = (buf) => Buffer.from(buf).toString('base64url');
 
@@ -157,8 +173,11 @@ async function main() {
     const me = await page.evaluate(async () => {
       const token = sessionStorage.getItem('mktg.key') || '';
       const r = await fetch('/me', { headers: { Authorization: `Bearer ${token}` } });
-      return { status: r.status, body: await r.json().catch(() => null), parts: token.split('.').length, sso: sessionStorage.getItem('mktg.sso') };
+      return {
+        status: r.status, body: await r.json().catch(() => null), parts: token.split('.').length, sso: sessionStorage.getItem('mktg.sso'), token,
+      };
     });
+    signedInToken = me.token;
     if (me.status !== 200 || me.body?.auth !== 'oidc' || me.body?.tenant !== TENANT || me.body?.role !== 'editor') {
       throw new Failure(`GET /me with the stored ID token to say {tenant: "${TENANT}", role: "editor", auth: "oidc"}`, `HTTP ${me.status} ${JSON.stringify(me.body)}`);
     }
@@ -197,6 +216,51 @@ async function main() {
     const banners = await page.getByTestId('error-banner').allInnerTexts();
     if (banners.length) throw new Failure('no error banner on the settings page', banners.join('\n'));
     console.log(`sso:   ${ro.tiers} skills, ${ro.toggles} toggles, all read-only`);
+  });
+
+  await step('the sign-in is refreshed before the ID token expires, still signed in', async () => {
+    const first = claimsOf(signedInToken);
+    if (!first?.exp) throw new Failure('the ID token stored at sign-in to carry an exp', signedInToken.slice(0, 40));
+    const kept = await page.evaluate(() => sessionStorage.getItem('mktg.refresh'));
+    if (!kept) throw new Failure('the refresh token from the token endpoint kept beside the ID token (sessionStorage mktg.refresh)', 'none');
+    const left = first.exp * 1000 - Date.now();
+    if (left > 60_000 + REFRESH_WAIT_MS) {
+      console.log(`sso:   the provider's ID tokens live ${first.exp - first.iat} s: not waiting for a refresh (start the mock with MOCK_IDP_TTL_SECS=75 to see one)`);
+      return;
+    }
+    await waitFor((old) => {
+      const now = sessionStorage.getItem('mktg.key');
+      return now && now !== old && now.split('.').length === 3;
+    }, signedInToken, `the dashboard to store a new ID token before the one from the sign-in (exp in ${Math.round(left / 1000)} s) has under a minute left`, REFRESH_WAIT_MS);
+    const now = await page.evaluate(() => ({ token: sessionStorage.getItem('mktg.key'), refresh: sessionStorage.getItem('mktg.refresh') }));
+    const fresh = claimsOf(now.token);
+    if (fresh?.sub !== first.sub || fresh?.['custom:tenant'] !== first['custom:tenant']) {
+      throw new Failure('the refreshed ID token to name the same person and tenant', JSON.stringify({ before: first, after: fresh }));
+    }
+    if (!(fresh.exp > first.exp)) throw new Failure('the refreshed ID token to expire later', `exp ${first.exp} then ${fresh.exp}`);
+    if (!now.refresh) throw new Failure('a refresh token still kept after the refresh', 'none');
+    const stats = await fetch(new URL('/stats', oidc.token_url)).then((r) => r.json()).catch((e) => ({ error: e.message }));
+    if (!(stats.refreshes >= 1)) throw new Failure('the provider to have answered at least one refresh grant (GET /stats)', JSON.stringify(stats));
+    // Still signed in: an API-backed page loads with the new token.
+    await page.getByTestId('nav-goals').click();
+    await waitFor(() => location.hash === '#/goals', null, 'the URL to become #/goals');
+    await visible(page.getByTestId('goals-table'), 'the goals table');
+    await waitFor(() => !document.querySelector('#view [data-testid=loading]'), null, 'the goals to finish loading', 20_000);
+    const after = await page.evaluate(async () => {
+      const r = await fetch('/me', { headers: { Authorization: `Bearer ${sessionStorage.getItem('mktg.key') || ''}` } });
+      return {
+        status: r.status, body: await r.json().catch(() => null), hash: location.hash,
+        signedIn: !!document.querySelector('[data-testid=whoami]:not([hidden])'),
+        banners: [...document.querySelectorAll('[data-testid=error-banner]')].map((b) => b.innerText),
+      };
+    });
+    if (!after.signedIn || after.hash === '#/signin') throw new Failure('to stay signed in after the refresh', `at ${after.hash}, header ${after.signedIn ? 'shown' : 'hidden'}`);
+    if (after.banners.length) throw new Failure('no error banner after the refresh', after.banners.join('\n'));
+    if (after.status !== 200 || after.body?.auth !== 'oidc' || after.body?.tenant !== TENANT) {
+      throw new Failure(`GET /me with the refreshed ID token to say {tenant: "${TENANT}", auth: "oidc"}`, `HTTP ${after.status} ${JSON.stringify(after.body)}`);
+    }
+    console.log(`sso:   ID token refreshed ${fresh.iat - first.iat} s after sign-in (it had ${first.exp - first.iat} s to live; `
+      + `new exp +${fresh.exp - first.exp} s), refresh token ${now.refresh === kept ? 'kept' : 'rotated'}; provider refreshes: ${stats.refreshes}; goals page loaded`);
   });
 
   if (SIGNUP) {

@@ -1,9 +1,11 @@
 // A browser walk through the mktg dashboard, as a new user would take it:
 // sign in, onboarding (product context, a tool test, a catalogue server
 // connected with the team's own key, a first goal with a plan preview), the
-// goal completing live over the event stream, the settings (a skill's tier
-// and instructions, a schedule off and on), then the other pages, the
-// Integrations page last. Run: node web/tests/walk.mjs
+// goal completing live over the event stream (read with fetch, the key in
+// the Authorization header), the settings (a skill's tier and
+// instructions, a schedule off and on), then the other pages (on Schedules
+// the team's own schedule made, refused a too-frequent cron and deleted),
+// the Integrations page last. Run: node web/tests/walk.mjs
 //
 // Env: MKTG_WEB_URL (e.g. http://127.0.0.1:8787), MKTG_WEB_KEY (an owner
 // API key of a tenant with no product context yet; the API's catalogue
@@ -21,7 +23,7 @@ const KEY = process.env.MKTG_WEB_KEY || '';
 const SHOTS = process.env.MKTG_SCREENSHOTS || 'web-walk-screenshots';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const GOAL_TIMEOUT_MS = 180_000;
-const TOTAL = 14;
+const TOTAL = 15;
 // The catalogue server scripts/web-tests adds (tests/fixtures/web/catalog-extra.yaml)
 // and a made-up key for it, which must never show in the page.
 const CRM = 'demo-crm';
@@ -38,10 +40,16 @@ const { step, visible, waitFor } = t;
 
 // A 404 for GET /goals/{id} of the goal just started is expected while the
 // director plans it (the dashboard retries quietly); the goal id is learnt a
-// moment after those requests, so problems are judged when checked.
+// moment after those requests, so problems are judged when checked. A 400
+// is expected where a step sends something invalid on purpose.
 const allowed404 = new Set();
-t.expected = (p) => p.notFound && allowed404.has(p.url);
+const allowed400 = new Set();
+t.expected = (p) => (p.notFound && allowed404.has(p.url))
+  || ((p.status === 400 || (p.console && /Failed to load resource.*\b400\b/.test(p.text))) && allowed400.has(p.url));
 let page;
+// The goal's event stream requests: how many, and any that put the key in
+// the URL or sent no Authorization header (EventSource could do no better).
+const streamRequests = { count: 0, bad: [] };
 
 async function noErrorBanner(where) {
   const banners = page.locator('[data-testid=error-banner]');
@@ -93,6 +101,15 @@ async function main() {
   t.page = page;
   page.setDefaultTimeout(15_000);
   watch(t, page, { only: BASE });
+  page.on('request', async (req) => {
+    const url = new URL(req.url());
+    if (!url.href.startsWith(BASE) || !/^\/goals\/[^/]+\/stream$/.test(url.pathname)) return;
+    streamRequests.count += 1;
+    const headers = await req.allHeaders().catch(() => ({}));
+    if (url.search || !/^Bearer \S+/.test(headers.authorization || '')) {
+      streamRequests.bad.push(`${url.pathname}${url.search ? '?…' : ''} (${headers.authorization ? 'with' : 'without'} Authorization)`);
+    }
+  });
 
   await step('signed in with the API key', async () => {
     await page.goto(`${BASE}/`, { waitUntil: 'domcontentloaded' });
@@ -268,11 +285,21 @@ async function main() {
     const reviews = await page.getByTestId('review').count();
     const outputs = await page.getByTestId('output-body').count();
     const score = await page.getByTestId('review-score').first().innerText();
-    console.log(`walk:   ${outputs} output${outputs === 1 ? '' : 's'}, ${reviews} review${reviews === 1 ? '' : 's'} (first score ${score}), ${snap.events} live events`);
+    // The stream, read with fetch, stops once the goal has settled.
+    await waitFor(() => {
+      const el = document.querySelector('[data-testid=stream-status]');
+      return el?.dataset.state === 'closed' && /closed — goal completed/.test(el.textContent);
+    }, null, 'the stream status to say "closed — goal completed"', 20_000);
+    if (!streamRequests.count) throw new Failure('the goal page to request /goals/{id}/stream', 'no request');
+    if (streamRequests.bad.length) {
+      throw new Failure('every stream request to send the key in the Authorization header and nothing in the URL', streamRequests.bad.join('\n'));
+    }
+    console.log(`walk:   ${outputs} output${outputs === 1 ? '' : 's'}, ${reviews} review${reviews === 1 ? '' : 's'} (first score ${score}), `
+      + `${snap.events} live events over ${streamRequests.count} stream request${streamRequests.count === 1 ? '' : 's'}; stream closed`);
     await noErrorBanner('the goal page');
   });
 
-  await step('settings: copywriting on haiku with instructions, daily-social off and on', async () => {
+  await step('settings: copywriting on haiku with instructions, daily-social off and on, time server writes ask first', async () => {
     await visitSettings();
     const tier = page.getByTestId('skill-tier-copywriting');
     const text = page.getByTestId('skill-instructions-copywriting');
@@ -312,6 +339,21 @@ async function main() {
       `the daily-social toggle to show ${want ? 'on' : 'off'} with a "Saved" confirmation`);
       console.log(`walk:   daily-social turned ${want ? 'on' : 'off'}`);
     }
+    // Every write of the time server asks first, then back to tools.yaml's.
+    for (const want of ['ask', '']) {
+      const select = page.getByTestId('tool-approval-time');
+      await visible(select, 'the approval choice of the time server');
+      const put = page.waitForResponse((r) => r.request().method() === 'PUT' && r.url().endsWith('/settings/tools/time'));
+      await select.selectOption(want);
+      const settings = await (await put).json().catch(() => null);
+      const tool = settings?.tools?.find((x) => x.name === 'time');
+      if ((tool?.approval ?? '') !== want || tool?.enabled !== true) {
+        throw new Failure(`PUT /settings/tools/time to answer approval ${want || 'null'} and enabled true`, JSON.stringify(tool ?? settings));
+      }
+      await waitFor((w) => document.querySelector('[data-testid="tool-approval-time"]')?.value === w, want,
+        `the time server's approval choice to show "${want || 'as configured'}"`);
+      console.log(`walk:   time server writes: ${want || 'as configured'}`);
+    }
     await noErrorBanner('the settings page');
   });
 
@@ -328,6 +370,90 @@ async function main() {
   await step('schedules & events page', async () => {
     await visitPage('schedules', 'schedules', 'schedules & events');
     await visible(page.getByTestId('metrics'), 'the metrics card');
+  });
+
+  await step('own schedule: made, listed as yours with its next run, a too-frequent cron refused inline, deleted', async () => {
+    const NAME = 'Morning growth tip';
+    const ID = 'morning-growth-tip';
+    const TZ = 'Europe/Berlin';
+    const CRON = '0 7 * * *';
+    const url = new URL(`/schedules/${ID}`, BASE).href;
+    const answer = (method) => page.waitForResponse((r) => r.request().method() === method && r.url() === url);
+    await (await visible(page.getByTestId('own-schedule-new'), 'the "New schedule" button (the walk\'s key is an owner\'s)')).click();
+    await visible(page.getByTestId('own-schedule-form'), 'the new-schedule form');
+    const defaults = await page.evaluate(() => ({
+      timezone: document.querySelector('[data-testid=own-schedule-timezone]')?.value,
+      browser: Intl.DateTimeFormat().resolvedOptions().timeZone,
+      presets: [...document.querySelectorAll('[data-testid=own-schedule-preset] option')].map((o) => o.textContent),
+    }));
+    if (defaults.timezone !== defaults.browser) throw new Failure(`the timezone to default to the browser's (${defaults.browser})`, defaults.timezone);
+    await page.getByTestId('own-schedule-name').fill(NAME);
+    const id = await page.getByTestId('own-schedule-id').inputValue();
+    if (id !== ID) throw new Failure(`the id made from the name: ${ID}`, id);
+    await page.getByTestId('own-schedule-kind').selectOption('goal');
+    await page.getByTestId('own-schedule-goal').fill('Post a growth tip for {date}');
+    await page.getByTestId('own-schedule-preset').selectOption({ label: 'Every day at 09:00' });
+    if ((await page.getByTestId('own-schedule-cron').inputValue()) !== '0 9 * * *') {
+      throw new Failure('the "Every day at 09:00" preset to fill in the cron 0 9 * * *', await page.getByTestId('own-schedule-cron').inputValue());
+    }
+    await page.getByTestId('own-schedule-cron').fill(CRON); // daily at 07:00: no preset
+    await page.getByTestId('own-schedule-timezone').fill(TZ);
+    const put = answer('PUT');
+    await page.getByTestId('own-schedule-save').click();
+    const res = await put;
+    const saved = await res.json().catch(() => null);
+    if (res.status() !== 200 || saved?.own !== true || saved.id !== ID || saved.cron !== CRON || saved.timezone !== TZ || saved.kind !== 'goal' || !saved.next?.length) {
+      throw new Failure(`PUT /schedules/${ID} to answer 200 {id, own: true, cron "${CRON}", timezone ${TZ}, kind goal, next: [...]}`, `HTTP ${res.status()} ${JSON.stringify(saved)}`);
+    }
+    await visible(page.getByTestId(`own-schedule-${ID}`), 'the schedule in the list');
+    await visible(page.getByTestId(`own-schedule-yours-${ID}`), 'the "yours" mark on it');
+    const row = await page.evaluate((i) => ({
+      next: document.querySelector(`[data-testid="own-schedule-next-${i}"]`)?.dataset.next || '',
+      nextText: document.querySelector(`[data-testid="own-schedule-next-${i}"]`)?.innerText.replace(/\s+/g, ' ').trim() || '',
+      formOpen: !!document.querySelector('[data-testid=own-schedule-form]'),
+      deployment: document.querySelectorAll('[data-testid^="schedule-"][data-own=false]').length,
+    }), ID);
+    const at = row.next ? new Date(row.next).toLocaleTimeString('en-GB', { timeZone: TZ, hour: '2-digit', minute: '2-digit', hour12: false }) : '';
+    if (at !== '07:00' || !row.nextText) throw new Failure(`a next run shown, at 07:00 ${TZ}`, `${row.next} (${at || 'none'}): "${row.nextText}"`);
+    if (row.formOpen) throw new Failure('the form to close once saved', 'it is still open');
+    console.log(`walk:   "${NAME}" (${ID}) ${CRON} ${TZ}, yours, beside ${row.deployment} of the deployment's; next run ${row.next} (${at} there)`);
+
+    // Every five minutes is too often: the API says why, next to the form.
+    allowed400.add(url);
+    await page.getByTestId(`own-schedule-edit-${ID}`).click();
+    await visible(page.getByTestId('own-schedule-form'), 'the form filled in with the schedule');
+    const filled = await page.evaluate(() => Object.fromEntries(['name', 'id', 'goal', 'cron', 'timezone']
+      .map((f) => [f, document.querySelector(`[data-testid=own-schedule-${f}]`)?.value])));
+    if (filled.name !== NAME || filled.id !== ID || filled.cron !== CRON || filled.timezone !== TZ || filled.goal !== 'Post a growth tip for {date}') {
+      throw new Failure('the edit form filled in with the saved schedule', JSON.stringify(filled));
+    }
+    await page.getByTestId('own-schedule-cron').fill('*/5 * * * *');
+    const refused = answer('PUT');
+    await page.getByTestId('own-schedule-save').click();
+    const bad = await refused;
+    if (bad.status() !== 400) throw new Failure(`PUT /schedules/${ID} with the cron */5 * * * * to answer 400`, `HTTP ${bad.status()} ${await bad.text()}`);
+    await waitFor(() => /minutes apart/.test(document.querySelector('[data-testid=own-schedule-error]')?.textContent || ''), null,
+      'the API\'s message ("… minutes apart …") next to the form');
+    const why = (await page.getByTestId('own-schedule-error').innerText()).replace(/\s+/g, ' ').trim();
+    await noErrorBanner('the schedules page (the refusal shows next to the form)');
+    await t.shot('own-schedule-refused.png');
+    await page.getByTestId('own-schedule-cancel').click();
+    console.log(`walk:   refused: ${why}`);
+
+    await page.getByTestId(`own-schedule-delete-${ID}`).click();
+    const del = answer('DELETE');
+    await (await visible(page.getByTestId(`own-schedule-delete-confirm-${ID}`), 'the inline "Delete" confirmation')).click();
+    const gone = await del;
+    const body = await gone.json().catch(() => null);
+    if (gone.status() !== 200 || body?.deleted !== true) throw new Failure(`DELETE /schedules/${ID} to answer 200 {deleted: true}`, `HTTP ${gone.status()} ${JSON.stringify(body)}`);
+    await waitFor((i) => !document.querySelector(`[data-testid="own-schedule-${i}"]`), ID, 'the schedule to leave the list');
+    const listed = await page.evaluate(async (i) => {
+      const r = await fetch('/schedules', { headers: { Authorization: `Bearer ${sessionStorage.getItem('mktg.key') || ''}` } });
+      return (await r.json()).schedules.some((x) => x.id === i);
+    }, ID);
+    if (listed) throw new Failure('GET /schedules no longer to list it', 'it still does');
+    await noErrorBanner('the schedules page');
+    console.log(`walk:   "${NAME}" deleted`);
   });
 
   await step(`integrations page: ${CRM} in use, connected`, async () => {

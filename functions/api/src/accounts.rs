@@ -162,14 +162,19 @@ pub async fn signup(
         Ok(r) => r,
         Err(a) => return a,
     };
-    let base = slug(&req.name);
-    if base.len() < 2 || req.name.chars().count() > 80 {
+    let name = req.name.trim();
+    if name.is_empty() || name.chars().count() > 80 || name.chars().any(char::is_control) {
         return error(
             400,
             "bad_request",
-            "name must be 2 to 80 characters with at least two letters or digits",
+            "name must be 1 to 80 characters on one line",
         );
     }
+    // The id: the name's slug, or `org` when it has too few letters or
+    // digits for one, then a random suffix.
+    let base = Some(slug(name))
+        .filter(|b| b.len() >= 2)
+        .unwrap_or_else(|| "org".into());
     // Signed in: the person must be verified, and not already a member.
     let bearer = authorization
         .and_then(|h| h.strip_prefix("Bearer "))
@@ -247,7 +252,7 @@ pub async fn signup(
         registry_doc(
             "tenants",
             &tenant,
-            json!({"since_ms": now, "name": req.name.trim(), "signed_up_by": by}),
+            json!({"since_ms": now, "name": name, "signed_up_by": by}),
             true,
         ),
         owner_write,
@@ -264,7 +269,7 @@ pub async fn signup(
         Err(e) => return unavailable(e),
     }
     tracing::info!(%tenant, by, "tenant signed up");
-    let mut answer = json!({"tenant": tenant, "name": req.name.trim(), "role": "owner"});
+    let mut answer = json!({"tenant": tenant, "name": name, "role": "owner"});
     if let Some(key) = key {
         answer["key"] = json!(key);
         answer["note"] = json!("keep this key: it is shown once and signs you in as the owner");

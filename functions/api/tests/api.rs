@@ -354,13 +354,18 @@ async fn sign_up_creates_a_tenant_whose_owner_makes_and_revokes_keys() {
     let cfg = c.call("GET", "/auth/config", None, Value::Null).await;
     assert_eq!(cfg.body["signup"], true);
     for bad in [
-        json!({"name": "!"}),
+        json!({"name": "  "}),
+        json!({"name": "Acme\nCo"}),
         json!({"name": "Acme", "tenant": "alpha"}),
         json!({}),
     ] {
         let a = c.call("POST", "/signup", None, bad.clone()).await;
         assert_eq!(a.status, 400, "{bad}: {}", a.body);
     }
+    // A name with too few letters for a slug still makes a tenant.
+    let odd = c.call("POST", "/signup", None, json!({"name": "!!"})).await;
+    assert_eq!(odd.status, 201, "{}", odd.body);
+    assert!(odd.body["tenant"].as_str().unwrap().starts_with("org-"));
     // An API key cannot sign up (a person signs up, then makes keys).
     let a = c
         .call(
