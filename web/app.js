@@ -1297,8 +1297,8 @@ function signupForm({ bearer = null, label = 'Create organisation', onCreated })
       e.preventDefault();
       replace(error);
       const text = name.value.trim();
-      if (text.length < 2 || text.length > 80) {
-        replace(error, 'The name needs 2 to 80 characters.');
+      if (text.length < 1 || [...text].length > 80) {
+        replace(error, 'The name needs 1 to 80 characters.');
         name.focus();
         return;
       }

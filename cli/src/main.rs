@@ -748,9 +748,9 @@ async fn serve(
         println!("  sign-in: OpenID Connect provider {}", oidc.issuer);
         keys = keys.with_oidc(oidc);
     }
-    if api::ApiKeys::signup_from_env().map_err(|e| anyhow::anyhow!(e))? {
-        println!("  sign-up: open (MKTG_SIGNUP=open): anyone who reaches this address may create a tenant");
-        keys = keys.with_signup(true);
+    if let Some(per_hour) = api::ApiKeys::signup_from_env().map_err(|e| anyhow::anyhow!(e))? {
+        println!("  sign-up: open (MKTG_SIGNUP=open): anyone who reaches this address may create a tenant ({per_hour} an hour)");
+        keys = keys.with_signup_limit(Some(per_hour));
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await

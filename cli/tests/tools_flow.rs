@@ -821,24 +821,29 @@ async fn a_tenant_connects_a_catalogue_server_and_only_its_own_agents_use_its_cr
         "{result}"
     );
 
+    // The vault lost the secret while a call waits: the call fails with the
+    // reason at once (not retried until the dead-letter queue).
+    w.t.bus
+        .send_now(&submit_as(&w, "acme", "g-acme-lost"))
+        .await;
+    let held = hold_tool_call(&w).await;
+    w.t.deps
+        .vault
+        .delete(&TenantId::new("acme"), "crm", 0)
+        .await
+        .unwrap();
+    dispatch(&w.t.deps, QueueName::Tool, held).await.unwrap();
+    assert!(drain(&w).await.is_empty());
+    let call = first_call(&state_of(&w, "acme", "g-acme-lost").await);
+    assert_eq!(call.status, CallStatus::Failed, "{call:?}");
+    assert!(call.result.unwrap().contains("missing from the vault"));
+    connect("acme-key-2").await;
+
     // Disconnected while a call waits on the tool queue: the tool invoker
     // checks again and refuses it; the credentials are gone from the vault.
     w.t.bus.send_now(&submit_as(&w, "acme", "g-acme-3")).await;
-    let held = loop {
-        if let Some(env) = w.t.bus.pop(QueueName::Tool) {
-            break env;
-        }
-        let mut delivered = false;
-        for q in QueueName::ALL.into_iter().filter(|q| *q != QueueName::Tool) {
-            if let Some(env) = w.t.bus.pop(q) {
-                dispatch(&w.t.deps, q, env).await.unwrap();
-                delivered = true;
-                break;
-            }
-        }
-        assert!(delivered, "the goal never queued its tool call");
-    };
-    mktg_actions::connections::disconnect(&w.t.deps, &TenantId::new("acme"), "crm", "ana")
+    let held = hold_tool_call(&w).await;
+    mktg_actions::connections::disconnect(&w.t.deps, &TenantId::new("acme"), "crm")
         .await
         .unwrap();
     dispatch(&w.t.deps, QueueName::Tool, held).await.unwrap();
@@ -859,9 +864,28 @@ async fn a_tenant_connects_a_catalogue_server_and_only_its_own_agents_use_its_cr
     assert_eq!(w.host.count("get-env"), 2);
 }
 
+/// Delivers a goal's messages until its first tool call is queued, and
+/// returns that message undelivered.
+async fn hold_tool_call(w: &World) -> Envelope {
+    loop {
+        if let Some(env) = w.t.bus.pop(QueueName::Tool) {
+            return env;
+        }
+        let mut delivered = false;
+        for q in QueueName::ALL.into_iter().filter(|q| *q != QueueName::Tool) {
+            if let Some(env) = w.t.bus.pop(q) {
+                dispatch(&w.t.deps, q, env).await.unwrap();
+                delivered = true;
+                break;
+            }
+        }
+        assert!(delivered, "the goal never queued its tool call");
+    }
+}
+
 #[tokio::test]
 async fn a_tenant_lets_a_servers_writes_run_unasked_or_makes_them_ask() {
-    use mktg_boot::tenant::{self, Kind, ToolSetting};
+    use mktg_boot::tenant::{self, Item, ToolSetting};
     use mktg_core::tools::Approval;
     // echo writes (asks by default); get-sum is a write tools.yaml lets
     // run unasked.
@@ -869,23 +893,23 @@ async fn a_tenant_lets_a_servers_writes_run_unasked_or_makes_them_ask() {
         &everything_yaml("    tools:\n      echo: {effect: write}\n      get-sum: {effect: write, approval: auto}\n"),
         &script("      - {name: everything__echo, input: {message: publish it}}\n      - {name: everything__get-sum, input: {a: 1, b: 2}}"),
     );
-    let set = |approval: Option<Approval>| {
+    let set = |enabled: bool, approval: Option<Approval>| {
         let deps = w.t.deps.clone();
         async move {
-            let tools = std::collections::BTreeMap::from([(
-                "everything".to_string(),
-                ToolSetting {
-                    enabled: true,
-                    approval,
-                },
-            )]);
-            tenant::save(&deps, &TenantId::new("acme"), Kind::Tools, &tools, "ana")
-                .await
-                .unwrap();
+            let setting = ToolSetting { enabled, approval };
+            tenant::put_item(
+                &deps,
+                &TenantId::new("acme"),
+                Item::Tool,
+                "everything",
+                &setting,
+            )
+            .await
+            .unwrap();
         }
     };
     // acme lets the server's writes run without asking: both run.
-    set(Some(Approval::Auto)).await;
+    set(true, Some(Approval::Auto)).await;
     w.t.bus.send_now(&submit(&w, "g-auto")).await;
     assert!(drain(&w).await.is_empty());
     let s = state(&w, "g-auto").await;
@@ -897,7 +921,7 @@ async fn a_tenant_lets_a_servers_writes_run_unasked_or_makes_them_ask() {
     assert_eq!(s.goal.as_ref().unwrap().status, GoalStatus::Completed);
     assert_eq!((w.host.count("echo"), w.host.count("get-sum")), (1, 1));
     // Then makes every write ask, even the one tools.yaml lets run.
-    set(Some(Approval::Ask)).await;
+    set(true, Some(Approval::Ask)).await;
     w.t.bus.send_now(&submit(&w, "g-ask")).await;
     drain(&w).await;
     let s = state(&w, "g-ask").await;
@@ -914,4 +938,23 @@ async fn a_tenant_lets_a_servers_writes_run_unasked_or_makes_them_ask() {
         (1, 1),
         "nothing ran"
     );
+    // Turned off while the calls wait: an approval then runs nothing.
+    set(false, Some(Approval::Ask)).await;
+    let tenant_id = TenantId::new("acme");
+    for pending in approvals::list(&w.t.deps, &tenant_id).await.unwrap() {
+        approvals::approve(&w.t.deps, &tenant_id, &pending.reference, "ana")
+            .await
+            .unwrap();
+    }
+    drain(&w).await;
+    let s = state(&w, "g-ask").await;
+    for c in &s.calls {
+        assert_eq!(c.status, CallStatus::Blocked, "{c:?}");
+        assert!(c
+            .result
+            .as_deref()
+            .unwrap()
+            .contains("turned off for this tenant"));
+    }
+    assert_eq!((w.host.count("echo"), w.host.count("get-sum")), (1, 1));
 }

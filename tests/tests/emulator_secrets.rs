@@ -175,7 +175,21 @@ async fn a_tenants_tool_credentials_live_in_secrets_manager_one_secret_per_serve
         vault.get(&tenant, "crm", 2).await.unwrap(),
         Some(values("second"))
     );
-    vault.delete(&tenant, "crm").await.unwrap();
+    // An OAuth token minted for connection 2 goes with it.
+    let token = format!("{prefix}oauth/crm@acme@2");
+    sm.create_secret()
+        .name(&token)
+        .secret_string("{}")
+        .send()
+        .await
+        .unwrap();
+    vault.delete(&tenant, "crm", 2).await.unwrap();
     assert!(vault.get(&tenant, "crm", 3).await.unwrap().is_none());
-    vault.delete(&tenant, "crm").await.unwrap();
+    assert!(sm
+        .get_secret_value()
+        .secret_id(&token)
+        .send()
+        .await
+        .is_err());
+    vault.delete(&tenant, "crm", 2).await.unwrap();
 }

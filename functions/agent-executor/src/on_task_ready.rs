@@ -683,44 +683,31 @@ async fn offered_tools(
     task: &Task,
     own: &TenantSettings,
 ) -> Vec<ToolDef> {
-    let usable = |server: &str| {
-        own.tool_enabled(server) && !task.strategy.without_servers.iter().any(|s| s == server)
-    };
-    let mut out: Vec<ToolDef> = Vec::new();
-    let deployment = deps
+    // The deployment's servers for the skill and the ones the tenant
+    // connected; each reached as the tenant's route says.
+    let names: std::collections::BTreeSet<&str> = deps
         .config
         .tools
         .for_skill(&task.skill)
-        .filter(|s| usable(&s.name) && !own.connections.contains_key(&s.name));
-    for server in deployment {
-        match deps.tools.list_server(&server.name).await {
-            Ok(defs) => out.extend(defs),
-            Err(e) => {
-                tracing::warn!(server = %server.name, skill = %task.skill, "tool server left out: {e}")
-            }
-        }
-    }
-    for name in own.connections.keys().filter(|s| usable(s)) {
-        let Some(server) = deps
-            .config
-            .connectable(name)
-            .filter(|s| s.allows(&task.skill))
-        else {
-            continue;
-        };
-        let listed = match own.credentials(deps, &key.tenant, name).await {
-            Ok(Some(creds)) => deps
+        .map(|s| s.name.as_str())
+        .chain(own.connections.keys().map(String::as_str))
+        .filter(|s| !task.strategy.without_servers.iter().any(|w| w == s))
+        .collect();
+    let mut out: Vec<ToolDef> = Vec::new();
+    for name in names {
+        let listed = match own.route(deps, &key.tenant, name).await {
+            Ok(Some(r)) if r.enabled && r.server.allows(&task.skill) => deps
                 .tools
-                .list_connected(server, &creds)
+                .list_as(r.server, r.creds.as_ref())
                 .await
                 .map_err(|e| e.to_string()),
-            Ok(None) => continue,
-            Err(e) => Err(e),
+            Ok(_) => continue,
+            Err(e) => Err(e.to_string()),
         };
         match listed {
             Ok(defs) => out.extend(defs),
             Err(e) => {
-                tracing::warn!(server = %name, skill = %task.skill, "the tenant's connection left out: {e}")
+                tracing::warn!(server = %name, skill = %task.skill, "tool server left out: {e}")
             }
         }
     }

@@ -196,6 +196,16 @@ pub async fn signup(
         (None, _) => None,
     };
     if let Some(id) = &person {
+        if let Some(t) = &id.tenant {
+            return error(
+                409,
+                "conflict",
+                format!(
+                    "{} already belongs to tenant {t} (the sign-in provider says so)",
+                    id.who
+                ),
+            );
+        }
         match member(deps, id).await {
             Ok(Some(p)) => {
                 return error(
@@ -248,7 +258,16 @@ pub async fn signup(
             )
         }
     };
+    // At most `signup_per_hour` sign-ups an hour across the deployment.
+    let hour = 3_600_000;
     let writes = vec![
+        Write::TakeRate {
+            tenant: registry(),
+            bucket: "signup".into(),
+            window: mktg_core::tools::window_key("hour", hour, now),
+            limit: keys.signup_per_hour(),
+            expires_at: (now + hour) / 1000 + 3600,
+        },
         registry_doc(
             "tenants",
             &tenant,
@@ -264,7 +283,16 @@ pub async fn signup(
     {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
-            return error(409, "conflict", "that sign-up was already made; sign in")
+            // The tenant id is random and the person was checked above: the
+            // hour's sign-ups are used up (or a double submit raced).
+            return error(
+                429,
+                "too_many_signups",
+                format!(
+                    "this deployment takes {} sign-ups an hour and has had them; try again later",
+                    keys.signup_per_hour()
+                ),
+            );
         }
         Err(e) => return unavailable(e),
     }

@@ -9,7 +9,7 @@
 use crate::{action_error, ok, parse, unavailable, Answer};
 use mktg_boot::tenant::{self, TenantSettings};
 use mktg_boot::Deps;
-use mktg_config::{ToolServer, ToolTransport};
+use mktg_config::ToolTransport;
 use mktg_core::TenantId;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -102,8 +102,8 @@ pub async fn connect(
 }
 
 /// `DELETE /tools/{server}/connection`.
-pub async fn disconnect(deps: &Deps, tenant: &TenantId, by: &str, server: &str) -> Answer {
-    match mktg_actions::connections::disconnect(deps, tenant, server, by).await {
+pub async fn disconnect(deps: &Deps, tenant: &TenantId, server: &str) -> Answer {
+    match mktg_actions::connections::disconnect(deps, tenant, server).await {
         Ok(()) => ok(200, json!({"server": server, "connected": false})),
         Err(e) => action_error(e),
     }
@@ -121,26 +121,30 @@ pub async fn test(deps: &Deps, tenant: &TenantId, server: &str) -> Answer {
         Err(e) => return unavailable(e),
     };
     let started = Instant::now();
-    let elapsed = |started: Instant| started.elapsed().as_millis() as u64;
-    let creds = match own.credentials(deps, tenant, server).await {
-        Ok(c) => c,
+    // Tested as the tenant's agents reach it (on or off alike).
+    let route = match own.route(deps, tenant, server).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return ok(
+                200,
+                json!({"server": server, "ok": false, "ms": 0,
+                       "error": format!("not connected: set its credentials ({}) first", def.credential_vars().join(", "))}),
+            )
+        }
         Err(e) => {
             return ok(
                 200,
-                json!({"server": server, "ok": false, "ms": elapsed(started), "error": e}),
+                json!({"server": server, "ok": false, "ms": started.elapsed().as_millis() as u64, "error": e.to_string()}),
             )
         }
     };
-    if creds.is_none() && !deps.config.tools.servers.contains_key(server) {
-        return ok(
-            200,
-            json!({"server": server, "ok": false, "ms": 0,
-                   "error": format!("not connected: set its credentials ({}) first", def.credential_vars().join(", "))}),
-        );
-    }
-    let listed =
-        tokio::time::timeout(Duration::from_secs(25), list(deps, def, creds.as_ref())).await;
-    let ms = elapsed(started);
+    let listed = tokio::time::timeout(
+        Duration::from_secs(25),
+        deps.tools.list_as(route.server, route.creds.as_ref()),
+    )
+    .await;
+    let creds = route.creds;
+    let ms = started.elapsed().as_millis() as u64;
     match listed {
         Ok(Ok(defs)) => ok(
             200,
@@ -155,16 +159,5 @@ pub async fn test(deps: &Deps, tenant: &TenantId, server: &str) -> Answer {
             200,
             json!({"server": server, "ok": false, "ms": ms, "error": "no answer within 25 s"}),
         ),
-    }
-}
-
-async fn list(
-    deps: &Deps,
-    def: &ToolServer,
-    creds: Option<&mktg_tools::Credentials>,
-) -> Result<Vec<mktg_tools::ToolDef>, mktg_tools::ToolError> {
-    match creds {
-        Some(c) => deps.tools.list_connected(def, c).await,
-        None => deps.tools.list_server(&def.name).await,
     }
 }

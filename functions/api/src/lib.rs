@@ -38,6 +38,10 @@ pub const OPENAPI: &str = include_str!("../openapi.json");
 /// Largest page of `GET /goals`.
 pub const MAX_PAGE: usize = 100;
 
+/// Sign-ups an hour across a deployment whose sign-up is open, unless
+/// `MKTG_SIGNUPS_PER_HOUR` says otherwise.
+pub const SIGNUPS_PER_HOUR: u32 = 30;
+
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -83,7 +87,8 @@ pub struct Principal {
 pub struct ApiKeys(
     Vec<(String, Principal)>,
     Option<std::sync::Arc<oidc::Oidc>>,
-    bool,
+    /// Sign-ups an hour, when sign-up is open.
+    Option<u32>,
 );
 
 impl ApiKeys {
@@ -98,15 +103,10 @@ impl ApiKeys {
                     "MKTG_API_KEYS entry \"{entry}\" is not tenant:role:sha256hex"
                 ));
             };
-            let role = match *role {
-                "viewer" => Role::Viewer,
-                "editor" => Role::Editor,
-                "owner" => Role::Owner,
-                other => {
-                    return Err(format!(
-                        "MKTG_API_KEYS entry for tenant {tenant}: role \"{other}\" is not viewer, editor or owner"
-                    ))
-                }
+            let Some(role) = Role::parse(role) else {
+                return Err(format!(
+                    "MKTG_API_KEYS entry for tenant {tenant}: role \"{role}\" is not viewer, editor or owner"
+                ));
             };
             if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(format!(
@@ -133,7 +133,7 @@ impl ApiKeys {
                 },
             ));
         }
-        Ok(ApiKeys(keys, None, false))
+        Ok(ApiKeys(keys, None, None))
     }
 
     /// These keys, and ID tokens of this provider.
@@ -146,23 +146,41 @@ impl ApiKeys {
         self.1.as_deref()
     }
 
-    /// Whether anyone may sign up (create a tenant).
-    pub fn with_signup(mut self, open: bool) -> ApiKeys {
-        self.2 = open;
+    /// Whether anyone may sign up (create a tenant), at most
+    /// [`SIGNUPS_PER_HOUR`] an hour.
+    pub fn with_signup(self, open: bool) -> ApiKeys {
+        self.with_signup_limit(open.then_some(SIGNUPS_PER_HOUR))
+    }
+
+    /// Sign-up open with this many sign-ups an hour, or closed (`None`).
+    pub fn with_signup_limit(mut self, per_hour: Option<u32>) -> ApiKeys {
+        self.2 = per_hour;
         self
     }
 
     pub fn signup_open(&self) -> bool {
-        self.2
+        self.2.is_some()
     }
 
-    /// `MKTG_SIGNUP`: `open`, or `closed` (the default).
-    pub fn signup_from_env() -> Result<bool, String> {
-        match std::env::var("MKTG_SIGNUP").as_deref().map(str::trim) {
-            Err(_) | Ok("") | Ok("closed") => Ok(false),
-            Ok("open") => Ok(true),
-            Ok(other) => Err(format!("MKTG_SIGNUP is \"{other}\"; use open or closed")),
-        }
+    pub fn signup_per_hour(&self) -> u32 {
+        self.2.unwrap_or(0)
+    }
+
+    /// `MKTG_SIGNUP`: `open`, or `closed` (the default); with
+    /// `MKTG_SIGNUPS_PER_HOUR` (default [`SIGNUPS_PER_HOUR`]).
+    pub fn signup_from_env() -> Result<Option<u32>, String> {
+        let open = match std::env::var("MKTG_SIGNUP").as_deref().map(str::trim) {
+            Err(_) | Ok("") | Ok("closed") => false,
+            Ok("open") => true,
+            Ok(other) => return Err(format!("MKTG_SIGNUP is \"{other}\"; use open or closed")),
+        };
+        let per_hour = match std::env::var("MKTG_SIGNUPS_PER_HOUR") {
+            Err(_) => SIGNUPS_PER_HOUR,
+            Ok(v) => v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                format!("MKTG_SIGNUPS_PER_HOUR is \"{v}\"; use a whole number above 0")
+            })?,
+        };
+        Ok(open.then_some(per_hour))
     }
 
     /// The principal a presented key stands for. The comparison is of
@@ -304,8 +322,7 @@ pub async fn authenticate(
                 .map_err(|why| error(401, "unauthorized", why))?;
             if id.tenant.is_some() {
                 return oidc
-                    .principal(bearer)
-                    .await
+                    .principal_of(id)
                     .map_err(|why| error(401, "unauthorized", why));
             }
             // No tenant claim: the tenant this person signed up.
@@ -625,14 +642,14 @@ pub async fn route(
                 body,
                 "{\"name\", \"cron\", \"timezone\", \"priority\", and \"goal\" or \"pipeline\"}"
             ));
-            match mktg_actions::schedules::put(deps, tenant, id, schedule, &by).await {
+            match mktg_actions::schedules::put(deps, tenant, id, schedule).await {
                 Ok(()) => own_schedule_answer(deps, tenant, id).await,
                 Err(e) => action_error(e),
             }
         }
         ("DELETE", ["schedules", id]) => {
             need!(Role::Editor);
-            match mktg_actions::schedules::delete(deps, tenant, id, &by).await {
+            match mktg_actions::schedules::delete(deps, tenant, id).await {
                 Ok(()) => ok(200, json!({"id": id, "deleted": true})),
                 Err(e) => action_error(e),
             }
@@ -711,7 +728,7 @@ pub async fn route(
         }
         ("DELETE", ["tools", server, "connection"]) => {
             need!(Role::Owner);
-            connections::disconnect(deps, tenant, &by, server).await
+            connections::disconnect(deps, tenant, server).await
         }
         _ => error(404, "not_found", format!("no route {method} {path}")),
     }
@@ -884,6 +901,26 @@ async fn settings_answer(deps: &Deps, tenant: &TenantId) -> Answer {
     )
 }
 
+/// `PUT /settings/tools/{server}`: the fields to change; `approval: null`
+/// (present) goes back to tools.yaml's, absent keeps the current choice.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolSettingChange {
+    #[serde(default)]
+    enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    approval: Option<Option<mktg_core::tools::Approval>>,
+}
+
+/// A field that is present (even as null) is `Some`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 /// Sets one override of the tenant: a skill's tier and instructions (an
 /// empty body removes it), a schedule or a tool server on or off.
 async fn put_setting(
@@ -894,7 +931,7 @@ async fn put_setting(
     name: &str,
     body: &[u8],
 ) -> Result<(), Answer> {
-    use mktg_boot::tenant::{self, Kind, SkillOverride, Switch, ToolSetting};
+    use mktg_boot::tenant::{self, Item, Kind, SkillOverride, Switch, ToolSetting};
     let mut own = tenant::load(deps, tenant).await.map_err(unavailable)?;
     let saved = match kind {
         "skills" => {
@@ -957,18 +994,24 @@ async fn put_setting(
                 ));
             }
             if kind == "tools" {
-                let setting: ToolSetting = parse(
+                // A change of the fields given; the others stay as they are.
+                let change: ToolSettingChange = parse(
                     body,
                     "{\"enabled\": true|false, \"approval\": \"ask\"|\"auto\"|null}",
                 )?;
-                if setting == ToolSetting::default() {
-                    own.tools.remove(name);
-                } else {
-                    own.tools.insert(name.to_string(), setting);
+                let mut setting = own.tool(name);
+                if let Some(enabled) = change.enabled {
+                    setting.enabled = enabled;
                 }
-                return tenant::save(deps, tenant, Kind::Tools, &own.tools, by)
-                    .await
-                    .map_err(unavailable);
+                if let Some(approval) = change.approval {
+                    setting.approval = approval;
+                }
+                let saved = if setting == ToolSetting::default() {
+                    tenant::delete_item(deps, tenant, Item::Tool, name).await
+                } else {
+                    tenant::put_item(deps, tenant, Item::Tool, name, &setting).await
+                };
+                return saved.map_err(unavailable);
             }
             let switch: Switch = parse(body, "{\"enabled\": true|false}")?;
             if switch.enabled {

@@ -10,6 +10,6 @@ async fn main() -> Result<(), Error> {
     if let Some(oidc) = api::oidc::Oidc::from_env()? {
         keys = keys.with_oidc(oidc);
     }
-    keys = keys.with_signup(api::ApiKeys::signup_from_env()?);
+    keys = keys.with_signup_limit(api::ApiKeys::signup_from_env()?);
     run(service_fn(|request| api::handle(&deps, &keys, request))).await
 }

@@ -169,7 +169,10 @@ impl Oidc {
                         .max()
                 })
             });
-        let sub = claims["sub"].as_str().unwrap_or_default();
+        let sub = claims["sub"]
+            .as_str()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("the token has no subject (sub)")?;
         Ok(Identity {
             subject: format!("{}|{sub}", self.issuer),
             who: claims["email"].as_str().unwrap_or(sub).to_string(),
@@ -189,7 +192,11 @@ impl Oidc {
     /// The principal an ID token stands for by its claims alone, or why it
     /// is refused.
     pub async fn principal(&self, token: &str) -> Result<Principal, String> {
-        let id = self.identity(token).await?;
+        self.principal_of(self.identity(token).await?)
+    }
+
+    /// The principal of a verified identity by its claims alone.
+    pub fn principal_of(&self, id: Identity) -> Result<Principal, String> {
         let tenant = id.tenant.ok_or_else(|| self.no_tenant(&id.who))?;
         let role = id.role.ok_or_else(|| {
             format!(

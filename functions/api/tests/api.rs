@@ -462,4 +462,24 @@ async fn sign_up_creates_a_tenant_whose_owner_makes_and_revokes_keys() {
     assert_eq!(me.status, 401);
     let me = c.call("GET", "/me", Some(&owner), Value::Null).await;
     assert_eq!(me.status, 200);
+    // Open sign-up is rate limited across the deployment.
+    let t2 = memory_deps();
+    let limited = Client {
+        t: &t2,
+        keys: keys().with_signup_limit(Some(2)),
+        doc: serde_json::from_str(OPENAPI).unwrap(),
+    };
+    let mut statuses = Vec::new();
+    for n in 0..3 {
+        let a = limited
+            .call(
+                "POST",
+                "/signup",
+                None,
+                json!({"name": format!("Team {n}")}),
+            )
+            .await;
+        statuses.push(a.status);
+    }
+    assert_eq!(statuses, [201, 201, 429]);
 }

@@ -230,6 +230,41 @@ async fn id_tokens_of_the_provider_sign_people_in_with_their_tenant_and_role() {
     .await;
     assert_eq!(twice.status, 409);
     assert!(twice.body["message"].as_str().unwrap().contains(tenant));
+    // A person the provider already puts in a tenant cannot make another
+    // (which the claim would always win over, unreachable).
+    let claimed = format!("Bearer {}", token(&pem, "k1", good.clone()));
+    let a = route(
+        &t.deps,
+        &signup_keys,
+        "POST",
+        "/signup",
+        "",
+        Some(&claimed),
+        br#"{"name": "Side"}"#,
+    )
+    .await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(a.body["message"].as_str().unwrap().contains("acme"));
+    // A token with an empty subject is no one.
+    let mut nobody = good.clone();
+    nobody.as_object_mut().unwrap().remove("custom:tenant");
+    nobody["sub"] = json!("");
+    let a = route(
+        &t.deps,
+        &signup_keys,
+        "GET",
+        "/me",
+        "",
+        Some(&format!("Bearer {}", token(&pem, "k1", nobody))),
+        b"",
+    )
+    .await;
+    assert_eq!(a.status, 401);
+    assert!(
+        a.body["message"].as_str().unwrap().contains("no subject"),
+        "{}",
+        a.body
+    );
 
     // API keys still work beside tokens, and /auth/config tells the
     // dashboard where to sign in.

@@ -961,6 +961,41 @@ async fn a_tenant_connects_a_catalogue_server_with_its_own_credentials_which_no_
         .await;
     assert_eq!(bad.status, 400);
 
+    // A server with several variables: replacing one keeps the others.
+    let put = |body: Value| {
+        let c = &c;
+        async move {
+            c.call(
+                "PUT",
+                "/tools/mailchimp/connection",
+                Some("beta-owner-key"),
+                body,
+            )
+            .await
+        }
+    };
+    let first =
+        put(json!({"credentials": {"MAILCHIMP_API_KEY": "mc-1", "MAILCHIMP_TOOLS": "read"}})).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let second = put(json!({"credentials": {"MAILCHIMP_TOOLS": "read,create_campaign"}})).await;
+    assert_eq!(
+        second.body["connection"]["vars"],
+        json!(["MAILCHIMP_API_KEY", "MAILCHIMP_TOOLS"])
+    );
+    assert!(
+        second.body["connection"]["connected_ms"].as_u64()
+            > first.body["connection"]["connected_ms"].as_u64()
+    );
+    let kept = t
+        .deps
+        .vault
+        .get(&beta, "mailchimp", 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept["MAILCHIMP_API_KEY"], "mc-1");
+    assert_eq!(kept["MAILCHIMP_TOOLS"], "read,create_campaign");
+
     // Disconnected: forgotten by the vault; a second time is 404.
     let gone = c
         .call(
@@ -978,6 +1013,10 @@ async fn a_tenant_connects_a_catalogue_server_with_its_own_credentials_which_no_
         .await
         .unwrap()
         .is_none());
+    // A secret left behind by a disconnect cut short goes on the next try.
+    let left =
+        std::collections::BTreeMap::from([("RESEND_API_KEY".to_string(), "left".to_string())]);
+    t.deps.vault.put(&beta, "resend", &left).await.unwrap();
     let again = c
         .call(
             "DELETE",
@@ -987,6 +1026,13 @@ async fn a_tenant_connects_a_catalogue_server_with_its_own_credentials_which_no_
         )
         .await;
     assert_eq!(again.status, 404);
+    assert!(t
+        .deps
+        .vault
+        .get(&beta, "resend", 0)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -1118,6 +1164,35 @@ async fn a_tenant_schedules_its_own_work_which_the_tick_starts_once() {
         .await
         .unwrap();
     assert!(!beta.fired.iter().any(|g| g.contains("morning-tip")));
+
+    // One the configuration no longer accepts is listed with the reason.
+    mktg_boot::tenant::put_item(
+        &t.deps,
+        &alpha,
+        mktg_boot::tenant::Item::Schedule,
+        "old-sprint",
+        &serde_json::from_value::<mktg_boot::tenant::OwnSchedule>(
+            json!({"name": "Old sprint", "cron": "0 8 * * 1", "pipeline": "Retired Pipeline"}),
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    let listed = c
+        .call("GET", "/schedules", Some("alpha-viewer-key"), Value::Null)
+        .await;
+    let old = listed.body["schedules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "old-sprint")
+        .cloned()
+        .unwrap();
+    assert_eq!(old["enabled"], false);
+    assert!(
+        old["error"].as_str().unwrap().contains("Retired Pipeline"),
+        "{old}"
+    );
 
     // Deleted: the next morning nothing starts.
     let gone = c

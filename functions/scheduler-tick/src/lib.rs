@@ -65,7 +65,7 @@ pub async fn tick_all(
     let mut all = TickReport::default();
     let mut failed = Vec::new();
     for t in &tenants {
-        match tick(deps, t, now_ms).await {
+        match tick_for(deps, t, now_ms, t == deployment).await {
             Ok(r) => {
                 let tag = |s: String| {
                     if t == deployment {
@@ -164,7 +164,21 @@ pub fn slot_goal(tenant: &TenantId, schedule: &Schedule, slot: DateTime<Utc>) ->
     )
 }
 
+/// One tick for the deployment's tenant (or one run directly).
 pub async fn tick(deps: &Deps, tenant: &TenantId, now_ms: u64) -> Result<TickReport, HandlerError> {
+    tick_for(deps, tenant, now_ms, true).await
+}
+
+/// One tick for `tenant`. Another tenant than the deployment's gets the
+/// deployment's goal schedules only once it has a product context (a
+/// tenant that signed up and did nothing starts no paid work); its own
+/// schedules and the jobs always run.
+pub async fn tick_for(
+    deps: &Deps,
+    tenant: &TenantId,
+    now_ms: u64,
+    deployment: bool,
+) -> Result<TickReport, HandlerError> {
     let now = utc(now_ms);
     let mut report = TickReport::default();
     let scope = GoalKey::tenant_only(tenant.clone());
@@ -180,9 +194,18 @@ pub async fn tick(deps: &Deps, tenant: &TenantId, now_ms: u64) -> Result<TickRep
         tracing::warn!(schedule = %id, %why, "the tenant's schedule is not valid any more; skipped");
         report.skipped.push((id, why));
     }
+    let own_ids: Vec<&String> = own.own_schedules.keys().collect();
     for schedule in &schedules {
         let slots = due_slots(schedule, now, window);
         if slots.is_empty() {
+            continue;
+        }
+        let starts_goal = !matches!(schedule.target, ScheduleTarget::Job(_));
+        if starts_goal && !deployment && own.context.is_none() && !own_ids.contains(&&schedule.id) {
+            report.skipped.push((
+                schedule.id.clone(),
+                "no product context yet: the deployment's schedules start work for a tenant once it has one".into(),
+            ));
             continue;
         }
         if let Some(level) = level.filter(|l| !l.allowed_priorities.contains(&schedule.priority)) {

@@ -191,7 +191,19 @@ async fn the_tick_runs_every_registered_tenant_with_its_own_schedule_switches() 
     let (beta, gamma) = (TenantId::new("beta"), TenantId::new("gamma"));
     tenant::register(&t.deps, &beta).await.unwrap();
     tenant::register(&t.deps, &beta).await.unwrap(); // idempotent
-                                                     // gamma turned the daily social post off for itself.
+    let context: mktg_boot::context::ProductContext = serde_json::from_value(
+        serde_json::json!({"product": "Receipts app", "audience": "Freelancers"}),
+    )
+    .unwrap();
+    for t_ in [&beta, &gamma] {
+        mktg_boot::context::save(&t.deps, t_, &context, "test")
+            .await
+            .unwrap();
+    }
+    // delta signed up and did nothing yet: no paid work starts for it.
+    let delta = TenantId::new("delta");
+    tenant::register(&t.deps, &delta).await.unwrap();
+    // gamma turned the daily social post off for itself.
     let off =
         std::collections::BTreeMap::from([("daily-social".to_string(), Switch { enabled: false })]);
     tenant::save(&t.deps, &gamma, Kind::Schedules, &off, "test")
@@ -215,7 +227,11 @@ async fn the_tick_runs_every_registered_tenant_with_its_own_schedule_switches() 
         "acme and beta, not gamma"
     );
     run_director(&t).await;
-    for (tenant, goals) in [(&deployment, 1), (&beta, 1), (&gamma, 0)] {
+    assert!(report
+        .skipped
+        .iter()
+        .any(|(k, why)| k == "delta/daily-social" && why.contains("no product context")));
+    for (tenant, goals) in [(&deployment, 1), (&beta, 1), (&gamma, 0), (&delta, 0)] {
         let found = t.deps.store.goals(tenant, 10).await.unwrap();
         assert_eq!(found.len(), goals, "{tenant}");
     }

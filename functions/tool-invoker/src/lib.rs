@@ -17,6 +17,7 @@
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
+use mktg_boot::tenant::CredentialsError;
 use mktg_boot::{run_sqs_batch_with, Deps, HandlerError};
 use mktg_core::tools::{window_key, window_remaining_ms, CallStatus, ToolCall};
 use mktg_core::{Envelope, Message, TaskId, Trace};
@@ -104,32 +105,39 @@ async fn run(
         .task(&key, task_id)
         .await?
         .ok_or_else(|| HandlerError::Fail(format!("task {task_id} does not exist")))?;
-    // A server the tenant connected is reached with its own credentials
-    // and may come from the catalogue; any other from tools.yaml.
+    // The tenant's route to the server: its own credentials for one it
+    // connected (which may come from the catalogue), else tools.yaml's.
     let own = mktg_boot::tenant::load(deps, &key.tenant).await?;
-    let server = if own.connections.contains_key(&call.server) {
-        deps.config.connectable(&call.server)
-    } else {
-        deps.config.tools.servers.get(&call.server)
+    let route = match own.route(deps, &key.tenant, &call.server).await {
+        Ok(r) => r,
+        Err(CredentialsError::Unavailable(why)) => return Err(HandlerError::Retry(why)),
+        Err(CredentialsError::Missing(why)) => {
+            // Not worth retrying: the agent is told and goes on without.
+            let mut done = call.clone();
+            done.finish(CallStatus::Failed, why, true, now);
+            return finish(deps, &key, &call, done).await;
+        }
     };
-    let Some(server) = server.filter(|s| s.allows(&task.skill)) else {
-        let mut done = call.clone();
-        done.finish(
-            CallStatus::Blocked,
-            format!(
-                "tool {} is not (or no longer) available to the {} skill in tools.yaml",
-                call.name, task.skill
-            ),
-            true,
-            now,
-        );
-        return finish(deps, &key, &call, done).await;
+    let route = match route {
+        Some(r) if r.enabled && r.server.allows(&task.skill) => r,
+        other => {
+            let why = match other {
+                Some(r) if !r.enabled => format!(
+                    "tool server {} is turned off for this tenant (settings)",
+                    call.server
+                ),
+                _ => format!(
+                    "tool {} is not (or no longer) available to the {} skill in tools.yaml",
+                    call.name, task.skill
+                ),
+            };
+            let mut done = call.clone();
+            done.finish(CallStatus::Blocked, why, true, now);
+            return finish(deps, &key, &call, done).await;
+        }
     };
+    let server = route.server;
     let policy = server.policy(&call.tool);
-    let creds = own
-        .credentials(deps, &key.tenant, &call.server)
-        .await
-        .map_err(HandlerError::Retry)?;
 
     // (3) Claim + rate tokens, atomically.
     let mut running = call.clone();
@@ -204,31 +212,17 @@ async fn run(
     let arguments: serde_json::Value =
         serde_json::from_str(&call.input).unwrap_or(serde_json::Value::Null);
     let started = deps.clock.now_ms();
-    let outcome = match &creds {
-        Some(creds) => {
-            deps.tools
-                .invoke_connected(
-                    server,
-                    creds,
-                    &call.tool,
-                    arguments,
-                    &call.idempotency_key(),
-                    policy.timeout_ms,
-                )
-                .await
-        }
-        None => {
-            deps.tools
-                .invoke(
-                    &call.server,
-                    &call.tool,
-                    arguments,
-                    &call.idempotency_key(),
-                    policy.timeout_ms,
-                )
-                .await
-        }
-    };
+    let outcome = deps
+        .tools
+        .invoke_as(
+            server,
+            route.creds.as_ref(),
+            &call.tool,
+            arguments,
+            &call.idempotency_key(),
+            policy.timeout_ms,
+        )
+        .await;
     // The tool did its work; its result is not stored yet.
     mktg_boot::crash_point!("tool.after_effect");
     let now = deps.clock.now_ms();

@@ -4,7 +4,7 @@
 //! by whom and when; no value is ever written anywhere else or returned.
 
 use crate::ActionError;
-use mktg_boot::tenant::{self, Kind, ToolConnection};
+use mktg_boot::tenant::{self, Item, ToolConnection};
 use mktg_boot::Deps;
 use mktg_core::TenantId;
 use std::collections::BTreeMap;
@@ -70,43 +70,57 @@ pub async fn connect(
             )));
         }
     }
-    let mut own = tenant::load(deps, tenant).await?;
+    // Values not given are kept: replacing one credential of several
+    // (a rotated token) leaves the others as they were.
+    let own = tenant::load(deps, tenant).await?;
+    let previous = own.connections.get(server);
+    let mut values = match previous {
+        Some(c) => deps
+            .vault
+            .get(tenant, server, c.version)
+            .await
+            .map_err(ActionError::Unavailable)?
+            .unwrap_or_default(),
+        None => BTreeMap::new(),
+    };
+    values.extend(credentials.iter().map(|(k, v)| (k.clone(), v.clone())));
     deps.vault
-        .put(tenant, server, credentials)
+        .put(tenant, server, &values)
         .await
         .map_err(ActionError::Unavailable)?;
-    let previous = own.connections.get(server).map_or(0, |c| c.version);
     let connection = ToolConnection {
-        version: deps.clock.now_ms().max(previous + 1),
-        vars: credentials.keys().cloned().collect(),
+        version: deps
+            .clock
+            .now_ms()
+            .max(previous.map_or(0, |c| c.version) + 1),
+        vars: values.keys().cloned().collect(),
         by: by.to_string(),
     };
-    own.connections
-        .insert(server.to_string(), connection.clone());
-    tenant::save(deps, tenant, Kind::Connections, &own.connections, by).await?;
+    tenant::put_item(deps, tenant, Item::Connection, server, &connection).await?;
     tracing::info!(%tenant, server, vars = ?connection.vars, "tool server connected with the tenant's credentials");
     Ok(connection)
 }
 
 /// Forgets the tenant's credentials for `server`; the deployment's apply
 /// again (if it has any).
-pub async fn disconnect(
-    deps: &Deps,
-    tenant: &TenantId,
-    server: &str,
-    by: &str,
-) -> Result<(), ActionError> {
+pub async fn disconnect(deps: &Deps, tenant: &TenantId, server: &str) -> Result<(), ActionError> {
     server_def(deps, server)?;
-    let mut own = tenant::load(deps, tenant).await?;
-    if own.connections.remove(server).is_none() {
+    let own = tenant::load(deps, tenant).await?;
+    let Some(connection) = own.connections.get(server) else {
+        // A disconnect whose record went but whose secret stayed (the
+        // vault did not answer): deleting it again finishes it.
+        deps.vault
+            .delete(tenant, server, 0)
+            .await
+            .map_err(ActionError::Unavailable)?;
         return Err(ActionError::NotFound(format!(
             "tool server \"{server}\" has no connection of this tenant's"
         )));
-    }
+    };
     // The record first: nobody then reads credentials it no longer names.
-    tenant::save(deps, tenant, Kind::Connections, &own.connections, by).await?;
+    tenant::delete_item(deps, tenant, Item::Connection, server).await?;
     deps.vault
-        .delete(tenant, server)
+        .delete(tenant, server, connection.version)
         .await
         .map_err(ActionError::Unavailable)
 }

@@ -26,6 +26,10 @@ pub struct ScheduleView {
     pub next: Vec<String>,
     /// The tenant's own (not schedules.yaml's).
     pub own: bool,
+    /// Why an own schedule does not run any more (the configuration
+    /// changed under it, e.g. its pipeline was removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 fn target(t: &ScheduleTarget) -> (&'static str, String) {
@@ -65,6 +69,7 @@ pub fn schedules(
                 Vec::new()
             },
             own: is_own,
+            error: None,
         }
     };
     let mut out: Vec<ScheduleView> = config
@@ -80,8 +85,33 @@ pub fn schedules(
         })
         .collect();
     for (id, o) in own.map(|o| &o.own_schedules).into_iter().flatten() {
-        if let Ok(s) = o.to_schedule(id, config) {
-            out.push(view(&s, o.enabled, true));
+        match o.to_schedule(id, config) {
+            Ok(s) => out.push(view(&s, o.enabled, true)),
+            // Listed with the reason, so it can be mended or deleted.
+            Err(why) => out.push(ScheduleView {
+                name: o.name.clone(),
+                id: id.clone(),
+                cron: o.cron.clone(),
+                timezone: o.timezone.clone(),
+                kind: if o.pipeline.is_some() {
+                    "pipeline"
+                } else {
+                    "goal"
+                },
+                what: o
+                    .pipeline
+                    .clone()
+                    .or_else(|| o.goal.clone())
+                    .unwrap_or_default(),
+                priority: o
+                    .priority
+                    .clone()
+                    .unwrap_or_else(|| mktg_core::Priority::default().to_string()),
+                enabled: false,
+                next: Vec::new(),
+                own: true,
+                error: Some(why),
+            }),
         }
     }
     out

@@ -113,11 +113,14 @@ impl Deps {
             .flat_map(|s| s.credential_vars())
             .collect();
         let overlay = crate::secrets::credential_overlay(&vars, lookup, &secrets).await?;
+        // The catalogue's OAuth servers too: a tenant's connection mints
+        // tokens that warm functions share through Secrets Manager.
         let oauth = deps
             .config
             .tools
             .servers
             .values()
+            .chain(deps.config.catalog.servers.values())
             .any(|s| s.oauth.is_some());
         if !overlay.is_empty() || oauth {
             let process_env: HashMap<String, String> = vars

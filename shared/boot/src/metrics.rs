@@ -303,34 +303,33 @@ pub async fn check(deps: &Deps, tenant: &TenantId, day: i64) -> Result<CheckRepo
             args = args.replace("{dimension}", dim.unwrap_or_default());
             args = args.replace("{date}", &date);
             let arguments: Value = serde_json::from_str(&args).unwrap_or(Value::Null);
-            let Some(def) = deps.config.connectable(server) else {
-                continue;
-            };
-            let creds = match own.credentials(deps, tenant, server).await {
-                Ok(c) => c,
+            // The tenant's route: its own connection, or tools.yaml's
+            // server; a catalogue server it did not connect, or a server
+            // it turned off, is not read.
+            let route = match own.route(deps, tenant, server).await {
+                Ok(Some(r)) if r.enabled => r,
+                Ok(_) => {
+                    tracing::debug!(%series, server, "server not in use by the tenant; not read");
+                    continue;
+                }
                 Err(why) => {
-                    report.errors.push((series, why));
+                    report.errors.push((series, why.to_string()));
                     continue;
                 }
             };
-            if creds.is_none() && !deps.config.tools.servers.contains_key(server) {
-                tracing::debug!(%series, server, "catalogue server not connected by the tenant; not read");
-                continue;
-            }
-            let timeout = def.policy(tool).timeout_ms;
+            let timeout = route.server.policy(tool).timeout_ms;
             let key = format!("metrics:{tenant}:{series}:{date}");
-            let called = match &creds {
-                Some(c) => {
-                    deps.tools
-                        .invoke_connected(def, c, tool, arguments, &key, timeout)
-                        .await
-                }
-                None => {
-                    deps.tools
-                        .invoke(server, tool, arguments, &key, timeout)
-                        .await
-                }
-            };
+            let called = deps
+                .tools
+                .invoke_as(
+                    route.server,
+                    route.creds.as_ref(),
+                    tool,
+                    arguments,
+                    &key,
+                    timeout,
+                )
+                .await;
             let value = match called {
                 Ok(out) if out.is_error => Err(format!(
                     "{} answered with an error: {}",

@@ -196,15 +196,30 @@ impl TenantSettings {
         }
         (out, refused)
     }
+}
 
-    /// Tool servers the tenant turned off.
-    pub fn disabled_servers(&self) -> Vec<String> {
-        self.tools
-            .iter()
-            .filter(|(_, s)| !s.enabled)
-            .map(|(k, _)| k.clone())
-            .collect()
-    }
+/// Why a tenant's own credentials could not be had.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialsError {
+    /// The connection is recorded but the vault has no secret for it
+    /// (deleted by hand, or a disconnect half done): connect it again.
+    #[error("{0}")]
+    Missing(String),
+    /// The vault did not answer: try again.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// How a tenant reaches one tool server.
+#[derive(Clone, Debug)]
+pub struct ToolRoute<'a> {
+    /// tools.yaml's definition, or the catalogue's for a server the tenant
+    /// connected.
+    pub server: &'a mktg_config::ToolServer,
+    /// The tenant's own credentials; `None`: the deployment's.
+    pub creds: Option<mktg_tools::Credentials>,
+    /// Whether the tenant left it on.
+    pub enabled: bool,
 }
 
 impl TenantSettings {
@@ -216,21 +231,49 @@ impl TenantSettings {
         deps: &Deps,
         tenant: &TenantId,
         server: &str,
-    ) -> Result<Option<mktg_tools::Credentials>, String> {
+    ) -> Result<Option<mktg_tools::Credentials>, CredentialsError> {
         let Some(conn) = self.connections.get(server) else {
             return Ok(None);
         };
         let values = deps
             .vault
             .get(tenant, server, conn.version)
-            .await?
+            .await
+            .map_err(CredentialsError::Unavailable)?
             .ok_or_else(|| {
-                format!("{tenant}'s credentials for tool server {server} are missing from the vault; connect it again")
+                CredentialsError::Missing(format!("{tenant}'s credentials for tool server {server} are missing from the vault; connect it again"))
             })?;
         Ok(Some(mktg_tools::Credentials {
             tenant: tenant.to_string(),
             version: conn.version,
             values: values.into_iter().collect(),
+        }))
+    }
+
+    /// How this tenant reaches `server`: with its own credentials when it
+    /// connected it (tools.yaml's or the catalogue's definition), else
+    /// tools.yaml's with the deployment's; `None` when it cannot (unknown,
+    /// or a catalogue server it did not connect). Every path to a tool
+    /// (the agent's offer, the tool invoker, the metrics check, the
+    /// connection test) goes through here.
+    pub async fn route<'a>(
+        &self,
+        deps: &'a Deps,
+        tenant: &TenantId,
+        server: &str,
+    ) -> Result<Option<ToolRoute<'a>>, CredentialsError> {
+        let def = if self.connections.contains_key(server) {
+            deps.config.connectable(server)
+        } else {
+            deps.config.tools.servers.get(server)
+        };
+        let Some(def) = def else {
+            return Ok(None);
+        };
+        Ok(Some(ToolRoute {
+            server: def,
+            creds: self.credentials(deps, tenant, server).await?,
+            enabled: self.tool_enabled(server),
         }))
     }
 }
@@ -250,10 +293,32 @@ pub async fn load(deps: &Deps, tenant: &TenantId) -> Result<TenantSettings, Stor
             }
             "skills" => s.skills = map(&body),
             "schedules" => s.schedules = map(&body),
-            "tools" => s.tools = map(&body),
-            "connections" => s.connections = map(&body),
-            "own-schedules" => s.own_schedules = map(&body),
-            _ => {}
+            other => {
+                // One document per tool server, connection and schedule,
+                // so that two people changing two of them both win.
+                let Some((kind, name)) = other.split_once(':') else {
+                    continue;
+                };
+                let name = name.to_string();
+                match kind {
+                    "tool" => {
+                        if let Ok(v) = serde_json::from_value(body) {
+                            s.tools.insert(name, v);
+                        }
+                    }
+                    "connection" => {
+                        if let Ok(v) = serde_json::from_value(body) {
+                            s.connections.insert(name, v);
+                        }
+                    }
+                    "schedule" => {
+                        if let Ok(v) = serde_json::from_value(body) {
+                            s.own_schedules.insert(name, v);
+                        }
+                    }
+                    _ => {}
+                }
+            }
         }
     }
     Ok(s)
@@ -264,9 +329,6 @@ pub async fn load(deps: &Deps, tenant: &TenantId) -> Result<TenantSettings, Stor
 pub enum Kind {
     Skills,
     Schedules,
-    Tools,
-    Connections,
-    OwnSchedules,
 }
 
 impl Kind {
@@ -274,11 +336,60 @@ impl Kind {
         match self {
             Kind::Skills => "skills",
             Kind::Schedules => "schedules",
-            Kind::Tools => "tools",
-            Kind::Connections => "connections",
-            Kind::OwnSchedules => "own-schedules",
         }
     }
+}
+
+/// Settings kept one document per name: a tool server's settings, a
+/// connection, an own schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Item {
+    Tool,
+    Connection,
+    Schedule,
+}
+
+impl Item {
+    fn doc_id(self, name: &str) -> String {
+        let kind = match self {
+            Item::Tool => "tool",
+            Item::Connection => "connection",
+            Item::Schedule => "schedule",
+        };
+        format!("{kind}:{name}")
+    }
+}
+
+/// Writes (replaces) one named setting of the tenant.
+pub async fn put_item<T: Serialize>(
+    deps: &Deps,
+    tenant: &TenantId,
+    item: Item,
+    name: &str,
+    value: &T,
+) -> Result<(), StoreError> {
+    let body = serde_json::to_value(value).map_err(|e| StoreError::Permanent(e.to_string()))?;
+    put_doc(deps, tenant, SETTINGS, &item.doc_id(name), body).await?;
+    register(deps, tenant).await
+}
+
+/// Removes one named setting of the tenant (none there is fine).
+pub async fn delete_item(
+    deps: &Deps,
+    tenant: &TenantId,
+    item: Item,
+    name: &str,
+) -> Result<(), StoreError> {
+    deps.store
+        .commit(
+            &GoalKey::tenant_only(tenant.clone()),
+            vec![Write::DeleteDoc {
+                tenant: tenant.clone(),
+                collection: SETTINGS.into(),
+                id: item.doc_id(name),
+            }],
+        )
+        .await
 }
 
 /// Replaces one kind of the tenant's overrides.

@@ -23,8 +23,9 @@ pub trait Vault: Send + Sync {
         server: &str,
         version: u64,
     ) -> Result<Option<Values>, String>;
-    /// Forgets them (nothing stored is fine).
-    async fn delete(&self, tenant: &TenantId, server: &str) -> Result<(), String>;
+    /// Forgets them, and an OAuth access token minted with connection
+    /// `version` (nothing stored is fine).
+    async fn delete(&self, tenant: &TenantId, server: &str, version: u64) -> Result<(), String>;
 }
 
 /// In-process vault for `mktg dev` and the memory tests.
@@ -48,7 +49,7 @@ impl Vault for MemoryVault {
             .get(&(tenant.to_string(), server.to_string()))
             .cloned())
     }
-    async fn delete(&self, tenant: &TenantId, server: &str) -> Result<(), String> {
+    async fn delete(&self, tenant: &TenantId, server: &str, _: u64) -> Result<(), String> {
         self.0
             .lock()
             .map_err(|e| e.to_string())?
@@ -160,31 +161,39 @@ impl Vault for SecretsVault {
         Ok(Some(values))
     }
 
-    async fn delete(&self, tenant: &TenantId, server: &str) -> Result<(), String> {
+    async fn delete(&self, tenant: &TenantId, server: &str, version: u64) -> Result<(), String> {
         let name = self.name(tenant, server);
         self.read
             .lock()
             .map_err(|e| e.to_string())?
             .retain(|(n, _), _| n != &name);
-        match self
-            .client
-            .delete_secret()
-            .secret_id(&name)
-            .force_delete_without_recovery(true)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        // The token first: the credentials are what a retry looks for.
+        let token = format!(
+            "{}oauth/{}",
+            self.prefix,
+            mktg_tools::Credentials::token_key(server, tenant.as_str(), version)
+        );
+        for secret in [token, name] {
+            match self
+                .client
+                .delete_secret()
+                .secret_id(&secret)
+                .force_delete_without_recovery(true)
+                .send()
+                .await
             {
-                Ok(())
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_resource_not_found_exception()) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "cannot delete secret \"{secret}\": {}",
+                        DisplayErrorContext(&e)
+                    ))
+                }
             }
-            Err(e) => Err(format!(
-                "cannot delete secret \"{name}\": {}",
-                DisplayErrorContext(&e)
-            )),
         }
+        Ok(())
     }
 }

@@ -310,8 +310,8 @@ impl Config {
             ));
         }
         let name = spec.name.trim();
-        if name.is_empty() || name.chars().count() > 120 {
-            return Err("name must be 1 to 120 characters".into());
+        if name.is_empty() || name.chars().count() > 120 || name.chars().any(char::is_control) {
+            return Err("name must be 1 to 120 characters on one line".into());
         }
         let cron = spec
             .cron

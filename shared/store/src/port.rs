@@ -167,6 +167,12 @@ pub enum Write {
         new_only: bool,
         ttl: Option<u64>,
     },
+    /// Removes a document (none there is fine).
+    DeleteDoc {
+        tenant: TenantId,
+        collection: String,
+        id: String,
+    },
 }
 
 /// A tool call waiting for `mktg approve` / `mktg deny`.

@@ -421,6 +421,20 @@ pub fn ops(key: &GoalKey, write: &Write, seq: usize) -> Result<Vec<(Op, Cond)>, 
                 },
             )
         }
+        Write::DeleteDoc {
+            tenant,
+            collection,
+            id,
+        } => {
+            tenant_matches(key, tenant)?;
+            Ok(vec![(
+                Op::Delete {
+                    pk: keys::doc_pk(tenant, collection),
+                    sk: id.clone(),
+                },
+                Cond::None,
+            )])
+        }
         Write::Budget { tenant, budget } => {
             tenant_matches(key, tenant)?;
             put(

@@ -40,6 +40,15 @@ pub struct Credentials {
     pub values: HashMap<String, String>,
 }
 
+impl Credentials {
+    /// Where an OAuth access token minted with these credentials is kept:
+    /// per server, tenant and connection version, so a reconnect (another
+    /// account) never reuses the previous account's token.
+    pub fn token_key(server: &str, tenant: &str, version: u64) -> String {
+        format!("{server}@{tenant}@{version}")
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut names: Vec<&String> = self.values.keys().collect();
@@ -121,6 +130,42 @@ pub trait ToolHost: Send + Sync {
             server: server.name.clone(),
             reason: "this tool host cannot use a tenant's own connection".into(),
         })
+    }
+
+    /// Lists `server` with the tenant's credentials, or the deployment's
+    /// when `creds` is `None`.
+    async fn list_as(
+        &self,
+        server: &ToolServer,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<ToolDef>, ToolError> {
+        match creds {
+            Some(c) => self.list_connected(server, c).await,
+            None => self.list_server(&server.name).await,
+        }
+    }
+
+    /// Calls a tool of `server` with the tenant's credentials, or the
+    /// deployment's when `creds` is `None`.
+    async fn invoke_as(
+        &self,
+        server: &ToolServer,
+        creds: Option<&Credentials>,
+        tool: &str,
+        arguments: serde_json::Value,
+        idempotency_key: &str,
+        timeout_ms: u64,
+    ) -> Result<ToolOutcome, ToolError> {
+        match creds {
+            Some(c) => {
+                self.invoke_connected(server, c, tool, arguments, idempotency_key, timeout_ms)
+                    .await
+            }
+            None => {
+                self.invoke(&server.name, tool, arguments, idempotency_key, timeout_ms)
+                    .await
+            }
+        }
     }
 
     /// Calls `tool` on `server` with `arguments` (a JSON object), giving up

@@ -44,11 +44,15 @@ pub const PASS_THROUGH: &[&str] = &[
 pub struct McpHost {
     tools: Tools,
     env: EnvLookup,
-    clients: Mutex<HashMap<String, Connection>>,
+    /// One slot per connection key, each with its own lock: opening one
+    /// tenant's slow server holds up only callers of that same connection.
+    clients: Mutex<HashMap<String, Slot>>,
     listed: Mutex<HashMap<String, Vec<ToolDef>>>,
     http: reqwest::Client,
     token_store: Option<Arc<dyn TokenStore>>,
 }
+
+type Slot = Arc<Mutex<Option<Connection>>>;
 
 /// A live connection, and the OAuth access token it was opened with.
 struct Connection {
@@ -115,7 +119,7 @@ impl McpHost {
     /// tenant's own.
     fn cache_key(server: &ToolServer, creds: Option<&Credentials>) -> String {
         match creds {
-            Some(c) => format!("{}@{}@{}", server.name, c.tenant, c.version),
+            Some(c) => Credentials::token_key(&server.name, &c.tenant, c.version),
             None => server.name.clone(),
         }
     }
@@ -126,8 +130,18 @@ impl McpHost {
         creds: Option<&Credentials>,
     ) -> Result<Arc<Client>, ToolError> {
         let key = Self::cache_key(server, creds);
-        let mut clients = self.clients.lock().await;
-        if let Some(c) = clients.get(&key) {
+        let slot = {
+            let mut clients = self.clients.lock().await;
+            // A tenant that reconnected with new credentials: its old
+            // connection is closed with its entry.
+            if let Some(c) = creds {
+                let stale = format!("{}@{}@", server.name, c.tenant);
+                clients.retain(|k, _| *k == key || !k.starts_with(&stale));
+            }
+            clients.entry(key.clone()).or_default().clone()
+        };
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref() {
             let token_ok = c.token.as_ref().is_none_or(AccessToken::is_fresh);
             if !c.client.is_closed() && token_ok {
                 return Ok(c.client.clone());
@@ -137,18 +151,9 @@ impl McpHost {
             } else {
                 tracing::info!(server = %server.name, "access token near expiry; reconnecting with a fresh one");
             }
-            clients.remove(&key);
+            *slot = None;
         }
-        // A tenant that reconnected with new credentials: its old
-        // connection is closed with the entry.
-        if let Some(c) = creds {
-            let stale = format!("{}@{}@", server.name, c.tenant);
-            clients.retain(|k, _| !k.starts_with(&stale));
-        }
-        let token_key = match creds {
-            Some(c) => format!("{}@{}", server.name, c.tenant),
-            None => server.name.clone(),
-        };
+        let token_key = key.clone();
         let env = |var: &str| self.lookup(server, creds, var);
         // A server behind OAuth gets a fresh access token for the life of
         // the connection; the connection is renewed before the token ends.
@@ -188,13 +193,10 @@ impl McpHost {
                     ),
                 })??;
         let client = Arc::new(client);
-        clients.insert(
-            key,
-            Connection {
-                client: client.clone(),
-                token,
-            },
-        );
+        *slot = Some(Connection {
+            client: client.clone(),
+            token,
+        });
         Ok(client)
     }
 
