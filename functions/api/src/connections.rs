@@ -121,43 +121,36 @@ pub async fn test(deps: &Deps, tenant: &TenantId, server: &str) -> Answer {
         Err(e) => return unavailable(e),
     };
     let started = Instant::now();
+    let failed = |error: String| {
+        ok(
+            200,
+            json!({"server": server, "ok": false, "ms": started.elapsed().as_millis() as u64, "error": error}),
+        )
+    };
     // Tested as the tenant's agents reach it (on or off alike).
     let route = match own.route(deps, tenant, server).await {
         Ok(Some(r)) => r,
         Ok(None) => {
-            return ok(
-                200,
-                json!({"server": server, "ok": false, "ms": 0,
-                       "error": format!("not connected: set its credentials ({}) first", def.credential_vars().join(", "))}),
-            )
+            return failed(format!(
+                "not connected: set its credentials ({}) first",
+                def.credential_vars().join(", ")
+            ))
         }
-        Err(e) => {
-            return ok(
-                200,
-                json!({"server": server, "ok": false, "ms": started.elapsed().as_millis() as u64, "error": e.to_string()}),
-            )
-        }
+        Err(e) => return failed(e.to_string()),
     };
     let listed = tokio::time::timeout(
         Duration::from_secs(25),
         deps.tools.list_as(route.server, route.creds.as_ref()),
     )
     .await;
-    let creds = route.creds;
-    let ms = started.elapsed().as_millis() as u64;
     match listed {
         Ok(Ok(defs)) => ok(
             200,
-            json!({"server": server, "ok": true, "ms": ms, "own_credentials": creds.is_some(),
+            json!({"server": server, "ok": true, "ms": started.elapsed().as_millis() as u64,
+                   "own_credentials": route.creds.is_some(),
                    "tools": defs.iter().map(|d| json!({"name": d.tool, "effect": d.policy.effect.to_string(), "description": d.description})).collect::<Vec<_>>()}),
         ),
-        Ok(Err(e)) => ok(
-            200,
-            json!({"server": server, "ok": false, "ms": ms, "error": e.to_string()}),
-        ),
-        Err(_) => ok(
-            200,
-            json!({"server": server, "ok": false, "ms": ms, "error": "no answer within 25 s"}),
-        ),
+        Ok(Err(e)) => failed(e.to_string()),
+        Err(_) => failed("no answer within 25 s".into()),
     }
 }

@@ -296,27 +296,11 @@ pub async fn load(deps: &Deps, tenant: &TenantId) -> Result<TenantSettings, Stor
             other => {
                 // One document per tool server, connection and schedule,
                 // so that two people changing two of them both win.
-                let Some((kind, name)) = other.split_once(':') else {
-                    continue;
-                };
-                let name = name.to_string();
-                match kind {
-                    "tool" => {
-                        if let Ok(v) = serde_json::from_value(body) {
-                            s.tools.insert(name, v);
-                        }
-                    }
-                    "connection" => {
-                        if let Ok(v) = serde_json::from_value(body) {
-                            s.connections.insert(name, v);
-                        }
-                    }
-                    "schedule" => {
-                        if let Ok(v) = serde_json::from_value(body) {
-                            s.own_schedules.insert(name, v);
-                        }
-                    }
-                    _ => {}
+                match Item::of_doc(other) {
+                    Some((Item::Tool, name)) => put_parsed(&mut s.tools, name, body),
+                    Some((Item::Connection, name)) => put_parsed(&mut s.connections, name, body),
+                    Some((Item::Schedule, name)) => put_parsed(&mut s.own_schedules, name, body),
+                    None => {}
                 }
             }
         }
@@ -350,13 +334,39 @@ pub enum Item {
 }
 
 impl Item {
-    fn doc_id(self, name: &str) -> String {
-        let kind = match self {
+    const ALL: [Item; 3] = [Item::Tool, Item::Connection, Item::Schedule];
+
+    fn kind(self) -> &'static str {
+        match self {
             Item::Tool => "tool",
             Item::Connection => "connection",
             Item::Schedule => "schedule",
-        };
-        format!("{kind}:{name}")
+        }
+    }
+
+    fn doc_id(self, name: &str) -> String {
+        format!("{}:{name}", self.kind())
+    }
+
+    /// The item and name a settings document id stands for.
+    fn of_doc(id: &str) -> Option<(Item, &str)> {
+        let (kind, name) = id.split_once(':')?;
+        Item::ALL
+            .into_iter()
+            .find(|i| i.kind() == kind)
+            .map(|i| (i, name))
+    }
+}
+
+/// Adds a named setting read from its document (one that does not parse
+/// is left out, as a missing one would be).
+fn put_parsed<T: serde::de::DeserializeOwned>(
+    map: &mut BTreeMap<String, T>,
+    name: &str,
+    body: Value,
+) {
+    if let Ok(v) = serde_json::from_value(body) {
+        map.insert(name.to_string(), v);
     }
 }
 
