@@ -5,6 +5,7 @@
 //! serialized by optimistic concurrency.
 
 mod consistency;
+mod decide;
 mod on_event_received;
 mod on_goal_submitted;
 mod on_human;

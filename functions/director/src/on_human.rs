@@ -13,15 +13,13 @@
 //! Like review decisions, each is one commit conditioned on the goal's
 //! version, and a repeated message finds the decision already applied.
 
-use crate::{ready_message, MAX_DECISION_ATTEMPTS};
-use mktg_boot::{outbox, Deps, HandlerError};
+use crate::decide::{decide, event, Decided};
+use crate::ready_message;
+use mktg_boot::{Deps, HandlerError};
 use mktg_core::plan::releasable;
 use mktg_core::review::Feedback;
-use mktg_core::{
-    CallStatus, DomainEvent, Envelope, Goal, GoalStatus, Outgoing, Resolution, TaskId, TaskStatus,
-    Trace,
-};
-use mktg_store::{GoalKey, GoalState, StoreError, Write};
+use mktg_core::{CallStatus, Envelope, Goal, GoalStatus, Resolution, TaskId, TaskStatus};
+use mktg_store::GoalState;
 
 pub async fn cancel(
     deps: &Deps,
@@ -148,30 +146,6 @@ pub async fn resolve(
     .await
 }
 
-/// What a decision changes: the goal, its tasks and calls, traces and
-/// what is sent after the commit.
-struct Decided {
-    goal: Goal,
-    tasks: Vec<mktg_core::Task>,
-    calls: Vec<mktg_core::ToolCall>,
-    clear: Vec<String>,
-    traces: Vec<Trace>,
-    out: Vec<Outgoing>,
-}
-
-impl Decided {
-    fn new(goal: &Goal, state: &GoalState) -> Decided {
-        Decided {
-            goal: goal.clone(),
-            tasks: state.tasks.clone(),
-            calls: state.calls.clone(),
-            clear: Vec::new(),
-            traces: Vec::new(),
-            out: Vec::new(),
-        }
-    }
-}
-
 fn cancel_all(
     state: &GoalState,
     goal: &Goal,
@@ -215,83 +189,4 @@ fn cancel_all(
         now,
     ));
     Ok(d)
-}
-
-fn event(
-    env: &Envelope,
-    kind: &str,
-    task: Option<TaskId>,
-    status: &str,
-    reason: Option<String>,
-    now: u64,
-) -> Outgoing {
-    Outgoing::Event(DomainEvent::new(
-        kind,
-        env.tenant.clone(),
-        env.goal.clone(),
-        task,
-        status,
-        reason,
-        now,
-    ))
-}
-
-/// Reads the goal, lets `f` decide, commits on the goal's version; a lost
-/// race re-reads and decides again. `f` returning `None` means the decision
-/// was already made (or no longer applies): the outboxes are flushed again.
-async fn decide<F>(deps: &Deps, env: &Envelope, f: F) -> Result<(), HandlerError>
-where
-    F: Fn(&GoalState, &Goal, u64) -> Result<Option<Decided>, HandlerError>,
-{
-    let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
-    for _ in 0..MAX_DECISION_ATTEMPTS {
-        let state = deps.store.goal_state(&key).await?;
-        let Some(goal) = state.goal.clone() else {
-            return Err(HandlerError::Fail(format!(
-                "goal {} does not exist",
-                env.goal
-            )));
-        };
-        let now = deps.clock.now_ms();
-        let Some(mut d) = f(&state, &goal, now)? else {
-            tracing::info!(status = %goal.status, "nothing to decide; already applied");
-            return outbox::flush_goal(deps, &goal).await;
-        };
-        d.goal.updated_ms = now;
-        d.goal.version = goal.version + 1;
-        d.goal.outbox.extend(std::mem::take(&mut d.out));
-        let mut writes = vec![Write::Goal {
-            goal: d.goal.clone(),
-            expect_version: goal.version,
-        }];
-        writes.extend(crate::changed_tasks(&state.tasks, &d.tasks));
-        for c in &d.calls {
-            if let Some(before) = state.calls.iter().find(|b| b.reference() == c.reference()) {
-                if before != c {
-                    writes.push(Write::Call {
-                        call: c.clone(),
-                        expect_version: before.version,
-                    });
-                }
-            }
-        }
-        for reference in &d.clear {
-            writes.push(Write::ClearApproval {
-                tenant: env.tenant.clone(),
-                reference: reference.clone(),
-            });
-        }
-        writes.extend(d.traces.into_iter().map(Write::Trace));
-        match deps.store.commit(&key, writes).await {
-            Ok(()) => return outbox::flush_goal(deps, &d.goal).await,
-            Err(StoreError::Conflict(why)) => {
-                tracing::debug!(%why, "lost a race on the goal; deciding again");
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(HandlerError::Retry(format!(
-        "gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts"
-    )))
 }

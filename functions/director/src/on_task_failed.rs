@@ -4,12 +4,11 @@
 //! (`mktg_core::heal`). Otherwise the goal cannot finish, so it fails
 //! visibly and the tasks that can no longer run are cancelled.
 
-use crate::MAX_DECISION_ATTEMPTS;
-use mktg_boot::{outbox, Deps, HandlerError};
+use crate::decide::{decide, event, Decided};
+use mktg_boot::{Deps, HandlerError};
 use mktg_core::heal::{classify, plan, FailureKind, HealAttempt};
 use mktg_core::tools::{CallStatus, ToolCall};
-use mktg_core::{DomainEvent, Envelope, GoalStatus, Message, Outgoing, Task, TaskId, TaskStatus};
-use mktg_store::{GoalKey, StoreError, Write};
+use mktg_core::{Envelope, GoalStatus, Message, Outgoing, Task, TaskId, TaskStatus};
 
 pub async fn run(
     deps: &Deps,
@@ -17,19 +16,11 @@ pub async fn run(
     task_id: &TaskId,
     reason: &str,
 ) -> Result<(), HandlerError> {
-    let key = GoalKey::new(env.tenant.clone(), env.goal.clone());
-    for _ in 0..MAX_DECISION_ATTEMPTS {
-        let state = deps.store.goal_state(&key).await?;
-        let Some(goal) = state.goal.clone() else {
-            return Err(HandlerError::Fail(format!(
-                "goal {} does not exist",
-                env.goal
-            )));
-        };
+    decide(deps, env, |state, goal, now| {
         if goal.status != GoalStatus::Running {
-            return outbox::flush_goal(deps, &goal).await;
+            return Ok(None);
         }
-        let now = deps.clock.now_ms();
+        let mut d = Decided::new(goal, state);
         if let Some(task) = state.tasks.iter().find(|t| &t.id == task_id) {
             if task.status == TaskStatus::Failed {
                 if let Some((task_next, trace, kind, ready)) =
@@ -37,94 +28,55 @@ pub async fn run(
                 {
                     // The retry's message goes out with the goal's, in one
                     // flush.
-                    let mut goal_next = goal.clone();
-                    goal_next.version += 1;
-                    goal_next.outbox.push(ready);
-                    goal_next.outbox.push(Outgoing::Event(DomainEvent::new(
+                    d.out.push(ready);
+                    d.out.push(event(
+                        env,
                         "task.healing",
-                        env.tenant.clone(),
-                        env.goal.clone(),
                         Some(task_id.clone()),
                         "ASSIGNED",
                         Some(format!("{kind}: {}", task_next.strategy.describe())),
                         now,
-                    )));
-                    let writes = vec![
-                        Write::Goal {
-                            goal: goal_next.clone(),
-                            expect_version: goal.version,
-                        },
-                        Write::Task {
-                            task: task_next.clone(),
-                            expect_version: task.version,
-                        },
-                        Write::Trace(trace),
-                    ];
-                    match deps.store.commit(&key, writes).await {
-                        Ok(()) => return outbox::flush_goal(deps, &goal_next).await,
-                        Err(StoreError::Conflict(_)) => continue,
-                        Err(e) => return Err(e.into()),
+                    ));
+                    d.traces.push(trace);
+                    for t in d.tasks.iter_mut().filter(|t| &t.id == task_id) {
+                        *t = task_next.clone();
                     }
+                    return Ok(Some(d));
                 }
             } else if task.status != TaskStatus::Cancelled {
                 // Already retried (this is a redelivered failure) or never
                 // failed: nothing to decide.
                 tracing::info!(status = %task.status, "task is not failed; duplicate failure notice");
-                return outbox::flush_goal(deps, &goal).await;
+                return Ok(None);
             }
         }
-        let mut goal_next = goal.clone();
+        // The goal cannot finish: it fails, and what can no longer run is
+        // cancelled.
         let why = format!("task {task_id} failed: {reason}");
-        let mut writes = Vec::new();
-        let mut traces = vec![goal_next.transition(GoalStatus::Failed, now, why.clone())?];
-        for t in state
+        d.traces
+            .push(d.goal.transition(GoalStatus::Failed, now, why.clone())?);
+        for t in d
             .tasks
-            .iter()
+            .iter_mut()
             .filter(|t| t.status == TaskStatus::Pending)
         {
-            let mut t2 = t.clone();
-            traces.push(t2.transition(TaskStatus::Cancelled, now, format!("{task_id} failed"))?);
-            writes.push(Write::Task {
-                task: t2,
-                expect_version: t.version,
-            });
+            d.traces
+                .push(t.transition(TaskStatus::Cancelled, now, format!("{task_id} failed"))?);
         }
-        goal_next.reason = Some(why.clone());
-        goal_next.outbox.push(Outgoing::Event(DomainEvent::new(
+        d.goal.reason = Some(why.clone());
+        d.out.push(event(
+            env,
             "task.failed",
-            env.tenant.clone(),
-            env.goal.clone(),
             Some(task_id.clone()),
             "FAILED",
             Some(reason.to_string()),
             now,
-        )));
-        goal_next.outbox.push(Outgoing::Event(DomainEvent::new(
-            "goal.failed",
-            env.tenant.clone(),
-            env.goal.clone(),
-            None,
-            "FAILED",
-            Some(why),
-            now,
-        )));
-        writes.insert(
-            0,
-            Write::Goal {
-                goal: goal_next.clone(),
-                expect_version: goal.version,
-            },
-        );
-        writes.extend(traces.into_iter().map(Write::Trace));
-        match deps.store.commit(&key, writes).await {
-            Ok(()) => return outbox::flush_goal(deps, &goal_next).await,
-            Err(StoreError::Conflict(_)) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(HandlerError::Retry(format!(
-        "gave up after {MAX_DECISION_ATTEMPTS} conflicting attempts"
-    )))
+        ));
+        d.out
+            .push(event(env, "goal.failed", None, "FAILED", Some(why), now));
+        Ok(Some(d))
+    })
+    .await
 }
 
 /// Servers whose calls failed (not answered, crashed, timed out) in the
